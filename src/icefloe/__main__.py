@@ -1,0 +1,3 @@
+from icefloe.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""The `icefloe` command: thin wrappers over `icefloe.Project`, one module per noun.
+
+Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 done but some events dead-lettered,
+4 not found.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from icefloe.errors import ConfigError, IcefloeError, NotFoundError
+
+__all__ = ["main", "cli", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DEAD", "EXIT_NOT_FOUND"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="icefloe")
+def cli(verbose: int) -> None:
+    """icefloe: event-driven ingestion into Iceberg tables, exactly once."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def _register() -> None:
+    from icefloe.cli import dlq, init, run, sql, status, tables
+
+    for module in (init, run, sql, status, tables, dlq):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    _register()
+    try:
+        return cli.main(args=argv, prog_name="icefloe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except NotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    except IcefloeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,75 @@
+"""`icefloe dlq list|show|replay|discard`: the dead-letter queue."""
+
+from __future__ import annotations
+
+import click
+
+from icefloe.cli.common import format_option, open_project, output, project_options
+
+__all__ = ["COMMANDS"]
+
+
+@click.group()
+def dlq() -> None:
+    """Dead events: see why, replay after a fix, or discard."""
+
+
+@dlq.command("list")
+@project_options
+@format_option
+def list_(project_dir: str, env: str | None, fmt: str) -> None:
+    """Every dead event with its error."""
+    with open_project(project_dir, env) as project:
+        rows = [
+            {"event": e.id, "object": e.object_ref, "pipeline": e.pipeline, "attempts": e.attempts,
+             "kind": e.error_kind, "error": e.error}
+            for e in project.dead_letters()
+        ]  # fmt: skip
+    output(fmt).rows(rows, title="dead-letter queue")
+
+
+@dlq.command()
+@project_options
+@format_option
+@click.argument("event_id")
+def show(project_dir: str, env: str | None, fmt: str, event_id: str) -> None:
+    """One dead event, whole."""
+    with open_project(project_dir, env) as project:
+        event = project.event(event_id)
+    output(fmt).rows([event.to_dict()])
+
+
+def _ids(event_ids: tuple[str, ...], all_: bool) -> list[str] | None:
+    if all_ == bool(event_ids):
+        raise click.UsageError("give EVENT_ID... or --all (not both)")
+    return None if all_ else list(event_ids)
+
+
+@dlq.command()
+@project_options
+@click.option("--all", "all_", is_flag=True, help="Every dead event.")
+@click.option("--now", is_flag=True, help="Process the replayed events before returning.")
+@click.argument("event_ids", nargs=-1)
+def replay(project_dir: str, env: str | None, all_: bool, now: bool, event_ids: tuple[str, ...]) -> None:
+    """Queue dead events again (after fixing the data or the config)."""
+    with open_project(project_dir, env) as project:
+        done = project.replay(_ids(event_ids, all_))
+        click.echo(f"replaying {len(done)} event(s)", err=True)
+        if now and done:
+            project.run(once=True)
+            states = [project.event(i).state for i in done]
+            click.echo(f"committed {states.count('committed')}, dead {states.count('dead')}", err=True)
+
+
+@dlq.command()
+@project_options
+@click.option("--all", "all_", is_flag=True, help="Every dead event.")
+@click.argument("event_ids", nargs=-1)
+def discard(project_dir: str, env: str | None, all_: bool, event_ids: tuple[str, ...]) -> None:
+    """Give up on dead events for good (they stay in the ledger as discarded)."""
+    with open_project(project_dir, env) as project:
+        done = project.discard(_ids(event_ids, all_))
+    click.echo(f"discarded {len(done)} event(s)", err=True)
+
+
+COMMANDS = [dlq]

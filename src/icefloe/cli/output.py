@@ -1,0 +1,79 @@
+"""Every listing goes through one Output: a rich table for people, JSON or CSV for scripts.
+
+JSON is always an array of objects, one per row, so `icefloe X --format json | jq` just works.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from abc import ABC, abstractmethod
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["Output", "TextOutput", "JsonOutput", "CsvOutput", "make_output", "FORMATS"]
+
+FORMATS = ("table", "json", "csv")
+
+
+class Output(ABC):
+    @abstractmethod
+    def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None: ...
+
+    @abstractmethod
+    def message(self, text: str) -> None: ...
+
+
+class TextOutput(Output):
+    def __init__(self) -> None:
+        self.console = Console(soft_wrap=True)
+
+    def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        table = Table(title=title, show_lines=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        if not rows:
+            self.console.print(f"[dim]{title + ': ' if title else ''}(none)[/dim]")
+            return
+        self.console.print(table)
+
+    def message(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+
+class JsonOutput(Output):
+    def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
+        sys.stdout.write(json.dumps(rows, default=str, indent=None) + "\n")
+
+    def message(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+
+class CsvOutput(Output):
+    def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+
+    def message(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def make_output(fmt: str) -> Output:
+    return {"table": TextOutput, "json": JsonOutput, "csv": CsvOutput}[fmt]()

@@ -1,0 +1,254 @@
+"""Typed project configuration: icefloe.yaml, then `ICEFLOE__SECTION__KEY` env vars, then flags.
+
+Validation errors name the file and line of the offending value, because the YAML is parsed into
+a node tree first and every pydantic error location is mapped back to the node it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from icefloe.errors import ConfigError
+from icefloe.pipelines.types import arrow_type
+
+__all__ = [
+    "CONFIG_FILE",
+    "SourceConfig",
+    "RouteConfig",
+    "ReadConfig",
+    "WriteConfig",
+    "BatchConfig",
+    "RetryConfig",
+    "PipelineConfig",
+    "ProjectConfig",
+    "load_config",
+    "parse_duration",
+]
+
+CONFIG_FILE = "icefloe.yaml"
+WriteMode = Literal["append", "upsert", "replace_source", "overwrite"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """`500ms`, `2s`, `1.5m`, `1h` or a bare number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 1m)")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Model):
+    type: Literal["folder"] = "folder"
+    path: str
+    # a file counts as complete once its size stayed the same for this long
+    settle: float = 0.1
+    ignore: list[str] = Field(default_factory=lambda: ["*.part", "*.tmp", ".*", "*~"])
+
+    _d = field_validator("settle", mode="before")(lambda v: parse_duration(v))
+
+
+class RouteConfig(_Model):
+    source: str
+    match: str = "**"
+    pipeline: list[str]
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ReadConfig(_Model):
+    format: str | None = None
+    schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
+    options: dict[str, Any] = Field(default_factory=dict)
+    batch_rows: int = Field(default=65536, gt=0)
+
+    @field_validator("schema_")
+    @classmethod
+    def _types_exist(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, name in value.items():
+            try:
+                arrow_type(str(name))
+            except ConfigError as exc:
+                raise ValueError(f"column {column}: {exc.message}") from None
+        return value
+
+    def arrow_schema(self) -> dict[str, Any]:
+        return {column: arrow_type(name) for column, name in self.schema_.items()}
+
+
+class DedupeConfig(_Model):
+    key: list[str]
+    keep: Literal["first", "last"] = "last"
+
+
+class WriteConfig(_Model):
+    table: str
+    mode: WriteMode = "append"
+    key: list[str] = Field(default_factory=list)
+    partition: list[str] = Field(default_factory=list)
+
+    @field_validator("table")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
+            raise ValueError("table must be namespace.name, e.g. sales.orders")
+        return value
+
+    @model_validator(mode="after")
+    def _key_for_upsert(self) -> WriteConfig:
+        if self.mode == "upsert" and not self.key:
+            raise ValueError("mode upsert needs key: [column, ...]")
+        return self
+
+
+class BatchConfig(_Model):
+    max_wait: float = 0.5
+    max_rows: int = Field(default=1_000_000, gt=0)
+    max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+
+    _d = field_validator("max_wait", mode="before")(lambda v: parse_duration(v))
+
+
+class RetryConfig(_Model):
+    max_attempts: int = Field(default=5, ge=1)
+    backoff: float = 1.0
+    max_backoff: float = 300.0
+
+    _d = field_validator("backoff", "max_backoff", mode="before")(lambda v: parse_duration(v))
+
+
+class PipelineConfig(_Model):
+    read: ReadConfig = Field(default_factory=ReadConfig)
+    transform: list[dict[str, Any]] = Field(default_factory=list)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    dedupe: DedupeConfig | None = None
+    write: WriteConfig
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("transform")
+    @classmethod
+    def _transform_kinds(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for step in steps:
+            if len(step) != 1 or next(iter(step)) not in ("sql", "python"):
+                raise ValueError("each transform is {sql: '...'} or {python: 'module:function'}")
+        return steps
+
+
+class ProjectConfig(_Model):
+    catalog: str = "sqlite:///catalog.db"
+    warehouse: str = "warehouse/"
+    ledger: str = "sqlite:///.icefloe/ledger.db"
+    lease: float = 60.0
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    _d = field_validator("lease", mode="before")(lambda v: parse_duration(v))
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> ProjectConfig:
+        for route in self.routes:
+            if route.source not in self.sources:
+                raise ValueError(f"route names unknown source {route.source!r}")
+            for name in route.pipeline:
+                if name not in self.pipelines:
+                    raise ValueError(f"route names unknown pipeline {name!r}")
+        return self
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map every key path in the YAML document to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[path + (key.value,)] = key.start_mark.line + 1
+            lines.update({p: ln for p, ln in _line_index(value, path + (key.value,)).items() if p != path + (key.value,)})
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_index(item, path + (index,)))
+    return lines
+
+
+def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
+    """ICEFLOE__CATALOG=..., ICEFLOE__PIPELINES__ORDERS__BATCH__MAX_ROWS=... (YAML-typed values)."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith("ICEFLOE__"):
+            continue
+        keys = [part.lower() for part in name[len("ICEFLOE__") :].split("__") if part]
+        target = data
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{name}: {key} is not a section")
+        target[keys[-1]] = yaml.safe_load(raw) if raw else raw
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ProjectConfig:
+    """Read and validate a project's icefloe.yaml (path may be the file or its folder)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / CONFIG_FILE
+    if not file.exists():
+        raise ConfigError(f"{file}: not found (create one with `icefloe init`)")
+    text = file.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: the top level must be a mapping")
+    lines = _line_index(node) if node is not None else {}
+    if env is not None:
+        if env not in data.get("environments", {}):
+            raise ConfigError(f"{file}: no environment {env!r} under environments:")
+        data = _deep_merge(data, data["environments"][env])
+    _env_overrides(data, dict(os.environ if environ is None else environ))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+            dotted = ".".join(str(p) for p in loc) or "(top)"
+            problems.append(f"{file}:{line or '?'}: {dotted}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,292 @@
+"""The worker loop: land objects, lease events, run pipelines, micro-batch and commit per table.
+
+One Engine per process. Events for the same table coalesce into one commit, flushed when the
+batch reaches max_rows/max_bytes, waited max_wait, or nothing more is runnable for that table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow.parquet as pq
+
+from icefloe.errors import IcefloeError, SchemaError, describe, is_transient
+from icefloe.lake.evolve import merged_schema
+from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
+from icefloe.ledger.base import Event, owner_id
+from icefloe.pipelines.runner import EventOutput, PipelineRunner
+from icefloe.sources.base import Landed, Source
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("icefloe")
+
+
+@dataclass
+class _Buffer:
+    items: list[tuple[Event, EventOutput]] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    first_at: float = 0.0
+
+
+def _local_owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's lease: let it expire on its own
+    try:
+        os.kill(int(rest.partition(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
+
+
+class Engine:
+    def __init__(self, project: Project, *, lease_limit: int = 16) -> None:
+        self.project = project
+        self.config = project.config
+        self.ledger = project.ledger
+        self.owner = owner_id()
+        self.lease_limit = lease_limit
+        self.runners = {name: PipelineRunner(name, cfg, project.root) for name, cfg in self.config.pipelines.items()}
+        self.writers: dict[str, TableWriter] = {}
+        self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
+        self.buffers: dict[str, _Buffer] = {}
+        self._candidates: dict[Path, tuple[Source, bool]] = {}
+        self._lock = threading.Lock()
+        self.on_event: Callable[[Event, str], None] | None = None
+
+    # -- landing --------------------------------------------------------------------------------
+    def land(self, source: Source, path: Path) -> list[Event]:
+        return self.land_object(source.describe(path))
+
+    def land_object(self, landed: Landed) -> list[Event]:
+        """Record a complete object and route it; returns the events that are new."""
+        pipelines = self.project.router.match(source.name, landed.key)
+        attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
+        return self.ledger.land(
+            source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
+            size=landed.size, pipelines=pipelines, max_attempts=attempts,
+        )  # fmt: skip
+
+    def reconcile(self) -> int:
+        """Find objects that landed while nothing ran (the scan at start)."""
+        count = 0
+        for source in self.project.sources.values():
+            for path in source.scan():
+                if source.is_stable(path):
+                    count += len(self.land(source, path))
+                else:
+                    self.notice(source, path, False)
+        return count
+
+    def notice(self, source: Source, path: Path, complete: bool) -> None:
+        with self._lock:
+            old = self._candidates.get(path)
+            self._candidates[path] = (source, complete or bool(old and old[1]))
+
+    def _land_candidates(self) -> None:
+        with self._lock:
+            ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
+            for path, _, _ in ready:
+                del self._candidates[path]
+        for path, source, _ in ready:
+            try:
+                if path.is_file():
+                    self.land(source, path)
+            except (OSError, IcefloeError) as exc:
+                log.warning("could not land %s: %s", path, exc)
+
+    # -- processing -----------------------------------------------------------------------------
+    def writer(self, table: str) -> TableWriter:
+        if table not in self.writers:
+            pipeline = next(p for p, t in self.table_of.items() if t == table)
+            self.writers[table] = TableWriter(self.project.catalog, self.config.pipelines[pipeline].write)
+        return self.writers[table]
+
+    def step(self) -> bool:
+        """One round: land, lease, process, flush what is due. True if anything happened."""
+        self._land_candidates()
+        events = self.ledger.lease(self.owner, limit=self.lease_limit, ttl=self.config.lease)
+        self._skip_already_committed(events)
+        for ev in events:
+            if ev.state == "committed":
+                continue
+            self._process(ev)
+        self._renew_buffered()
+        flushed = self._flush(force=not events)
+        return bool(events) or flushed
+
+    def _skip_already_committed(self, events: list[Event]) -> None:
+        """After a crash between commit and ledger update the table history has the answer."""
+        retried = [ev for ev in events if ev.attempts > 1 and ev.pipeline]
+        tables = {self.table_of[ev.pipeline] for ev in retried if ev.pipeline}
+        history = {}
+        for table in tables:
+            loaded = self.writer(table).load()
+            history[table] = committed_event_ids(loaded) if loaded is not None else {}
+        for ev in retried:
+            table = self.table_of[ev.pipeline or ""]
+            if ev.id in history[table]:
+                self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats={})
+                ev.state = "committed"
+                log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
+
+    def _process(self, ev: Event) -> None:
+        assert ev.pipeline is not None
+        source = self.project.sources.get(ev.source)
+        try:
+            if source is None:
+                raise IcefloeError(f"source {ev.source!r} is no longer configured")
+            if ev.pipeline not in self.runners:
+                raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
+            out = self.runners[ev.pipeline].run(ev, source.open_path(ev.key))
+        except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
+            self._fail([ev], exc)
+            return
+        for name, started, ended, detail in out.steps:
+            self.ledger.record_step([ev.id], name, started, ended, **detail)
+        buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
+        if not buf.items:
+            buf.first_at = time.time()
+        buf.items.append((ev, out))
+        buf.rows += out.data.num_rows
+        buf.bytes += out.data.nbytes
+
+    def _renew_buffered(self) -> None:
+        held = [ev for buf in self.buffers.values() for ev, _ in buf.items]
+        soon = time.time() + self.config.lease / 2
+        due = [ev.id for ev in held if (ev.lease_expires_at or 0) < soon]
+        if due:
+            self.ledger.renew(due, self.owner, self.config.lease)
+            for ev in held:
+                ev.lease_expires_at = time.time() + self.config.lease
+
+    def _due(self, table: str, buf: _Buffer, force: bool) -> bool:
+        if not buf.items:
+            return False
+        batch = self.config.pipelines[buf.items[0][0].pipeline or ""].batch
+        if force or buf.rows >= batch.max_rows or buf.bytes >= batch.max_bytes:
+            return True
+        if time.time() - buf.first_at >= batch.max_wait:
+            return True
+        pipelines = [p for p, t in self.table_of.items() if t == table]
+        # nothing more is coming for this table right now: waiting would only add latency
+        return self.ledger.pending_count(pipelines) <= len(buf.items)
+
+    def _flush(self, force: bool) -> bool:
+        flushed = False
+        for table, buf in list(self.buffers.items()):
+            if self._due(table, buf, force):
+                self.buffers[table] = _Buffer()
+                self._commit(table, buf.items)
+                flushed = True
+        return flushed
+
+    def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
+        writer = self.writer(table)
+        started = time.time()
+        accepted: list[tuple[Event, EventOutput]] = []
+        try:
+            current = writer.load()
+            schema = current.schema().as_arrow() if current is not None else None
+            for ev, out in items:
+                try:
+                    schema = merged_schema(schema, out.data.schema, table)
+                except SchemaError as exc:
+                    self._fail([ev], exc)
+                    continue
+                self._write_quarantine(ev, out)
+                accepted.append((ev, out))
+            if not accepted:
+                return
+            self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
+            staged = [Staged(ev.id, out.source_ref, out.data, ev.landed_at) for ev, out in accepted]
+            snapshot_id, _ = writer.commit(staged)
+        except Exception as exc:  # noqa: BLE001
+            self._fail([ev for ev, _ in accepted], exc)
+            return
+        ids = [ev.id for ev, _ in accepted]
+        ended = time.time()
+        self.ledger.record_step(ids, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(ids))
+        self.ledger.mark_committed(ids, table=table, snapshot_id=snapshot_id, stats={ev.id: out.stats for ev, out in accepted})
+        for ev, _ in accepted:
+            self._notify(ev, "committed")
+
+    def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
+        if out.quarantine is None or out.quarantine.num_rows == 0:
+            return
+        folder = self.project.quarantine_dir / (ev.pipeline or "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{ev.id}.parquet"
+        partial = target.with_suffix(".parquet.part")
+        pq.write_table(out.quarantine, partial)
+        os.replace(partial, target)
+
+    def _fail(self, events: list[Event], exc: BaseException) -> None:
+        transient = is_transient(exc)
+        text = describe(exc)
+        for ev in events:
+            retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
+            state = self.ledger.mark_failed(
+                ev.id, error=text, kind=type(exc).__name__, transient=transient,
+                backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0,
+            )  # fmt: skip
+            log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
+            self._notify(ev, state)
+
+    def _notify(self, ev: Event, state: str) -> None:
+        if self.on_event is not None:
+            self.on_event(ev, state)
+
+    # -- loops ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        released = self.ledger.release_dead_owners(_local_owner_alive)
+        if released:
+            log.info("took back work from %d dead local worker(s)", released)
+
+    def drain(self, stop: threading.Event | None = None) -> None:
+        """Process until nothing is pending (retries included), then return: `run --once`."""
+        self.start()
+        self.reconcile()
+        while not (stop and stop.is_set()):
+            if self.step():
+                continue
+            idle = not self._candidates and not any(b.items for b in self.buffers.values())
+            if idle and self.ledger.pending_count() == 0:
+                break
+            time.sleep(0.05)  # only retries with a backoff remain
+        self._flush(force=True)
+
+    def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
+        """Watch sources and process until `stop` is set: `run`."""
+        self.start()
+        stoppers = [source.watch(lambda p, c, s=source: self.notice(s, p, c)) for source in self.project.sources.values()]
+        try:
+            self.reconcile()
+            while not stop.is_set():
+                try:
+                    busy = self.step()
+                except Exception:  # noqa: BLE001 - keep serving; the ledger keeps the work
+                    log.exception("worker step failed; retrying")
+                    busy = False
+                if not busy:
+                    stop.wait(poll)
+            self._flush(force=True)
+        finally:
+            for stopper in stoppers:
+                stopper()
+

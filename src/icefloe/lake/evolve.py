@@ -1,0 +1,155 @@
+"""Schema evolution rules: new columns and safe promotions apply, anything else is a SchemaError.
+
+Safe: int -> long, float -> double, decimal(P,S) -> decimal(P',S) with P' >= P, string widths.
+Data narrower than the table (an int into a long column, an int into a double) is cast on write.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table, Transaction
+from pyiceberg.transforms import (
+    BucketTransform,
+    DayTransform,
+    HourTransform,
+    IdentityTransform,
+    MonthTransform,
+    Transform,
+    TruncateTransform,
+    YearTransform,
+)
+
+from icefloe.errors import ConfigError, SchemaError
+
+__all__ = ["check_compatible", "merged_schema", "evolve_schema", "align_to_table", "nullable", "apply_partition_spec", "parse_partition"]
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """Every icefloe column is optional, so a later file may omit it."""
+    return pa.schema([f.with_nullable(True).with_type(_normalize(f.type)) for f in schema])
+
+
+def _normalize(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pa.large_binary()
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz=t.tz)
+    if pa.types.is_null(t):
+        return pa.large_string()
+    return t
+
+
+def _widen(table_t: pa.DataType, data_t: pa.DataType) -> pa.DataType | None:
+    """The type the table column must have to hold both, or None if no safe one exists."""
+    a, b = _normalize(table_t), _normalize(data_t)
+    if pa.types.is_null(data_t) or a == b:
+        return a
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64() if pa.int64() in (a, b) else a
+    if pa.types.is_floating(a) and (pa.types.is_floating(b) or pa.types.is_integer(b)):
+        return pa.float64() if pa.float64() in (a, b) else a
+    if pa.types.is_decimal(a) and pa.types.is_decimal(b) and a.scale == b.scale:
+        return a if a.precision >= b.precision else b
+    if pa.types.is_decimal(a) and pa.types.is_integer(b):
+        return a
+    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b) and (a.tz is None) == (b.tz is None):
+        return a
+    return None
+
+
+def check_compatible(current: Schema, incoming: pa.Schema, table: str) -> None:
+    merged_schema(current.as_arrow(), incoming, table)
+
+
+def merged_schema(current: pa.Schema | None, incoming: pa.Schema, table: str) -> pa.Schema:
+    """The schema that holds both, or SchemaError; used to vet each event of a batch in turn."""
+    if current is None:
+        return nullable(incoming)
+    existing = {f.name: f.type for f in current}
+    fields = {f.name: f for f in nullable(current)}
+    for field in nullable(incoming):
+        if field.name not in existing:
+            fields[field.name] = field
+            continue
+        wide = _widen(existing[field.name], field.type)
+        if wide is None:
+            raise SchemaError(
+                f"{table}: column {field.name!r} is {existing[field.name]} in the table but {field.type} in this data;"
+                " that is not a safe promotion (fix the data or the read schema, then `icefloe dlq replay`)"
+            )
+        fields[field.name] = field.with_type(wide)
+    return pa.schema(list(fields.values()))
+
+
+def evolve_schema(tx: Transaction, current: Schema, incoming: pa.Schema, table: str) -> None:
+    check_compatible(current, incoming, table)
+    existing = {f.name: f.type for f in current.as_arrow()}
+    wanted = []
+    changed = False
+    for field in nullable(incoming):
+        if field.name not in existing:
+            wanted.append(field)
+            changed = True
+            continue
+        wide = _widen(existing[field.name], field.type)
+        assert wide is not None  # check_compatible ran
+        changed |= wide != _normalize(existing[field.name])
+        wanted.append(field.with_type(wide))
+    if changed:
+        with tx.update_schema() as update:
+            update.union_by_name(pa.schema(wanted))
+
+
+def align_to_table(data: pa.Table, schema: Schema) -> pa.Table:
+    """Order, fill (with nulls) and cast columns to exactly the table's Arrow schema."""
+    target = schema.as_arrow()
+    columns = []
+    for field in target:
+        if field.name in data.column_names:
+            columns.append(data[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(data.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+_TRANSFORM = re.compile(r"^\s*(\w+)\s*\(\s*(?:(\d+)\s*,\s*)?(\w+)\s*\)\s*$")
+_BY_NAME: dict[str, type[Transform]] = {  # type: ignore[type-arg]
+    "year": YearTransform,
+    "month": MonthTransform,
+    "day": DayTransform,
+    "hour": HourTransform,
+    "identity": IdentityTransform,
+}
+
+
+def parse_partition(spec: str) -> tuple[str, Transform, str]:  # type: ignore[type-arg]
+    """`day(ts)`, `bucket(16, id)`, `truncate(4, name)`, `identity(c)` or a bare column name."""
+    if re.fullmatch(r"\w+", spec.strip()):
+        return spec.strip(), IdentityTransform(), spec.strip()
+    match = _TRANSFORM.match(spec)
+    if not match:
+        raise ConfigError(f"bad partition {spec!r}; use e.g. day(ts), bucket(16, id), truncate(4, name), col")
+    name, width, column = match.group(1).lower(), match.group(2), match.group(3)
+    if name in ("bucket", "truncate"):
+        if width is None:
+            raise ConfigError(f"partition {spec!r}: {name} needs a width, e.g. {name}(16, {column})")
+        transform = BucketTransform(int(width)) if name == "bucket" else TruncateTransform(int(width))
+        return column, transform, f"{column}_{name}"
+    if name not in _BY_NAME or width is not None:
+        raise ConfigError(f"unknown partition transform {name!r} in {spec!r}")
+    return column, _BY_NAME[name](), f"{column}_{name}" if name != "identity" else column
+
+
+def apply_partition_spec(table: Table, specs: list[str]) -> None:
+    columns = {f.name for f in table.schema().fields}
+    with table.update_spec() as update:
+        for spec in specs:
+            column, transform, name = parse_partition(spec)
+            if column not in columns:
+                raise ConfigError(f"partition {spec!r}: no column {column!r} in {table.name()}")
+            update.add_field(column, transform, name)

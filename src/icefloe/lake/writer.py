@@ -1,0 +1,148 @@
+"""Commit staged event outputs to one Iceberg table, exactly once.
+
+The ids of the events in a commit go into that snapshot's summary (`icefloe.events`) in the same
+atomic metadata swap. Before every attempt the writer re-reads the table and drops events whose ids
+already appear in its history, so a crash between commit and ledger update, a lease that expired
+under a slow worker, or a second delivery never writes the same event twice. Conflicts with other
+writers surface from the catalog's compare-and-swap and are retried on fresh metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.expressions import In
+from pyiceberg.table import Table
+
+from icefloe.config import WriteConfig
+from icefloe.errors import CommitConflictError
+from icefloe.lake.evolve import align_to_table, apply_partition_spec, check_compatible, evolve_schema, nullable
+from icefloe.pipelines.dedupe import keep_last_by_key
+
+__all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
+
+EVENTS_PROPERTY = "icefloe.events"
+EVENT_COLUMN, SOURCE_COLUMN, INGESTED_COLUMN = "_icefloe_event", "_icefloe_source", "_icefloe_ingested_at"
+
+
+@dataclass
+class Staged:
+    """One event's rows, ready to commit. `data` already carries the _icefloe_* columns."""
+
+    event_id: str
+    source_ref: str
+    data: pa.Table
+    landed_at: float = 0.0
+
+
+def committed_event_ids(table: Table) -> dict[str, int]:
+    """Event id -> id of the snapshot that committed it, from the table's own history."""
+    ids: dict[str, int] = {}
+    for snapshot in table.metadata.snapshots:
+        value = snapshot.summary[EVENTS_PROPERTY] if snapshot.summary else None
+        if value:
+            ids.update(dict.fromkeys(value.split(","), snapshot.snapshot_id))
+    return ids
+
+
+class TableWriter:
+    """One committer per table per process: create on first write, evolve, commit with CAS retry."""
+
+    def __init__(self, catalog: Catalog, config: WriteConfig, *, max_conflict_retries: int = 8) -> None:
+        self.catalog, self.config = catalog, config
+        self.identifier = config.table
+        self.max_conflict_retries = max_conflict_retries
+
+    def load(self) -> Table | None:
+        try:
+            return self.catalog.load_table(self.identifier)
+        except NoSuchTableError:
+            return None
+
+    def check(self, data: pa.Table) -> None:
+        """Raise SchemaError now if this event can never be written (so only it is dead-lettered)."""
+        table = self.load()
+        if table is not None:
+            check_compatible(table.schema(), data.schema, self.identifier)
+
+    def _create(self, schema: pa.Schema) -> Table:
+        namespace = self.identifier.rsplit(".", 1)[0]
+        try:
+            self.catalog.create_namespace(namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        table = self.catalog.create_table_if_not_exists(self.identifier, schema=nullable(schema))
+        if self.config.partition and table.spec().is_unpartitioned():
+            apply_partition_spec(table, self.config.partition)
+            table = self.catalog.load_table(self.identifier)
+        return table
+
+    def commit(self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None) -> tuple[int | None, list[str]]:
+        """Commit what is not yet in the table. Returns (snapshot id, ids newly committed)."""
+        for attempt in range(self.max_conflict_retries + 1):
+            table = self.load() or self._create(staged[0].data.schema)
+            done = committed_event_ids(table)
+            todo = [s for s in staged if s.event_id not in done]
+            if not todo:
+                return None, []
+            try:
+                return self._commit_once(table, todo), [s.event_id for s in todo]
+            except CommitFailedException:
+                if on_conflict:
+                    on_conflict(attempt + 1)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise CommitConflictError(f"{self.identifier}: gave up after {self.max_conflict_retries} commit conflicts")
+
+    def _commit_once(self, table: Table, todo: list[Staged]) -> int | None:
+        mode = self.config.mode
+        if mode in ("replace_source", "overwrite"):
+            todo = _latest_per(todo, by_source=mode == "replace_source")
+        data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
+        props = {EVENTS_PROPERTY: ",".join(s.event_id for s in todo)}
+        # schema change and data land in one transaction: readers never see one without the other
+        with table.transaction() as tx:
+            evolve_schema(tx, table.schema(), data.schema, self.identifier)
+            data = align_to_table(data, tx.table_metadata.schema())
+            if mode == "append":
+                tx.append(data, snapshot_properties=props)
+            elif mode == "overwrite":
+                tx.overwrite(data, snapshot_properties=props)
+            elif mode == "replace_source":
+                sources = sorted({s.source_ref for s in todo})
+                tx.delete(In(SOURCE_COLUMN, sources), snapshot_properties=props)
+                tx.append(data, snapshot_properties=props)
+            else:
+                # pyiceberg rejects duplicate keys in one upsert; the newest landed row wins
+                data = keep_last_by_key(data, self.config.key)
+                tx.upsert(data, join_cols=self.config.key, snapshot_properties=props)
+        snapshot = table.current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+
+def _latest_per(staged: list[Staged], *, by_source: bool) -> list[Staged]:
+    """Overwrite keeps only the newest event; replace_source the newest event per source object.
+
+    The superseded events still count as committed (their ids go into the summary) because the
+    table state is exactly what it would be had they been committed one by one.
+    """
+    ordered = sorted(staged, key=lambda s: s.landed_at)
+    if not by_source:
+        newest = ordered[-1]
+        return [_empty_like(s) if s is not newest else s for s in ordered]
+    last = {s.source_ref: s for s in ordered}
+    return [s if last[s.source_ref] is s else _empty_like(s) for s in ordered]
+
+
+def _empty_like(staged: Staged) -> Staged:
+    return Staged(staged.event_id, staged.source_ref, staged.data.slice(0, 0), staged.landed_at)
+
+
+def row_count_by_event(data: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(data[EVENT_COLUMN])
+    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}

@@ -1,0 +1,176 @@
+"""The ledger seam: durable per-event state, leases and the step log.
+
+An event is one landed object routed to one pipeline. Its state is an explicit machine:
+
+    landed -> queued -> running -> committed
+                 ^         |
+                 |         +----> retrying --(lease again)--> running
+                 |         +----> dead --(dlq replay)--> queued
+                 |                  +----(dlq discard)--> discarded
+    unrouted  (no route matched; kept and shown, never dropped)
+
+Backends (SQLite here; PostgreSQL and NATS JetStream next) implement `Ledger`; the contract
+test suite in tests/ledger runs against every implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "State",
+    "STATES",
+    "TRANSITIONS",
+    "TERMINAL",
+    "Event",
+    "Step",
+    "Ledger",
+    "event_id",
+    "owner_id",
+]
+
+State = Literal["landed", "queued", "running", "retrying", "committed", "dead", "discarded", "unrouted"]
+STATES: tuple[str, ...] = get_args(State)
+TERMINAL = frozenset({"committed", "discarded"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "landed": frozenset({"queued", "unrouted"}),
+    "queued": frozenset({"running"}),
+    "running": frozenset({"committed", "retrying", "dead", "running"}),
+    "retrying": frozenset({"running", "committed", "dead"}),
+    "dead": frozenset({"queued", "discarded", "committed"}),
+    "unrouted": frozenset({"queued"}),
+    "committed": frozenset(),
+    "discarded": frozenset(),
+}
+
+
+def event_id(source: str, key: str, content_hash: str, pipeline: str | None) -> str:
+    """Same object, same bytes, same pipeline -> same id, so re-delivery is a no-op."""
+    raw = "\0".join((source, key, content_hash, pipeline or ""))
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+@dataclass
+class Event:
+    id: str
+    source: str
+    key: str
+    uri: str
+    content_hash: str
+    size: int
+    pipeline: str | None
+    state: State
+    attempts: int = 0
+    max_attempts: int = 5
+    error: str | None = None
+    error_kind: str | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_quarantined: int | None = None
+    table: str | None = None
+    snapshot_id: int | None = None
+    landed_at: float = 0.0
+    started_at: float | None = None
+    committed_at: float | None = None
+    updated_at: float = 0.0
+    next_attempt_at: float = 0.0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+    @property
+    def object_ref(self) -> str:
+        return f"{self.source}:{self.key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Step:
+    event_id: str
+    step: str
+    started_at: float
+    ended_at: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def millis(self) -> float:
+        return (self.ended_at - self.started_at) * 1000
+
+
+class Ledger(ABC):
+    """Durable event state. All methods are safe to call from several threads and processes."""
+
+    @abstractmethod
+    def land(
+        self,
+        *,
+        source: str,
+        key: str,
+        uri: str,
+        content_hash: str,
+        size: int,
+        pipelines: list[str],
+        max_attempts: dict[str, int] | None = None,
+    ) -> list[Event]:
+        """Record an object; one event per pipeline (or one `unrouted`). Returns only new events."""
+
+    @abstractmethod
+    def lease(self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None) -> list[Event]:
+        """Take up to `limit` runnable events (queued, retry due, or lease expired) -> running."""
+
+    @abstractmethod
+    def renew(self, ids: list[str], owner: str, ttl: float) -> None: ...
+
+    @abstractmethod
+    def release_dead_owners(self, is_alive: Any) -> int:
+        """Expire leases whose owner `is_alive(owner)` says is gone (e.g. a killed local process)."""
+
+    @abstractmethod
+    def mark_committed(self, ids: list[str], *, table: str, snapshot_id: int | None, stats: dict[str, dict[str, int]]) -> None: ...
+
+    @abstractmethod
+    def mark_failed(self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float) -> State:
+        """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`."""
+
+    @abstractmethod
+    def replay(self, ids: list[str] | None) -> list[str]:
+        """dead (and unrouted, after a config fix) -> queued with attempts reset. None = all dead."""
+
+    @abstractmethod
+    def discard(self, ids: list[str] | None) -> list[str]: ...
+
+    @abstractmethod
+    def get(self, id: str) -> Event | None: ...
+
+    @abstractmethod
+    def find(self, prefix: str) -> Event | None:
+        """An event by id or unique id prefix."""
+
+    @abstractmethod
+    def events(
+        self, *, states: Iterable[str] | None = None, pipeline: str | None = None, limit: int | None = None
+    ) -> list[Event]: ...
+
+    @abstractmethod
+    def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...
+
+    @abstractmethod
+    def steps(self, id: str) -> list[Step]: ...
+
+    @abstractmethod
+    def pending_count(self, pipelines: Iterable[str] | None = None) -> int:
+        """Events that still need work: landed, queued, running, retrying."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,69 @@
+"""`status`: per source, pipeline and table: backlog, lag, last commit, failures."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+
+__all__ = ["status"]
+
+_PENDING = ("landed", "queued", "running", "retrying")
+
+
+def status(project: Project) -> list[dict[str, Any]]:
+    """One row per source, pipeline and table. Lag = age of the oldest event still pending."""
+    now = time.time()
+    events = project.ledger.events()
+    rows: list[dict[str, Any]] = []
+    for name in project.config.sources:
+        mine = [e for e in events if e.source == name]
+        objects = {(e.key, e.content_hash) for e in mine}
+        rows.append({
+            "kind": "source", "name": name, "objects": len(objects),
+            "unrouted": sum(e.state == "unrouted" for e in mine),
+            "last_landed": _iso(max((e.landed_at for e in mine), default=None)),
+        })  # fmt: skip
+    for name, cfg in project.config.pipelines.items():
+        mine = [e for e in events if e.pipeline == name]
+        states = Counter(e.state for e in mine)
+        pending = [e for e in mine if e.state in _PENDING]
+        rows.append({
+            "kind": "pipeline", "name": name, "table": cfg.write.table,
+            "backlog": len(pending), "running": states["running"], "retrying": states["retrying"],
+            "committed": states["committed"], "dead": states["dead"],
+            "lag_s": round(now - min(e.landed_at for e in pending), 3) if pending else 0.0,
+            "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
+            "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
+        })  # fmt: skip
+    for table in sorted({cfg.write.table for cfg in project.config.pipelines.values()}):
+        rows.append(_table_row(project, table))
+    return rows
+
+
+def _table_row(project: Project, name: str) -> dict[str, Any]:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        table = project.catalog.load_table(name)
+    except NoSuchTableError:
+        return {"kind": "table", "name": name, "exists": False}
+    snapshot = table.current_snapshot()
+    summary = snapshot.summary if snapshot else None
+    return {
+        "kind": "table", "name": name, "exists": True,
+        "snapshots": len(table.metadata.snapshots),
+        "rows": int(summary["total-records"] or 0) if summary else 0,
+        "files": int(summary["total-data-files"] or 0) if summary else 0,
+        "last_snapshot": snapshot.snapshot_id if snapshot else None,
+        "last_commit": _iso(snapshot.timestamp_ms / 1000) if snapshot else None,
+    }  # fmt: skip
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

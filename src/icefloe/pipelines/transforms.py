@@ -1,0 +1,89 @@
+"""SQL (DuckDB) and Python transforms, applied to each Arrow batch of an event.
+
+A SQL transform sees the current batch as the table `batch`; a Python transform is
+`module:function`, called with a `pyarrow.Table` and returning a Table or RecordBatch. Transforms run
+per batch so memory stays bounded by batch size: an aggregate in SQL aggregates one batch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from icefloe.errors import ConfigError, IcefloeError, UserCodeError
+
+__all__ = ["Transform", "compile_transforms", "user_code_boundary"]
+
+Transform = Callable[[pa.Table], pa.Table]
+_local = threading.local()
+
+
+@contextmanager
+def user_code_boundary(**context: Any) -> Iterator[None]:
+    """Run user code; any error comes out as an IcefloeError carrying pipeline/step/file/event."""
+    try:
+        yield
+    except IcefloeError as exc:
+        raise exc.with_context(**context)
+    except Exception as exc:  # noqa: BLE001 - that is the point of a boundary
+        step = context.get("step", "user code")
+        raise UserCodeError(f"{step} failed", **context) from exc
+
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    # one connection per thread: a DuckDB connection must not be shared across threads
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    return con
+
+
+def _sql(query: str) -> Transform:
+    def run(batch: pa.Table) -> pa.Table:
+        con = _duck()
+        con.register("batch", batch)
+        try:
+            return con.sql(query).to_arrow_table()
+        finally:
+            con.unregister("batch")
+
+    return run
+
+
+def _python(ref: str, root: Path) -> Transform:
+    module_name, _, func_name = ref.partition(":")
+    if not module_name or not func_name:
+        raise ConfigError(f"python transform {ref!r} must look like module:function")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"python transform {ref!r}: cannot import ({exc})") from None
+
+    def run(batch: pa.Table) -> pa.Table:
+        result = func(batch)
+        if isinstance(result, pa.RecordBatch):
+            return pa.Table.from_batches([result])
+        if not isinstance(result, pa.Table):
+            raise TypeError(f"{ref} returned {type(result).__name__}, expected pyarrow.Table or RecordBatch")
+        return result
+
+    return run
+
+
+def compile_transforms(steps: list[dict[str, Any]], root: Path) -> list[tuple[str, Transform]]:
+    out = []
+    for index, step in enumerate(steps):
+        kind, arg = next(iter(step.items()))
+        label = f"transform[{index}] {kind}"
+        out.append((label, _sql(arg) if kind == "sql" else _python(arg, root)))
+    return out

@@ -1,0 +1,147 @@
+"""`icefloe.Project`: the Python API the CLI and the dashboard both call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from icefloe.config import ProjectConfig, load_config
+from icefloe.errors import ConfigError, NotFoundError
+from icefloe.ledger import Event, Ledger, event_id, open_ledger
+from icefloe.routing import Router
+from icefloe.sources import Source, open_source
+
+__all__ = ["Project"]
+
+
+class Project:
+    """A project folder holding icefloe.yaml. Backends open lazily, on first use."""
+
+    def __init__(
+        self, path: str | Path = ".", *, env: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> None:
+        self.root = Path(path).resolve()
+        self.config: ProjectConfig = load_config(self.root, env=env, overrides=overrides)
+        self.router = Router(self.config.routes)
+        self.quarantine_dir = self.root / ".icefloe" / "quarantine"
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return open_ledger(self.config.ledger, self.root)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        from icefloe.lake.catalog import open_catalog
+
+        return open_catalog(self.config.catalog, self.config.warehouse, self.root)
+
+    @cached_property
+    def sources(self) -> dict[str, Source]:
+        return {name: open_source(name, cfg, self.root) for name, cfg in self.config.sources.items()}
+
+    def engine(self) -> Any:
+        from icefloe.engine import Engine
+
+        return Engine(self)
+
+    # -- doing --------------------------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        source: str | None = None,
+        key_prefix: str = "",
+        on_event: Callable[[Event, str], None] | None = None,
+    ) -> list[Event]:
+        """Land these files on a source, process and commit them, and return their final events."""
+        src = self._source(source)
+        engine = self.engine()
+        engine.on_event = on_event
+        ids: list[str] = []
+        for path in paths:
+            local = Path(path)
+            if not local.is_file():
+                raise NotFoundError(f"{local}: no such file")
+            landed = src.describe(src.put(local, key_prefix + local.name if key_prefix else None))
+            engine.land_object(landed)
+            pipelines = self.router.match(src.name, landed.key)
+            ids += [event_id(src.name, landed.key, landed.content_hash, p) for p in pipelines or [None]]
+        engine.drain()
+        return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> None:
+        engine = self.engine()
+        if once:
+            engine.drain(stop)
+        else:
+            engine.serve(stop or threading.Event())
+
+    def _source(self, name: str | None) -> Source:
+        if name is None:
+            if not self.sources:
+                raise ConfigError("the project has no sources")
+            return next(iter(self.sources.values()))
+        if name not in self.sources:
+            raise NotFoundError(f"no source {name!r}; sources: {', '.join(self.sources)}")
+        return self.sources[name]
+
+    # -- asking -------------------------------------------------------------------------------------
+    def sql(self, query: str, *, as_of: str | int | None = None) -> pa.Table:
+        from icefloe.query.duck import QueryEngine
+
+        with QueryEngine(self, as_of=as_of) as engine:
+            return engine.query(query)
+
+    def status(self) -> list[dict[str, Any]]:
+        from icefloe.observe.status import status
+
+        return status(self)
+
+    def trace(self, event_id: str) -> dict[str, Any]:
+        from icefloe.observe.trace import trace
+
+        return trace(self, event_id)
+
+    def tables(self) -> list[dict[str, Any]]:
+        from icefloe.observe.tables import list_tables
+
+        return list_tables(self)
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        from icefloe.observe.tables import history
+
+        return history(self, table)
+
+    def dead_letters(self) -> list[Event]:
+        return self.ledger.events(states=["dead"])
+
+    def replay(self, ids: list[str] | None) -> list[str]:
+        return self.ledger.replay(self._resolve(ids))
+
+    def discard(self, ids: list[str] | None) -> list[str]:
+        return self.ledger.discard(self._resolve(ids))
+
+    def event(self, id_or_prefix: str) -> Event:
+        found = self.ledger.find(id_or_prefix)
+        if found is None:
+            raise NotFoundError(f"no event {id_or_prefix!r}")
+        return found
+
+    def _resolve(self, ids: list[str] | None) -> list[str] | None:
+        return None if ids is None else [self.event(i).id for i in ids]
+
+    def close(self) -> None:
+        if "ledger" in self.__dict__:
+            self.ledger.close()

@@ -1,0 +1,162 @@
+"""SQL over the lake with DuckDB: Iceberg tables appear as views by name, the ledger as `icefloe.*`.
+
+pyiceberg plans each referenced table (snapshot, manifests, live data files, delete files); DuckDB
+reads the planned Parquet files directly, pushing projection and row-group statistics down. A
+table whose scan carries delete files is read through pyiceberg instead, so deletes are honoured.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from pyiceberg.table import Table
+
+from icefloe.errors import ConfigError, IcefloeError, NotFoundError
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+
+__all__ = ["QueryEngine", "resolve_as_of"]
+
+
+def resolve_as_of(table: Table, as_of: str | int | None) -> int | None:
+    """A snapshot id, or an ISO timestamp / epoch millis -> the snapshot current at that time."""
+    if as_of is None:
+        return None
+    text = str(as_of).strip()
+    if text.isdigit() and table.snapshot_by_id(int(text)) is not None:
+        return int(text)
+    if text.isdigit() and len(text) < 13:
+        raise NotFoundError(f"{table.name()}: no snapshot {text}")
+    try:
+        millis = int(text) if text.isdigit() else _iso_millis(text)
+    except ValueError:
+        raise ConfigError(f"--as-of {as_of!r}: give a snapshot id or a timestamp like 2026-01-05T10:00:00") from None
+    snapshot = table.snapshot_as_of_timestamp(millis)
+    if snapshot is None:
+        raise NotFoundError(f"{'.'.join(table.name())} had no snapshot at {text}")
+    return snapshot.snapshot_id
+
+
+def _iso_millis(text: str) -> int:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def _local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class QueryEngine:
+    def __init__(self, project: Project, *, as_of: str | int | None = None, read_only: bool = False) -> None:
+        self.project, self.as_of, self.read_only = project, as_of, read_only
+        self.con = duckdb.connect()
+        self._registered: set[str] = set()
+
+    def __enter__(self) -> QueryEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.close()
+
+    def tables(self) -> list[str]:
+        catalog = self.project.catalog
+        return [".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)]
+
+    def query(self, sql: str) -> pa.Table:
+        lowered = sql.lower()
+        for name in self.tables():
+            if name not in self._registered and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
+                self.register(name)
+        if "icefloe." in lowered or '"icefloe"' in lowered:
+            self._register_ledger()
+        try:
+            if self.read_only:
+                return self._read_only(sql)
+            return self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise IcefloeError(f"query failed: {exc}") from None
+
+    def _read_only(self, sql: str) -> pa.Table:
+        # one statement, and it must be a query; the web's SQL box can read, never change anything
+        statements = self.con.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise IcefloeError("only a single SELECT is allowed here")
+        return self.con.sql(sql).to_arrow_table()
+
+    def register(self, name: str) -> None:
+        table = self.project.catalog.load_table(name)
+        snapshot_id = resolve_as_of(table, self.as_of)
+        namespace, _, short = name.rpartition(".")
+        view = f"{_quote(namespace)}.{_quote(short)}"
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(namespace)}")
+        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+        schema = table.schemas()[snap.schema_id] if snap is not None and snap.schema_id is not None else table.schema()
+        empty = f"__empty_{len(self._registered)}"
+        self.con.register(empty, schema.as_arrow().empty_table())
+        if table.current_snapshot() is None and snapshot_id is None:
+            self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
+        else:
+            tasks = list(table.scan(snapshot_id=snapshot_id).plan_files())
+            if any(task.delete_files for task in tasks):
+                data = f"__data_{len(self._registered)}"
+                self.con.register(data, table.scan(snapshot_id=snapshot_id).to_arrow())
+                self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {data}")
+            elif not tasks:
+                self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
+            else:
+                files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
+                # UNION ALL BY NAME with an empty table of the table's schema gives every column
+                # its table type, including columns added after older files were written
+                columns = ", ".join(_quote(f.name) for f in schema.fields)
+                self.con.execute(
+                    f"CREATE VIEW {view} AS SELECT {columns} FROM (SELECT * FROM {empty} UNION ALL BY NAME "
+                    f"SELECT * FROM read_parquet([{files}], union_by_name=true))"
+                )
+        self._registered.add(name)
+
+    def _register_ledger(self) -> None:
+        if "icefloe" in self._registered:
+            return
+        self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
+        events = [e.to_dict() for e in self.project.ledger.events()]
+        self.con.register("__events", _events_table(events))
+        self.con.execute('CREATE VIEW "icefloe"."events" AS SELECT * FROM __events')
+        quarantine = sorted(self.project.quarantine_dir.glob("*/*.parquet"))
+        if quarantine:
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in quarantine)
+            self.con.execute(
+                f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
+            )
+        self._registered.add("icefloe")
+
+
+_EVENT_TYPES: dict[str, pa.DataType] = {
+    "size": pa.int64(), "attempts": pa.int64(), "max_attempts": pa.int64(), "rows_in": pa.int64(),
+    "rows_out": pa.int64(), "rows_quarantined": pa.int64(), "snapshot_id": pa.int64(),
+}  # fmt: skip
+_TIMES = ("landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at", "lease_expires_at")
+
+
+def _events_table(rows: list[dict[str, Any]]) -> pa.Table:
+    from icefloe.ledger.base import Event
+
+    names = list(Event.__dataclass_fields__)
+    arrays = []
+    for name in names:
+        values = [r[name] for r in rows]
+        if name in _TIMES:
+            arrays.append(pa.array([int(v * 1e6) if v else None for v in values], pa.timestamp("us", tz="UTC")))
+        else:
+            arrays.append(pa.array(values, _EVENT_TYPES.get(name, pa.string())))
+    return pa.Table.from_arrays(arrays, names=names)

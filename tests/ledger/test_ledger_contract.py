@@ -1,0 +1,161 @@
+"""One contract, every ledger backend (PostgreSQL and NATS join this list when they land)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from icefloe.errors import IcefloeError
+from icefloe.ledger import Ledger, event_id, open_ledger
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    uri = {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[request.param]
+    led = open_ledger(uri, tmp_path)
+    yield led
+    led.close()
+
+
+def _land(ledger: Ledger, key: str = "a.csv", content: str = "h1", pipelines: list[str] | None = None) -> list:
+    return ledger.land(
+        source="landing", key=key, uri=f"file:///x/{key}", content_hash=content, size=10,
+        pipelines=["orders"] if pipelines is None else pipelines,
+    )  # fmt: skip
+
+
+def test_landing_same_object_twice_creates_one_event(ledger: Ledger) -> None:
+    first = _land(ledger)
+    again = _land(ledger)
+    assert len(first) == 1 and again == []
+    assert len(ledger.events()) == 1
+    assert first[0].id == event_id("landing", "a.csv", "h1", "orders")
+
+
+def test_changed_content_under_same_key_is_a_new_event(ledger: Ledger) -> None:
+    _land(ledger, content="h1")
+    _land(ledger, content="h2")
+    assert len(ledger.events()) == 2
+
+
+def test_fan_out_makes_one_event_per_pipeline(ledger: Ledger) -> None:
+    events = _land(ledger, pipelines=["a", "b"])
+    assert sorted(e.pipeline for e in events) == ["a", "b"]
+    assert len({e.id for e in events}) == 2
+
+
+def test_unrouted_objects_are_kept_not_dropped(ledger: Ledger) -> None:
+    (event,) = _land(ledger, pipelines=[])
+    assert event.state == "unrouted"
+    assert ledger.lease("w", limit=10, ttl=30) == []
+    assert [e.state for e in ledger.events()] == ["unrouted"]
+
+
+def test_lease_takes_each_event_once(ledger: Ledger) -> None:
+    for i in range(5):
+        _land(ledger, key=f"{i}.csv")
+    first = ledger.lease("w1", limit=3, ttl=30)
+    second = ledger.lease("w2", limit=10, ttl=30)
+    assert len(first) == 3 and len(second) == 2
+    assert not {e.id for e in first} & {e.id for e in second}
+    assert all(e.state == "running" and e.attempts == 1 for e in first + second)
+
+
+def test_expired_lease_is_taken_again(ledger: Ledger) -> None:
+    _land(ledger)
+    (held,) = ledger.lease("dead-worker", limit=1, ttl=0.01)
+    time.sleep(0.03)
+    (again,) = ledger.lease("w2", limit=1, ttl=30)
+    assert again.id == held.id and again.attempts == 2 and again.lease_owner == "w2"
+
+
+def test_release_dead_owners_frees_their_work_at_once(ledger: Ledger) -> None:
+    _land(ledger)
+    ledger.lease("gone", limit=1, ttl=3600)
+    assert ledger.lease("w", limit=1, ttl=30) == []
+    assert ledger.release_dead_owners(lambda owner: owner != "gone") == 1
+    assert len(ledger.lease("w", limit=1, ttl=30)) == 1
+
+
+def test_transient_failure_retries_then_dies_after_max_attempts(ledger: Ledger) -> None:
+    ledger.land(source="s", key="k", uri="u", content_hash="h", size=1, pipelines=["p"], max_attempts={"p": 2})
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    assert ledger.mark_failed(ev.id, error="boom", kind="OSError", transient=True, backoff=0, max_backoff=0) == "retrying"
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    assert ev.attempts == 2
+    assert ledger.mark_failed(ev.id, error="boom", kind="OSError", transient=True, backoff=0, max_backoff=0) == "dead"
+    assert ledger.get(ev.id).error == "boom"  # type: ignore[union-attr]
+
+
+def test_backoff_delays_the_retry(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    # full jitter draws from [0, backoff]; with a large backoff it is due later than now
+    ledger.mark_failed(ev.id, error="x", kind="E", transient=True, backoff=1000, max_backoff=1000)
+    assert ledger.get(ev.id).next_attempt_at >= time.time() - 1  # type: ignore[union-attr]
+
+
+def test_permanent_failure_dies_at_once(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    assert ledger.mark_failed(ev.id, error="bad", kind="DataError", transient=False, backoff=1, max_backoff=1) == "dead"
+
+
+def test_replay_requeues_dead_events_with_attempts_reset(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.mark_failed(ev.id, error="bad", kind="DataError", transient=False, backoff=1, max_backoff=1)
+    assert ledger.replay(None) == [ev.id]
+    replayed = ledger.get(ev.id)
+    assert replayed is not None and replayed.state == "queued" and replayed.attempts == 0 and replayed.error is None
+
+
+def test_replay_refuses_events_that_are_not_dead(ledger: Ledger) -> None:
+    (ev,) = _land(ledger)
+    with pytest.raises(IcefloeError, match="not dead"):
+        ledger.replay([ev.id])
+
+
+def test_discard_is_terminal(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.mark_failed(ev.id, error="bad", kind="DataError", transient=False, backoff=1, max_backoff=1)
+    ledger.discard([ev.id])
+    assert ledger.get(ev.id).state == "discarded"  # type: ignore[union-attr]
+    assert ledger.lease("w", limit=1, ttl=30) == []
+
+
+def test_mark_committed_records_table_snapshot_and_counts(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.mark_committed([ev.id], table="a.b", snapshot_id=42, stats={ev.id: {"rows_in": 3, "rows_out": 2, "rows_quarantined": 1}})
+    done = ledger.get(ev.id)
+    assert done is not None
+    assert (done.state, done.table, done.snapshot_id, done.rows_out, done.rows_quarantined) == ("committed", "a.b", 42, 2, 1)
+    assert ledger.pending_count() == 0
+
+
+def test_steps_form_the_trace_in_order(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    now = time.time()
+    ledger.record_step([ev.id], "read", now, now + 0.01, rows=5)
+    ledger.mark_committed([ev.id], table="a.b", snapshot_id=1, stats={})
+    assert [s.step for s in ledger.steps(ev.id)] == ["landed", "leased", "read", "committed"]
+    assert ledger.steps(ev.id)[2].detail == {"rows": 5}
+
+
+def test_find_by_unique_prefix(ledger: Ledger) -> None:
+    (ev,) = _land(ledger)
+    assert ledger.find(ev.id[:8]).id == ev.id  # type: ignore[union-attr]
+    assert ledger.find("zzzz") is None
+
+
+def test_two_connections_share_one_sqlite_file(tmp_path: Path) -> None:
+    a, b = open_ledger("sqlite:///l.db", tmp_path), open_ledger("sqlite:///l.db", tmp_path)
+    _land(a)
+    assert len(b.lease("w", limit=5, ttl=30)) == 1
+    assert a.lease("w2", limit=5, ttl=30) == []
