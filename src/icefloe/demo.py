@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import tempfile
@@ -55,6 +56,8 @@ def build_demo_data(landing: Path, seed: int = 7) -> dict[str, int]:
 
 def run_demo(keep: str | None = None) -> None:
     console = Console()
+    # the report below shows every failure; per-event warnings would only repeat it
+    logging.getLogger("icefloe").setLevel(logging.ERROR)
     out = TextOutput()
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="icefloe-demo-"))
     if keep and folder.exists():
@@ -91,13 +94,17 @@ def run_demo(keep: str | None = None) -> None:
                 title="dead-letter queue",
             )
             out.rows(
+                project.sql("select order_id, amount, _icefloe_check from icefloe.quarantine").to_pylist(),
+                title="quarantine (rows that failed a check; the rest of their file committed)",
+            )
+            out.rows(
                 project.sql(
-                    "select date_trunc('day', ts) as day, count(*) as orders, sum(amount) as revenue "
-                    "from sales.orders group by 1 order by 1"
+                    "select date_trunc('day', ts)::date as day, count(*) as orders, sum(amount) as revenue "
+                    "from sales.orders where ts < '2026-11-06' group by 1 order by 1"
                 ).to_pylist(),
                 title="query: orders per day",
             )
-            out.rows(project.sql("select * from sales.inventory order by sku").to_pylist(), title="sales.inventory after re-landing")
+            out.rows(project.sql("select sku, qty, _icefloe_source from sales.inventory order by sku").to_pylist(), title="sales.inventory after re-landing")
             out.rows(
                 project.sql("select state, count(*) as events from icefloe.events group by 1 order by 1").to_pylist(),
                 title="where is my data? select state, count(*) from icefloe.events",

@@ -75,7 +75,7 @@ class Engine:
 
     def land_object(self, landed: Landed) -> list[Event]:
         """Record a complete object and route it; returns the events that are new."""
-        pipelines = self.project.router.match(source.name, landed.key)
+        pipelines = self.project.router.match(landed.source, landed.key)
         attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
         return self.ledger.land(
             source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,

@@ -10,6 +10,7 @@ writers surface from the catalog's compare-and-swap and are retried on fresh met
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,7 +78,11 @@ class TableWriter:
             self.catalog.create_namespace(namespace)
         except NamespaceAlreadyExistsError:
             pass
-        table = self.catalog.create_table_if_not_exists(self.identifier, schema=nullable(schema))
+        # pyiceberg's own commit retry would re-apply our append on top of whatever won the race,
+        # skipping the event-id check below; conflicts must come back to us instead
+        table = self.catalog.create_table_if_not_exists(
+            self.identifier, schema=nullable(schema), properties={"commit.retry.num-retries": "0"}
+        )
         if self.config.partition and table.spec().is_unpartitioned():
             apply_partition_spec(table, self.config.partition)
             table = self.catalog.load_table(self.identifier)
@@ -106,7 +111,9 @@ class TableWriter:
         data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
         props = {EVENTS_PROPERTY: ",".join(s.event_id for s in todo)}
         # schema change and data land in one transaction: readers never see one without the other
-        with table.transaction() as tx:
+        with warnings.catch_warnings(), table.transaction() as tx:
+            # replacing rows of an object landing for the first time deletes nothing: not news
+            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             evolve_schema(tx, table.schema(), data.schema, self.identifier)
             data = align_to_table(data, tx.table_metadata.schema())
             if mode == "append":

@@ -21,7 +21,7 @@ def trace(project: Project, event_id: str) -> dict[str, Any]:
                 "step": s.step,
                 "at_ms": round((s.started_at - origin) * 1000, 2),
                 "took_ms": round(s.millis, 2),
-                **s.detail,
+                "detail": " ".join(f"{k}={v}" for k, v in s.detail.items()),
             }
             for s in steps
         ],

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +36,13 @@ def validate_checks(checks: list[dict[str, Any]]) -> None:
             raise ConfigError("range takes {column: [min, max]} (null for unbounded)")
 
 
+def _bound(value: Any, type_: pa.DataType) -> pa.Scalar:
+    if pa.types.is_decimal(type_):
+        # via text: an int64 -> decimal cast needs precision 21 and fails for decimal(12,2)
+        return pa.scalar(Decimal(str(value)), type_)
+    return pa.scalar(value).cast(type_)
+
+
 def _column(batch: pa.Table, name: str) -> pa.ChunkedArray:
     if name not in batch.column_names:
         raise DataError(f"check names column {name!r}, which the data does not have")
@@ -52,9 +60,9 @@ def _failures(batch: pa.Table, kind: str, arg: Any) -> list[tuple[str, pa.Chunke
             col = _column(batch, name)
             bad = pc.is_null(col)
             if low is not None:
-                bad = pc.or_(bad, pc.less(col, pa.scalar(low).cast(col.type)))
+                bad = pc.or_(bad, pc.less(col, _bound(low, col.type)))
             if high is not None:
-                bad = pc.or_(bad, pc.greater(col, pa.scalar(high).cast(col.type)))
+                bad = pc.or_(bad, pc.greater(col, _bound(high, col.type)))
             out.append((f"range({name})", bad))
     elif kind == "accepted_values":
         for name, values in arg.items():

@@ -24,7 +24,7 @@ def keep_by_key(data: pa.Table, key: list[str], keep: str = "last") -> pa.Table:
     picked = indexed.group_by(key, use_threads=False).aggregate([(_ROW, agg)])[f"{_ROW}_{agg}"]
     if len(picked) == data.num_rows:
         return data
-    return data.take(pc.sort_indices(picked))
+    return data.take(pc.take(picked, pc.sort_indices(picked)))
 
 
 def keep_last_by_key(data: pa.Table, key: list[str]) -> pa.Table:
