@@ -14,7 +14,6 @@ Gzip is transparent (by name or by magic bytes) and decompressed as a stream.
 from __future__ import annotations
 
 import contextlib
-import csv
 import gzip
 import io
 import json
@@ -36,15 +35,7 @@ from icefloe.errors import ConfigError, DataError
 from icefloe.pipelines import locate
 from icefloe.pipelines.types import arrow_type
 
-__all__ = [
-    "READERS",
-    "ReaderFn",
-    "Source",
-    "register_reader",
-    "detect_format",
-    "read_batches",
-    "check_options",
-]
+__all__ = ["READERS", "ReaderFn", "Source", "check_options", "detect_format", "read_batches", "register_reader"]
 
 ReaderFn = Callable[["Source", dict[str, pa.DataType], dict[str, Any], int], Iterator[pa.RecordBatch]]
 """`fn(source, schema, options, batch_rows)`; may yield any batch size and plain `string` columns."""
@@ -80,7 +71,7 @@ class Source:
     def open(self) -> BinaryIO:
         if self.data is not None:
             return io.BytesIO(self.data)
-        raw = open(self.path, "rb")  # noqa: SIM115 - closed by the wrapper
+        raw = open(self.path, "rb")  # the caller closes the returned stream, which closes this
         if not self.gzip:
             return raw
         return io.BufferedReader(_GzipStream(raw, self.name), buffer_size=_MiB)
@@ -222,19 +213,12 @@ _CSV_OPTIONS = ("delimiter", "header", "null_values", "quote_char", "skip_rows")
 
 def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
     check_options(options, _CSV_OPTIONS, "csv")
-    tsv = src.path.lower().removesuffix(".gz").endswith(".tsv") or src.name.lower().removesuffix(".gz").endswith(".tsv")
-    delimiter = _one_char(options.get("delimiter", "\t" if tsv else ","), "delimiter")
-    header = options.get("header", True)
-    quote = options.get("quote_char", '"')
-    quote = _one_char(quote, "quote_char") if quote else None
-    nulls = options.get("null_values", ["", "NULL", "null"])
-    skip = options.get("skip_rows", 0)
-    if not isinstance(header, bool):
-        raise ConfigError(f"csv read option 'header' must be true or false, got {header!r}")
-    if not isinstance(nulls, list) or not all(isinstance(v, str) for v in nulls):
-        raise ConfigError(f"csv read option 'null_values' must be a list of strings, got {nulls!r}")
-    if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
-        raise ConfigError(f"csv read option 'skip_rows' must be a non-negative integer, got {skip!r}")
+    tsv = any(n.lower().removesuffix(".gz").endswith(".tsv") for n in (src.path, src.name))
+    delimiter = _option(options, "delimiter", "\t" if tsv else ",", _is_char, "a single character")
+    header = _option(options, "header", True, lambda v: isinstance(v, bool), "true or false")
+    quote = _option(options, "quote_char", '"', lambda v: not v or _is_char(v), "a single character or false") or None
+    nulls = _option(options, "null_values", ["", "NULL", "null"], _is_str_list, "a list of strings")
+    skip = _option(options, "skip_rows", 0, lambda v: type(v) is int and v >= 0, "a non-negative integer")
 
     keys = list(schema)
 
@@ -249,9 +233,7 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
     parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=quote or False, newlines_in_values=True)
     convert_kw = {"null_values": nulls, "strings_can_be_null": True, "quoted_strings_can_be_null": True}
     column_types = {(n if header else f"f{i}"): wanted(n) for i, n in enumerate(keys) if wanted(n) is not None}
-    read = pacsv.ReadOptions(
-        block_size=_block_size(batch_rows, 64), skip_rows=skip, autogenerate_column_names=not header
-    )
+    read = pacsv.ReadOptions(block_size=_block_size(batch_rows, 64), skip_rows=skip, autogenerate_column_names=not header)
     inferred: dict[str, pa.DataType] = {}
 
     def finish(table: Any, names: list[str]) -> Any:
@@ -261,31 +243,12 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
                 table = table.set_column(i, name, _to_tz(table.column(i), schema[name]))
         return table
 
-    def make_check(file_names: list[str]):
+    def make_check(file_names: list[str]) -> tuple[locate.Check, dict[int, Any]]:
         names = [final_name(i, n) for i, n in enumerate(file_names)]
         types = {i: wanted(n) or inferred.get(n) for i, n in enumerate(names)}
         types = {i: t for i, t in types.items() if t is not None and not pa.types.is_binary(t)}
-        options_ = pacsv.ConvertOptions(column_types={f"f{i}": t for i, t in types.items()}, **convert_kw)
-
-        def check(rows: Sequence[list[str]]) -> Exception | None:
-            buffer = io.StringIO()
-            writer = csv.writer(
-                buffer, delimiter=delimiter, quotechar=quote or '"', lineterminator="\n",
-                quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
-            )
-            writer.writerows(rows)
-            try:
-                table = pacsv.read_csv(
-                    io.BytesIO(buffer.getvalue().encode()),
-                    read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-                    parse_options=parse,
-                    convert_options=options_,
-                )
-                finish(table, names)
-            except pa.ArrowException as exc:
-                return exc
-            return None
-
+        convert = pacsv.ConvertOptions(column_types={f"f{i}": t for i, t in types.items()}, **convert_kw)
+        check = locate.csv_checker(parse, convert, lambda table: finish(table, names))
         hint = " (inferred from the start of the file; declare the column in the schema)"
         return check, {i: schema.get(names[i]) or f"{t}{hint}" for i, t in types.items()}
 
@@ -319,10 +282,19 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
             yield batch
 
 
-def _one_char(value: Any, option: str) -> str:
-    if not isinstance(value, str) or len(value) != 1:
-        raise ConfigError(f"csv read option {option!r} must be a single character, got {value!r}")
+def _option(options: dict, key: str, default: Any, valid: Callable[[Any], bool], expected: str) -> Any:
+    value = options.get(key, default)
+    if not valid(value):
+        raise ConfigError(f"csv read option {key!r} must be {expected}, got {value!r}")
     return value
+
+
+def _is_char(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 1
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
 def _is_tz(dtype: pa.DataType) -> bool:
@@ -330,9 +302,9 @@ def _is_tz(dtype: pa.DataType) -> bool:
 
 
 def _to_tz(column: Any, dtype: pa.DataType) -> Any:
-    zulu = pa.scalar("Z", column.type)
     has_zone = pc.match_substring_regex(column, r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
-    return pc.cast(pc.if_else(has_zone, column, pc.binary_join_element_wise(column, zulu, pa.scalar("", column.type))), dtype)
+    as_utc = pc.binary_join_element_wise(column, pa.scalar("Z", column.type), pa.scalar("", column.type))
+    return pc.cast(pc.if_else(has_zone, column, as_utc), dtype)
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -376,18 +348,14 @@ def _json_blocks(stream: BinaryIO, block: int, parse: Any) -> Iterator[pa.Record
     carry = b""
     while True:
         data = stream.read(block)
-        chunk, carry = (carry + data, b"") if not data else _split_at_newline(carry + data)
+        cut = len(carry + data) if not data else (carry + data).rfind(b"\n") + 1
+        chunk, carry = (carry + data)[:cut], (carry + data)[cut:]
         if chunk.strip():
             table = pajson.read_json(io.BytesIO(chunk), parse_options=parse)
             parse = pajson.ParseOptions(explicit_schema=table.schema, unexpected_field_behavior="error")
             yield from table.to_batches()
         if not data:
             return
-
-
-def _split_at_newline(data: bytes) -> tuple[bytes, bytes]:
-    cut = data.rfind(b"\n") + 1
-    return data[:cut], data[cut:]
 
 
 def _read_json(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -407,7 +375,8 @@ def _read_json(src: Source, schema: dict, options: dict, batch_rows: int) -> Ite
         return
     with src.open() as stream:
         try:
-            document = json.load(io.TextIOWrapper(stream, encoding="utf-8"))
+            with io.TextIOWrapper(stream, encoding="utf-8") as text:
+                document = json.load(text)
         except UnicodeDecodeError as exc:
             with src.open() as again:
                 for _ in locate.iter_lines(again, src.name):

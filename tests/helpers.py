@@ -1,0 +1,38 @@
+"""Small builders shared by tests: a project folder with one folder source."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def make_project(root: Path, pipelines: dict[str, Any], routes: list[dict[str, Any]] | None = None, **top: Any) -> Path:
+    config = {
+        "sources": {"landing": {"type": "folder", "path": "landing", "settle": "10ms"}},
+        "routes": routes if routes is not None else [{"source": "landing", "match": "**", "pipeline": list(pipelines)}],
+        "pipelines": pipelines,
+        **top,
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "landing").mkdir(exist_ok=True)
+    (root / "icefloe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root
+
+
+def csv_file(path: Path, header: str, rows: list[str], *, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join([header, *rows]) + "\n"
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+ORDERS = {
+    "read": {"format": "csv", "schema": {"id": "long", "ts": "timestamp", "amount": "decimal(12,2)"}},
+    "write": {"table": "sales.orders"},
+}
