@@ -367,3 +367,18 @@ def test_register_reader_adds_a_format_and_its_extensions(tmp_path, monkeypatch)
     batches = list(read_batches(path, batch_rows=2))
     assert [b.num_rows for b in batches] == [2, 1]
     assert batches[0].schema.field("line").type == pa.large_string()
+
+
+def test_ndjson_kind_change_within_the_first_block_names_its_line(tmp_path):
+    path = write(tmp_path / "a.ndjson", '{"a": true}\n{"a": null}\n{"a": 1}\n')
+    err = data_error(path)
+    assert err.line == 3 and "'a'" in err.message
+
+
+@pytest.mark.parametrize("name", ["big.csv.gz", "big.csv"])
+def test_stopping_early_releases_the_file(tmp_path, name):
+    data = noisy_csv(100_000)
+    path = write(tmp_path / name, gzip.compress(data) if name.endswith(".gz") else data)
+    batches = read_batches(path, batch_rows=1_000)
+    assert next(batches).num_rows == 1_000
+    batches.close()  # a ResourceWarning or a read on a closed file would fail the test

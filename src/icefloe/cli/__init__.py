@@ -39,7 +39,11 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> Any:
     _register()
     try:
-        return cli.main(args=argv, prog_name="icefloe", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="icefloe", standalone_mode=False)
+        # with standalone_mode off, click returns a command's Exit code instead of exiting
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        return code
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

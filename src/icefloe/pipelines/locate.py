@@ -99,7 +99,9 @@ def csv_checker(parse: Any, convert: Any, finish: Callable[[Any], Any]) -> Check
     def check(rows: Sequence[list[str]]) -> Exception | None:
         buffer = io.StringIO()
         quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
-        writer = csv.writer(buffer, delimiter=parse.delimiter, quotechar=quote or '"', lineterminator="\n", quoting=quoting)
+        writer = csv.writer(
+            buffer, delimiter=parse.delimiter, quotechar=quote or '"', lineterminator="\n", quoting=quoting
+        )
         writer.writerows(rows)
         try:
             finish(
@@ -188,9 +190,7 @@ def _csv_chunk(name: str, pending: list[tuple[int, list[str]]], check: Any, name
     raise DataError(reason, file=name, line=line) from exc
 
 
-def locate_ndjson(
-    src: Opener, *, block_size: int, declared: Sequence[str], check: Check[str]
-) -> None:
+def locate_ndjson(src: Opener, *, block_size: int, declared: Sequence[str], check: Check[str]) -> None:
     """Raise a DataError for the first bad NDJSON line; return if none is found.
 
     Besides syntax, this models pyarrow's streaming rule: the types of undeclared fields are fixed
@@ -214,7 +214,8 @@ def locate_ndjson(
                 raise DataError(f"expected a JSON object, got {_kind(obj)}", file=src.name, line=lineno)
             problem = _drift(obj, first_kinds, declared, block_size if offset + size > block_size else 0)
             if problem:
-                raise DataError(f"{problem}; declare the column's type in the pipeline schema", file=src.name, line=lineno)
+                hint = "; declare the column's type in the pipeline schema"
+                raise DataError(problem + hint, file=src.name, line=lineno)
             pending.append((lineno, body))
             if len(pending) >= _CHUNK:
                 _json_chunk(src.name, pending, check, declared)

@@ -233,7 +233,8 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
     parse = pacsv.ParseOptions(delimiter=delimiter, quote_char=quote or False, newlines_in_values=True)
     convert_kw = {"null_values": nulls, "strings_can_be_null": True, "quoted_strings_can_be_null": True}
     column_types = {(n if header else f"f{i}"): wanted(n) for i, n in enumerate(keys) if wanted(n) is not None}
-    read = pacsv.ReadOptions(block_size=_block_size(batch_rows, 64), skip_rows=skip, autogenerate_column_names=not header)
+    block = _block_size(batch_rows, 64)
+    read = pacsv.ReadOptions(block_size=block, skip_rows=skip, autogenerate_column_names=not header)
     inferred: dict[str, pa.DataType] = {}
 
     def finish(table: Any, names: list[str]) -> Any:

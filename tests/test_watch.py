@@ -1,0 +1,64 @@
+"""`run` without --once: watchdog notices files as they land; temp names are never taken."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from icefloe import Project
+from tests.helpers import ORDERS, make_project
+
+
+def _wait_for(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_running_worker_picks_up_landed_files_and_ignores_temp_names(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    (root / "landing/early.csv").write_text("id,ts,amount\n1,2026-01-01 00:00:00,1\n")  # landed before start
+    project = Project(root)
+    stop = threading.Event()
+    worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
+    worker.start()
+    try:
+        committed = lambda: [e.key for e in project.ledger.events(states=["committed"])]  # noqa: E731
+        assert _wait_for(lambda: committed() == ["early.csv"])
+        partial = root / "landing/late.csv.part"
+        partial.write_text("id,ts,amount\n2,2026-01-01 00:00:00,1\n")
+        (root / "landing/.hidden.csv").write_text("id,ts,amount\n3,2026-01-01 00:00:00,1\n")
+        time.sleep(0.3)
+        assert [e.key for e in project.ledger.events()] == ["early.csv"]
+        os.replace(partial, root / "landing/late.csv")
+        assert _wait_for(lambda: sorted(committed()) == ["early.csv", "late.csv"])
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert project.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 2}]
+
+
+def test_a_file_still_being_written_is_taken_only_when_complete(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    project = Project(root)
+    stop = threading.Event()
+    worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
+    worker.start()
+    try:
+        with (root / "landing/slow.csv").open("w") as fh:
+            fh.write("id,ts,amount\n")
+            for i in range(20):
+                fh.write(f"{i},2026-01-01 00:00:00,1\n")
+                fh.flush()
+                time.sleep(0.002)
+        assert _wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"])
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert project.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 20}]
