@@ -7,12 +7,15 @@ per batch so memory stays bounded by batch size: an aggregate in SQL aggregates 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import duckdb
@@ -58,15 +61,28 @@ def _sql(query: str) -> Transform:
     return run
 
 
+def _import(module_name: str, root: Path) -> ModuleType:
+    """A module file in the project folder is loaded per project, so two projects in one process
+    (or a fixed hooks.py after `dlq replay`) never see each other's cached module."""
+    file = root / (module_name.replace(".", "/") + ".py")
+    if not file.is_file():
+        return importlib.import_module(module_name)
+    unique = f"_icefloe_user_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}_{module_name.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(unique, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _python(ref: str, root: Path) -> Transform:
     module_name, _, func_name = ref.partition(":")
     if not module_name or not func_name:
         raise ConfigError(f"python transform {ref!r} must look like module:function")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
+        func = getattr(_import(module_name, root), func_name)
+    except (ImportError, AttributeError, OSError) as exc:
         raise ConfigError(f"python transform {ref!r}: cannot import ({exc})") from None
 
     def run(batch: pa.Table) -> pa.Table:
