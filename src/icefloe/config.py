@@ -29,6 +29,7 @@ __all__ = [
     "ProjectConfig",
     "load_config",
     "parse_duration",
+    "parse_size",
 ]
 
 CONFIG_FILE = "icefloe.yaml"
@@ -45,6 +46,20 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 1m)")
     number, unit = float(match.group(1)), match.group(2) or "s"
     return number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """`64MB`, `1.5GiB`, `512kb` or a bare number of bytes -> bytes (KB = KiB = 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use e.g. 64MB, 1GB)")
+    unit = (match.group(2) or "b").lower()[0]
+    return int(float(match.group(1)) * 1024 ** "bkmgt".index(unit))
 
 
 class _Model(BaseModel):
@@ -120,9 +135,12 @@ class WriteConfig(_Model):
 class BatchConfig(_Model):
     max_wait: float = 0.5
     max_rows: int = Field(default=1_000_000, gt=0)
-    max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_bytes: int = Field(default=256 << 20, gt=0)
+    # an event holding more than this in memory writes its rows to the lake ahead of the commit
+    spill_bytes: int = Field(default=64 << 20, gt=0)
 
     _d = field_validator("max_wait", mode="before")(lambda v: parse_duration(v))
+    _s = field_validator("max_bytes", "spill_bytes", mode="before")(lambda v: parse_size(v))
 
 
 class RetryConfig(_Model):

@@ -153,7 +153,12 @@ class Engine:
                 raise IcefloeError(f"source {ev.source!r} is no longer configured")
             if ev.pipeline not in self.runners:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
-            out = self.runners[ev.pipeline].run(ev, source.open_path(ev.key))
+            runner = self.runners[ev.pipeline]
+            writer = self.writer(self.table_of[ev.pipeline])
+            # only modes that append whole files can write rows ahead of the commit
+            can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
+            spill = writer.write_files if can_spill else None
+            out = runner.run(ev, source.open_path(ev.key), spill, runner.config.batch.spill_bytes)
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
             self._fail([ev], exc)
             return
@@ -214,7 +219,10 @@ class Engine:
             if not accepted:
                 return
             self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
-            staged = [Staged(ev.id, out.source_ref, out.data, ev.landed_at) for ev, out in accepted]
+            staged = [
+                Staged(ev.id, out.source_ref, out.data, ev.landed_at, [f for files in out.spilled for f in files])
+                for ev, out in accepted
+            ]
             snapshot_id, _ = writer.commit(staged)
         except Exception as exc:  # noqa: BLE001
             self._fail([ev for ev, _ in accepted], exc)

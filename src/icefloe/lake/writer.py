@@ -12,18 +12,20 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import In
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
-from icefloe.lake.evolve import align_to_table, apply_partition_spec, check_compatible, evolve_schema, nullable
+from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, merged_schema, nullable
 from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
@@ -40,6 +42,8 @@ class Staged:
     source_ref: str
     data: pa.Table
     landed_at: float = 0.0
+    # data files already written by `write_files` for rows that did not fit in memory
+    files: list[DataFile] = field(default_factory=list)
 
 
 def committed_event_ids(table: Table) -> dict[str, int]:
@@ -66,12 +70,6 @@ class TableWriter:
         except NoSuchTableError:
             return None
 
-    def check(self, data: pa.Table) -> None:
-        """Raise SchemaError now if this event can never be written (so only it is dead-lettered)."""
-        table = self.load()
-        if table is not None:
-            check_compatible(table.schema(), data.schema, self.identifier)
-
     def _create(self, schema: pa.Schema) -> Table:
         namespace = self.identifier.rsplit(".", 1)[0]
         try:
@@ -87,6 +85,20 @@ class TableWriter:
             apply_partition_spec(table, self.config.partition)
             table = self.catalog.load_table(self.identifier)
         return table
+
+    def write_files(self, data: pa.Table) -> list[DataFile]:
+        """Write rows as data files now, to be committed later with their event (bounded memory).
+
+        Files written for an event that then never commits are orphans: no snapshot references
+        them, so readers never see them, and orphan-file removal deletes them.
+        """
+        if self.config.mode not in ("append", "replace_source"):
+            raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
+        table = self.load() or self._create(data.schema)
+        if merged_schema(table.schema().as_arrow(), data.schema, self.identifier) != nullable(table.schema().as_arrow()):
+            with table.transaction() as tx:
+                evolve_schema(tx, table.schema(), data.schema, self.identifier)
+        return list(_dataframe_to_data_files(table.metadata, align_to_table(data, table.schema()), table.io))
 
     def commit(self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None) -> tuple[int | None, list[str]]:
         """Commit what is not yet in the table. Returns (snapshot id, ids newly committed)."""
@@ -116,7 +128,17 @@ class TableWriter:
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             evolve_schema(tx, table.schema(), data.schema, self.identifier)
             data = align_to_table(data, tx.table_metadata.schema())
-            if mode == "append":
+            prewritten = [f for s in todo for f in s.files]
+            if prewritten:
+                if mode == "replace_source":
+                    tx.delete(In(SOURCE_COLUMN, sorted({s.source_ref for s in todo})), snapshot_properties=props)
+                with tx.update_snapshot(snapshot_properties=props).fast_append() as append:
+                    for data_file in prewritten:
+                        append.append_data_file(data_file)
+                    if data.num_rows:
+                        for data_file in _dataframe_to_data_files(tx.table_metadata, data, table.io, append.commit_uuid):
+                            append.append_data_file(data_file)
+            elif mode == "append":
                 tx.append(data, snapshot_properties=props)
             elif mode == "overwrite":
                 tx.overwrite(data, snapshot_properties=props)

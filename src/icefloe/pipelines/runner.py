@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
 
-__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS"]
+__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "Spill"]
 
+Spill = Callable[[pa.Table], Any]
 META_COLUMNS = ("_icefloe_event", "_icefloe_source", "_icefloe_ingested_at")
 
 
@@ -29,6 +31,8 @@ class EventOutput:
     quarantine: pa.Table | None
     stats: dict[str, int]
     steps: list[tuple[str, float, float, dict[str, Any]]] = field(default_factory=list)
+    # whatever the spill sink returned for rows written ahead of the commit (lake data files)
+    spilled: list[Any] = field(default_factory=list)
 
 
 class _Timer:
@@ -49,12 +53,16 @@ class PipelineRunner:
         self.transforms = compile_transforms(config.transform, root)
         self.schema = config.read.arrow_schema()
 
-    def run(self, event: Event, path: Path) -> EventOutput:
+    def run(self, event: Event, path: Path, spill: Spill | None = None, spill_bytes: int = 64 << 20) -> EventOutput:
+        """Read and shape one event's rows. With `spill`, rows beyond `spill_bytes` are handed to it
+        as they come (it writes them to the lake, uncommitted), so memory stays bounded by batch
+        size instead of file size."""
         ctx = {"pipeline": self.name, "event": event.id, "file": event.object_ref}
         timer = _Timer()
         good: list[pa.Table] = []
         bad: list[pa.Table] = []
-        rows_in = 0
+        rows_in = held = spilled_rows = 0
+        spilled: list[Any] = []
         batches = read_batches(
             path,
             fmt=self.config.read.format,
@@ -82,8 +90,16 @@ class PipelineRunner:
                 passed, failed = apply_checks(table, self.config.checks)
             timer.add("checks", started)
             good.append(passed)
+            held += passed.nbytes
             if failed is not None:
                 bad.append(failed)
+            if spill is not None and held >= spill_bytes:
+                started = time.time()
+                chunk = _with_meta(pa.concat_tables(good, promote_options="permissive"), event)
+                spilled.append(spill(chunk))
+                spilled_rows += chunk.num_rows
+                good, held = [], 0
+                timer.add("spill", started)
         started = time.time()
         data = pa.concat_tables(good, promote_options="permissive") if good else pa.table({})
         if self.config.dedupe:
@@ -94,11 +110,11 @@ class PipelineRunner:
         quarantine = _with_meta(pa.concat_tables(bad, promote_options="permissive"), event) if bad else None
         stats = {
             "rows_in": rows_in,
-            "rows_out": data.num_rows,
+            "rows_out": data.num_rows + spilled_rows,
             "rows_quarantined": quarantine.num_rows if quarantine is not None else 0,
         }
         steps = [(name, s, e, {"busy_ms": round(busy * 1000, 2)}) for name, (s, e, busy) in timer.spans.items()]
-        return EventOutput(event.id, event.object_ref, data, quarantine, stats, steps)
+        return EventOutput(event.id, event.object_ref, data, quarantine, stats, steps, spilled)
 
 
 def _with_meta(data: pa.Table, event: Event) -> pa.Table:
