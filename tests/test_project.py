@@ -207,3 +207,20 @@ def test_trace_shows_every_step_from_landing_to_commit(tmp_path: Path) -> None:
     (event,) = project.ingest([_orders(tmp_path, "a.csv", range(3))])
     steps = [s["step"] for s in project.trace(event.id[:6])["steps"]]
     assert steps[:3] == ["landed", "leased", "read"] and steps[-2:] == ["commit", "committed"]
+
+
+def test_restart_does_not_rehash_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    for n in range(3):
+        _orders(root / "landing", f"{n}.csv", range(n * 3, n * 3 + 3))
+    Project(root).run(once=True)
+    again = Project(root)
+    from icefloe.sources.folder import FolderSource
+
+    calls: list[Path] = []
+    original = FolderSource.describe
+    monkeypatch.setattr(FolderSource, "describe", lambda self, path: calls.append(path) or original(self, path))
+    _orders(root / "landing", "1.csv", range(100, 102))  # changed content: hashed and landed anew
+    again.run(once=True)
+    assert [p.name for p in calls] == ["1.csv"]
+    assert again.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 11}]

@@ -71,7 +71,13 @@ class Engine:
 
     # -- landing --------------------------------------------------------------------------------
     def land(self, source: Source, path: Path) -> list[Event]:
-        return self.land_object(source.describe(path))
+        stat = path.stat()
+        stamp, key = f"{stat.st_size}:{stat.st_mtime_ns}", source.key_for(path)
+        if self.ledger.object_stamp(source.name, key) == stamp:
+            return []  # landed before, unchanged since: no need to hash it again
+        events = self.land_object(source.describe(path))
+        self.ledger.set_object_stamp(source.name, key, stamp)
+        return events
 
     def land_object(self, landed: Landed) -> list[Event]:
         """Record a complete object and route it; returns the events that are new."""

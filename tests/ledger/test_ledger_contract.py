@@ -159,3 +159,10 @@ def test_two_connections_share_one_sqlite_file(tmp_path: Path) -> None:
     _land(a)
     assert len(b.lease("w", limit=5, ttl=30)) == 1
     assert a.lease("w2", limit=5, ttl=30) == []
+
+
+def test_object_stamps_remember_what_was_landed(ledger: Ledger) -> None:
+    assert ledger.object_stamp("s", "k") is None
+    ledger.set_object_stamp("s", "k", "10:123")
+    ledger.set_object_stamp("s", "k", "11:456")
+    assert ledger.object_stamp("s", "k") == "11:456"

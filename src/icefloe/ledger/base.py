@@ -173,4 +173,12 @@ class Ledger(ABC):
         """Events that still need work: landed, queued, running, retrying."""
 
     @abstractmethod
+    def object_stamp(self, source: str, key: str) -> str | None:
+        """The size/mtime stamp recorded when this object was last landed, if any."""
+
+    @abstractmethod
+    def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
+        """Remember it, so a restart's reconcile scan need not hash unchanged objects again."""
+
+    @abstractmethod
     def close(self) -> None: ...

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS steps (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS steps_event ON steps(event_id);
+CREATE TABLE IF NOT EXISTS objects (
+    source TEXT NOT NULL, key TEXT NOT NULL, stamp TEXT NOT NULL, PRIMARY KEY (source, key)
+);
 """
 _COLUMNS = [
     "id", "source", "key", "uri", "content_hash", "size", "pipeline", "state", "attempts",
@@ -285,6 +288,15 @@ class SqliteLedger(Ledger):
             params = names
         with self._lock:
             return int(self._db.execute(sql, params).fetchone()[0])
+
+    def object_stamp(self, source: str, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT stamp FROM objects WHERE source=? AND key=?", (source, key)).fetchone()
+        return row[0] if row else None
+
+    def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (source, key, stamp))
 
     def close(self) -> None:
         with self._lock:
