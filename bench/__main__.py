@@ -14,6 +14,7 @@ from importlib.metadata import version
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.common import BENCH_DIR, COLUMNS, PYTHON, ROOT, TMP_DIR, BenchResult, log
@@ -54,7 +55,8 @@ def _table(result: BenchResult) -> Table:
         table.add_column(column, no_wrap=column in ("icefloe", "ratio", "result"))
     for row in result.rows:
         style = {"PASS": "green", "FAIL": "bold red"}.get(row["result"], "")
-        table.add_row(*(row[c] for c in COLUMNS[:-1]), f"[{style}]{row['result']}[/]" if style else "")
+        cells = [escape(row[c]) for c in COLUMNS[:-1]]
+        table.add_row(*cells, f"[{style}]{row['result']}[/]" if style else "")
     return table
 
 
@@ -80,7 +82,8 @@ def _markdown(results: list[BenchResult], meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    console = Console()
+    # piped output (a log, CI) gets a wide table rather than rich's 80-column default
+    console = Console(width=None if sys.stdout.isatty() else 150)
     command = "python -m bench" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     log(f"{command}: benchmarks {', '.join(map(str, args.numbers))}; python {PYTHON}; data and temp projects under {BENCH_DIR.relative_to(ROOT)}/")
     started = time.time()
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         console.print(_table(result))
         for note in result.notes:
-            console.print(f"  [dim]- {note}[/dim]")
+            console.print(f"  [dim]- {escape(note)}[/dim]")
         console.print()
     BENCH_DIR.mkdir(exist_ok=True)
     payload = dict(meta, results=[r.to_json() for r in results])
