@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from icefloe.errors import ConfigError
-from icefloe.pipelines.types import arrow_type
+from icefloe.types import arrow_type
 
 __all__ = [
     "CONFIG_FILE",

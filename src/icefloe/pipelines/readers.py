@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from icefloe.errors import ConfigError, DataError
 from icefloe.pipelines import locate
-from icefloe.pipelines.types import arrow_type
+from icefloe.types import arrow_type
 
 __all__ = ["READERS", "ReaderFn", "Source", "check_options", "detect_format", "read_batches", "register_reader"]
 
