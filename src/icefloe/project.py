@@ -145,3 +145,6 @@ class Project:
     def close(self) -> None:
         if "ledger" in self.__dict__:
             self.ledger.close()
+        engine = getattr(self.__dict__.get("catalog"), "engine", None)
+        if engine is not None:
+            engine.dispose()  # SqlCatalog's connection pool (a PostgreSQL catalog holds sockets)
