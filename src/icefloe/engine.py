@@ -93,10 +93,13 @@ class Engine:
         count = 0
         for source in self.project.sources.values():
             for path in source.scan():
-                if source.is_stable(path):
-                    count += len(self.land(source, path))
-                else:
+                if not source.is_stable(path):
                     self.notice(source, path, False)
+                    continue
+                try:
+                    count += len(self.land(source, path))
+                except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
+                    log.warning("could not land %s: %s", path, exc)
         return count
 
     def notice(self, source: Source, path: Path, complete: bool) -> None:

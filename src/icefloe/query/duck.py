@@ -16,6 +16,7 @@ import pyarrow as pa
 from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError
+from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
 
 if TYPE_CHECKING:
     from icefloe.project import Project
@@ -62,6 +63,8 @@ class QueryEngine:
         self.project, self.as_of, self.read_only = project, as_of, read_only
         self.con = duckdb.connect()
         self._registered: set[str] = set()
+        # per table: files in the snapshot, files left after pruning, the filter pushed down
+        self.plans: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> QueryEngine:
         return self
@@ -75,9 +78,10 @@ class QueryEngine:
 
     def query(self, sql: str) -> pa.Table:
         lowered = sql.lower()
-        for name in self.tables():
-            if name not in self._registered and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
-                self.register(name)
+        wanted = [n for n in self.tables() if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
+        predicates = predicates_by_table(sql) if wanted else {}
+        for name in wanted:
+            self.register(name, predicates.get(name.lower(), []))
         if "icefloe." in lowered or '"icefloe"' in lowered:
             self._register_ledger()
         try:
@@ -94,7 +98,7 @@ class QueryEngine:
             raise IcefloeError("only a single SELECT is allowed here")
         return self.con.sql(sql).to_arrow_table()
 
-    def register(self, name: str) -> None:
+    def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
         table = self.project.catalog.load_table(name)
         snapshot_id = resolve_as_of(table, self.as_of)
         namespace, _, short = name.rpartition(".")
@@ -107,10 +111,15 @@ class QueryEngine:
         if table.current_snapshot() is None and snapshot_id is None:
             self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
         else:
-            tasks = list(table.scan(snapshot_id=snapshot_id).plan_files())
+            row_filter = to_iceberg(predicates or [], schema)
+            scan = table.scan(snapshot_id=snapshot_id, row_filter=row_filter)
+            tasks = list(scan.plan_files())
+            summary = (snap or table.current_snapshot()).summary  # type: ignore[union-attr]
+            total = int(summary["total-data-files"] or 0) if summary else len(tasks)
+            self.plans[name] = {"files": total, "planned": len(tasks), "filter": str(row_filter)}
             if any(task.delete_files for task in tasks):
                 data = f"__data_{len(self._registered)}"
-                self.con.register(data, table.scan(snapshot_id=snapshot_id).to_arrow())
+                self.con.register(data, scan.to_arrow())
                 self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {data}")
             elif not tasks:
                 self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
