@@ -64,8 +64,12 @@ class Project:
         source: str | None = None,
         key_prefix: str = "",
         on_event: Callable[[Event, str], None] | None = None,
+        on_landed: Callable[[int], None] | None = None,
     ) -> list[Event]:
-        """Land these files on a source, process and commit them, and return their final events."""
+        """Land these files on a source, process and commit them, and return their final events.
+
+        `on_landed(n)` is told how many events were landed; `on_event(event, state)` hears each
+        one reach committed / retrying / dead (for progress bars)."""
         src = self._source(source)
         engine = self.engine()
         engine.on_event = on_event
@@ -78,6 +82,8 @@ class Project:
             engine.land_object(landed)
             pipelines = self.router.match(src.name, landed.key)
             ids += [event_id(src.name, landed.key, landed.content_hash, p) for p in pipelines or [None]]
+        if on_landed is not None:
+            on_landed(len(set(ids)))
         engine.drain()
         return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
 

@@ -76,7 +76,9 @@ def _with_progress(project: Any, files: tuple[str, ...], source: str | None, key
             counts[state] += 1
             bar.update(task, advance=1, description=f"committed {counts['committed']} dead {counts['dead']}")
 
-        return project.ingest(files, source=source, key_prefix=key_prefix, on_event=seen)  # type: ignore[no-any-return]
+        return project.ingest(  # type: ignore[no-any-return]
+            files, source=source, key_prefix=key_prefix, on_event=seen, on_landed=lambda n: bar.update(task, total=n)
+        )
 
 
 COMMANDS = [run, ingest]
