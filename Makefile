@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench crash clean setup
+.PHONY: demo test bench crash check clean setup
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/mypy src/icefloe --ignore-missing-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -107,6 +107,9 @@ class Engine:
             old = self._candidates.get(path)
             self._candidates[path] = (source, complete or bool(old and old[1]))
 
+    def _noticer(self, source: Source) -> Callable[[Path, bool], None]:
+        return lambda path, complete: self.notice(source, path, complete)
+
     def _land_candidates(self) -> None:
         with self._lock:
             ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
@@ -291,7 +294,7 @@ class Engine:
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""
         self.start()
-        stoppers = [source.watch(lambda p, c, s=source: self.notice(s, p, c)) for source in self.project.sources.values()]
+        stoppers = [source.watch(self._noticer(source)) for source in self.project.sources.values()]
         try:
             self.reconcile()
             while not stop.is_set():

@@ -81,7 +81,8 @@ class Project:
             landed = src.describe(src.put(local, key_prefix + local.name if key_prefix else None))
             engine.land_object(landed)
             pipelines = self.router.match(src.name, landed.key)
-            ids += [event_id(src.name, landed.key, landed.content_hash, p) for p in pipelines or [None]]
+            targets: list[str | None] = list(pipelines) or [None]
+            ids += [event_id(src.name, landed.key, landed.content_hash, p) for p in targets]
         if on_landed is not None:
             on_landed(len(set(ids)))
         engine.drain()

@@ -76,4 +76,8 @@ def _cell(value: Any) -> str:
 
 
 def make_output(fmt: str) -> Output:
-    return {"table": TextOutput, "json": JsonOutput, "csv": CsvOutput}[fmt]()
+    if fmt == "json":
+        return JsonOutput()
+    if fmt == "csv":
+        return CsvOutput()
+    return TextOutput()

@@ -138,11 +138,11 @@ def parse_partition(spec: str) -> tuple[str, Transform, str]:  # type: ignore[ty
     if name in ("bucket", "truncate"):
         if width is None:
             raise ConfigError(f"partition {spec!r}: {name} needs a width, e.g. {name}(16, {column})")
-        transform = BucketTransform(int(width)) if name == "bucket" else TruncateTransform(int(width))
+        transform: Transform = BucketTransform(int(width)) if name == "bucket" else TruncateTransform(int(width))  # type: ignore[type-arg]
         return column, transform, f"{column}_{name}"
     if name not in _BY_NAME or width is not None:
         raise ConfigError(f"unknown partition transform {name!r} in {spec!r}")
-    return column, _BY_NAME[name](), f"{column}_{name}" if name != "identity" else column
+    return column, _BY_NAME[name](), f"{column}_{name}" if name != "identity" else column  # type: ignore[call-arg]
 
 
 def apply_partition_spec(table: Table, specs: list[str]) -> None:

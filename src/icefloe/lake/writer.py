@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
-from pyiceberg.expressions import In
+from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -131,7 +131,7 @@ class TableWriter:
             prewritten = [f for s in todo for f in s.files]
             if prewritten:
                 if mode == "replace_source":
-                    tx.delete(In(SOURCE_COLUMN, sorted({s.source_ref for s in todo})), snapshot_properties=props)
+                    tx.delete(_from_sources(todo), snapshot_properties=props)
                 with tx.update_snapshot(snapshot_properties=props).fast_append() as append:
                     for data_file in prewritten:
                         append.append_data_file(data_file)
@@ -143,8 +143,7 @@ class TableWriter:
             elif mode == "overwrite":
                 tx.overwrite(data, snapshot_properties=props)
             elif mode == "replace_source":
-                sources = sorted({s.source_ref for s in todo})
-                tx.delete(In(SOURCE_COLUMN, sources), snapshot_properties=props)
+                tx.delete(_from_sources(todo), snapshot_properties=props)
                 tx.append(data, snapshot_properties=props)
             else:
                 # pyiceberg rejects duplicate keys in one upsert; the newest landed row wins
@@ -152,6 +151,11 @@ class TableWriter:
                 tx.upsert(data, join_cols=self.config.key, snapshot_properties=props)
         snapshot = table.current_snapshot()
         return snapshot.snapshot_id if snapshot else None
+
+
+def _from_sources(staged: list[Staged]) -> BooleanExpression:
+    # pyiceberg's pydantic-generated signature for In hides the positional form from mypy
+    return In(SOURCE_COLUMN, sorted({s.source_ref for s in staged}))  # type: ignore[call-arg, arg-type]
 
 
 def _latest_per(staged: list[Staged], *, by_source: bool) -> list[Staged]:

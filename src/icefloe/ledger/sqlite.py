@@ -98,7 +98,8 @@ class SqliteLedger(Ledger):
         now = time.time()
         created = []
         with self._tx() as db:
-            for pipeline in pipelines or [None]:
+            targets: list[str | None] = list(pipelines) or [None]
+            for pipeline in targets:
                 state: State = "queued" if pipeline else "unrouted"
                 ev = Event(
                     id=event_id(source, key, content_hash, pipeline), source=source, key=key, uri=uri,

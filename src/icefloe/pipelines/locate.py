@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Literal, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -39,8 +39,10 @@ csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 
 
 class Opener(Protocol):
-    name: str
-    gzip: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def gzip(self) -> bool: ...
 
     def open(self) -> BinaryIO: ...
 
@@ -98,7 +100,7 @@ def csv_checker(parse: Any, convert: Any, finish: Callable[[Any], Any]) -> Check
 
     def check(rows: Sequence[list[str]]) -> Exception | None:
         buffer = io.StringIO()
-        quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
+        quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
         writer = csv.writer(
             buffer, delimiter=parse.delimiter, quotechar=quote or '"', lineterminator="\n", quoting=quoting
         )
@@ -134,7 +136,7 @@ def locate_csv(
     reader does, plus the Arrow type per column index (for the message).
     """
     check_gzip(src)
-    quoting = csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE
     with src.open() as stream:
         texts = (text for _, _, _, text in iter_lines(stream, src.name))
         reader = csv.reader(texts, delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
@@ -245,7 +247,8 @@ def _kind(value: Any) -> str:
         return "integer"
     if isinstance(value, float):
         return "number"
-    return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "object", list: "array", str: "string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _drift(obj: dict, kinds: dict[str, str], declared: Sequence[str], past_block: int) -> str | None:
