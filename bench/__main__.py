@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.common import BENCH_DIR, COLUMNS, PYTHON, ROOT, TMP_DIR, BenchResult, log
+from bench.common import BENCH_DIR, COLUMNS, PYTHON, ROOT, TMP_DIR, BenchResult, git_revision, log
 
 BENCHMARKS = {1: "bench.latency", 2: "bench.smallfiles", 3: "bench.bigcsv"}
 
@@ -42,7 +42,7 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "icefloe": version("icefloe"),
+        "icefloe": f"{version('icefloe')} ({git_revision()})",
         "pyiceberg": version("pyiceberg"),
         "pyarrow": version("pyarrow"),
         "duckdb": version("duckdb"),

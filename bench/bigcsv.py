@@ -15,9 +15,10 @@ from bench.common import (
     arrow_types,
     dataset,
     log,
-    mb,
-    median_run,
+    peak,
+    interleaved,
     rate,
+    rss_mb,
     secs,
     temp_dir,
     warm,
@@ -47,6 +48,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
 
     root = Path(args["project"]) / f"run{args['run']}"
     write_project(root, source_path="landing", table="bench.big")
+    start_rss = rss_mb()
     started = time.perf_counter()
     with Project(root) as project:
         events = project.ingest([args["csv"]])
@@ -58,7 +60,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
             for s in project.ledger.steps(events[0].id)
             if s.step not in ("landed", "leased", "committed")
         }
-    return {"seconds": seconds, "rows": rows, "states": dict(Counter(e.state for e in events)), "steps_ms": steps}
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(Counter(e.state for e in events)), "steps_ms": steps}
 
 
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +70,7 @@ def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
 
     folder = Path(args["work"]) / f"run{args['run']}"
     folder.mkdir(parents=True)
+    start_rss = rss_mb()
     started = time.perf_counter()
     catalog = SqlCatalog("bench", uri=f"sqlite:///{folder / 'catalog.db'}", warehouse=f"file://{folder / 'warehouse'}")
     catalog.create_namespace("bench")
@@ -75,7 +78,7 @@ def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     table = catalog.create_table("bench.big", schema=data.schema)
     table.append(data)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": catalog.load_table("bench.big").scan().count()}
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": catalog.load_table("bench.big").scan().count()}
 
 
 def duckdb_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -87,19 +90,20 @@ def duckdb_contender(args: dict[str, Any]) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"run{args['run']}.parquet"
     columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCKDB_TYPES.items()) + "}"
+    start_rss = rss_mb()
     started = time.perf_counter()
     con = duckdb.connect()
     con.execute(f"COPY (SELECT * FROM read_csv('{args['csv']}', header=true, columns={columns})) TO '{target}' (FORMAT parquet)")
     con.close()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": pq.ParquetFile(target).metadata.num_rows}
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": pq.ParquetFile(target).metadata.num_rows}
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
 
 def run(quick: bool) -> BenchResult:
-    rows, repeat = (200_000, 1) if quick else (2_000_000, 3)
+    rows, repeat = (200_000, 1) if quick else (2_000_000, 5)
     result = BenchResult(3, f"one CSV of {rows / 1e6:g}M rows (6 columns)")
     log(f"[3] {result.title}")
     data = dataset(f"big-{rows}-s{SEED}", _build(rows))
@@ -110,10 +114,17 @@ def run(quick: bool) -> BenchResult:
         warm([csv])
 
     common = {"csv": str(csv)}
-    log(f"  {size_mb:.0f} MB CSV; each contender runs {repeat}x in a fresh process, median reported")
-    ours = median_run("bench.bigcsv:icefloe_contender", dict(common, project=str(temp_dir("big-icefloe-"))), label="big icefloe", repeat=repeat, before=warm_csv)
-    peer = median_run("bench.bigcsv:pyiceberg_contender", dict(common, work=str(temp_dir("big-pyiceberg-"))), label="big pyiceberg", repeat=repeat, before=warm_csv)
-    duck = median_run("bench.bigcsv:duckdb_contender", dict(common, work=str(temp_dir("big-duckdb-"))), label="big duckdb", repeat=repeat, before=warm_csv)
+    log(f"  {size_mb:.0f} MB CSV; contenders run {repeat}x each, round-robin, each run in a fresh process; median reported")
+    runs = interleaved(
+        {
+            "icefloe": ("bench.bigcsv:icefloe_contender", dict(common, project=str(temp_dir("big-icefloe-")))),
+            "pyiceberg": ("bench.bigcsv:pyiceberg_contender", dict(common, work=str(temp_dir("big-pyiceberg-")))),
+            "duckdb": ("bench.bigcsv:duckdb_contender", dict(common, work=str(temp_dir("big-duckdb-")))),
+        },
+        repeat=repeat,
+        before=warm_csv,
+    )
+    ours, peer, duck = runs["icefloe"], runs["pyiceberg"], runs["duckdb"]
     log(f"  icefloe step times of the median run (ms): {ours['steps_ms']}")
 
     assert ours["states"] == {"committed": 1}, f"icefloe event states {ours['states']}"
@@ -132,7 +143,7 @@ def run(quick: bool) -> BenchResult:
         f"pyiceberg: {rate(rows, peer['seconds'])}; duckdb: {rate(rows, duck['seconds'])}",
     )  # fmt: skip
     result.row(
-        "peak RSS", mb(ours["peak_rss_mb"]), f"pyiceberg: {mb(peer['peak_rss_mb'])}; duckdb: {mb(duck['peak_rss_mb'])}",
+        "peak RSS", peak(ours), f"pyiceberg: {peak(peer)}; duckdb: {peak(duck)}",
         f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x vs pyiceberg",
     )  # fmt: skip
     result.row("rows written (asserted)", f"{rows:,}", f"pyiceberg: {peer['rows']:,}; duckdb: {duck['rows']:,}", "", f"= {rows:,}", True)
@@ -141,8 +152,9 @@ def run(quick: bool) -> BenchResult:
         "ledger, streaming typed read, not_null check, 3 lineage columns, one Iceberg commit.",
         "pyiceberg: `pyarrow.csv.read_csv` (same types, multithreaded) + one `table.append` (SqlCatalog, sqlite). "
         "DuckDB: `COPY (SELECT * FROM read_csv(..., columns=...)) TO 'x.parquet'` (no catalog, no table format).",
-        f"Each contender ran {repeat}x in a fresh process (median shown); times exclude interpreter start and imports; "
-        "peak RSS is that process's ru_maxrss.",
+        f"Each contender ran {repeat}x, round-robin, each run in a fresh process (median shown: "
+        f"icefloe {ours['all_seconds']} s, pyiceberg {peer['all_seconds']} s, duckdb {duck['all_seconds']} s); times exclude interpreter start and imports; "
+        "peak RSS is that process's ru_maxrss; (start N) is its RSS after imports, before the timed work.",
     ]
     result.data = {
         "rows": rows, "csv_mb": round(size_mb, 1), "icefloe": ours, "pyiceberg": peer, "duckdb": duck,

@@ -54,6 +54,27 @@ def log(message: str) -> None:
     print(f"[{time.time() - _STARTED:7.1f}s] {message}", flush=True)
 
 
+def rss_mb() -> float | None:
+    """This process's resident set now (Linux /proc), e.g. after imports and before the timed work."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def git_revision() -> str:
+    """The commit the bench ran against, with `+dirty` when the work tree had changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def arrow_types() -> dict[str, Any]:
     """The same schema as pyarrow types, for the raw pyarrow.csv readers of the peers."""
     import pyarrow as pa
@@ -188,21 +209,23 @@ def run_child(target: str, args: dict[str, Any], *, label: str, timeout: float =
     return result
 
 
-def median_run(
-    target: str, args: dict[str, Any], *, label: str, repeat: int, before: Callable[[], Any] | None = None
-) -> dict[str, Any]:
-    """Run a contender `repeat` times; the run with the median time, plus all times."""
-    runs = []
+def interleaved(
+    contenders: dict[str, tuple[str, dict[str, Any]]], *, repeat: int, before: Callable[[], Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run each contender `repeat` times, round-robin (A B C A B C ...) so that slow phases of a
+    noisy machine hit all of them alike; per contender, the run with the median time plus all times."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
     for i in range(repeat):
-        if before is not None:
-            before()
-        run_args = dict(args, run=i)
-        result = run_child(target, run_args, label=label)
-        log(f"  {label}: run {i + 1}/{repeat}: {result['seconds']:.2f}s, peak RSS {result['peak_rss_mb']:.0f} MB")
-        runs.append(result)
-    runs.sort(key=lambda r: r["seconds"])
-    chosen = dict(runs[len(runs) // 2])
-    chosen["all_seconds"] = [round(r["seconds"], 3) for r in runs]
+        for name, (target, args) in contenders.items():
+            if before is not None:
+                before()
+            result = run_child(target, dict(args, run=i), label=name)
+            log(f"  {name}: run {i + 1}/{repeat}: {result['seconds']:.2f}s, peak RSS {result['peak_rss_mb']:.0f} MB")
+            runs[name].append(result)
+    chosen = {}
+    for name, results in runs.items():
+        ordered = sorted(results, key=lambda r: r["seconds"])
+        chosen[name] = dict(ordered[len(ordered) // 2], all_seconds=[round(r["seconds"], 3) for r in results])
     return chosen
 
 
@@ -251,3 +274,9 @@ def rate(rows: int, seconds: float) -> str:
 
 def mb(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} MB"
+
+
+def peak(result: dict[str, Any]) -> str:
+    """Peak RSS of a contender's process, and its RSS after imports (before the timed work)."""
+    start = result.get("start_rss_mb")
+    return mb(result.get("peak_rss_mb")) + (f" (start {start:.0f})" if start is not None else "")

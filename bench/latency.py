@@ -43,6 +43,12 @@ class _Ledger:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=5)
 
+    def ready(self) -> bool:
+        try:
+            return bool(self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='steps'").fetchone())
+        except sqlite3.OperationalError:
+            return False
+
     def row(self, key: str) -> tuple[Any, ...] | None:
         return self.db.execute(  # type: ignore[no-any-return]
             "SELECT state, landed_at, committed_at, error FROM events WHERE source='landing' AND key=?", (key,)
@@ -112,6 +118,10 @@ def run(quick: bool) -> BenchResult:
                 raise RuntimeError(f"the worker did not start; log:\n{worker_log.read_text()[-3000:]}")
             time.sleep(0.01)
         ledger = _Ledger(ledger_path)
+        while not ledger.ready():  # the file exists a moment before the worker created its tables
+            if worker.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the worker did not create its ledger; log:\n{worker_log.read_text()[-3000:]}")
+            time.sleep(0.01)
         for n, text in enumerate(contents):
             key = "warmup.csv" if n == 0 else f"orders-{n:04d}.csv"
             partial = landing / (key + ".part")

@@ -14,8 +14,9 @@ from bench.common import (
     arrow_types,
     dataset,
     log,
-    mb,
+    peak,
     rate,
+    rss_mb,
     run_child,
     secs,
     temp_dir,
@@ -48,6 +49,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
 
     root = Path(args["project"])
     write_project(root, source_path=Path(args["data"]).resolve(), table="bench.small")
+    start_rss = rss_mb()
     started = time.perf_counter()
     with Project(root) as project:
         project.run(once=True)
@@ -56,7 +58,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
         rows = project.sql("select count(*) from bench.small").column(0)[0].as_py()
         states = Counter(e.state for e in project.ledger.events())
         snapshots = len(project.catalog.load_table("bench.small").metadata.snapshots)
-    return {"seconds": seconds, "rows": rows, "states": dict(states), "snapshots": snapshots}
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(states), "snapshots": snapshots}
 
 
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +69,7 @@ def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     folder = Path(args["work"])
     files = sorted(Path(args["data"]).glob("*.csv"))
     convert = pacsv.ConvertOptions(column_types=arrow_types())
+    start_rss = rss_mb()
     started = time.perf_counter()
     catalog = SqlCatalog("bench", uri=f"sqlite:///{folder / 'catalog.db'}", warehouse=f"file://{folder / 'warehouse'}")
     catalog.create_namespace("bench")
@@ -80,7 +83,7 @@ def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     assert table is not None
     table = catalog.load_table("bench.small")
     rows = table.scan().count()
-    return {"seconds": seconds, "rows": rows, "snapshots": len(table.metadata.snapshots)}
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "snapshots": len(table.metadata.snapshots)}
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
@@ -116,7 +119,7 @@ def run(quick: bool) -> BenchResult:
     )  # fmt: skip
     result.row("throughput", rate(total, ours["seconds"]), f"pyiceberg: {rate(total, peer['seconds'])}")
     result.row("Iceberg snapshots", str(ours["snapshots"]), f"pyiceberg: {peer['snapshots']}")
-    result.row("peak RSS", mb(ours["peak_rss_mb"]), f"pyiceberg: {mb(peer['peak_rss_mb'])}", f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x")
+    result.row("peak RSS", peak(ours), f"pyiceberg: {peak(peer)}", f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x")
     result.row("rows in table (asserted)", f"{ours['rows']:,}", f"pyiceberg: {peer['rows']:,}", "", f"= {total:,}", True)
     result.notes += [
         "icefloe: files already sit in the source folder; `Project.run(once=True)` hashes, lands, reads, checks "

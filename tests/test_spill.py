@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from icefloe import Project
+from icefloe.query import QueryEngine
 from tests.helpers import csv_file, make_project
 
 SMALL = {"read": {"format": "csv", "schema": {"id": "long", "v": "string"}, "batch_rows": 500}, "batch": {"spill_bytes": "8KB"}}
@@ -23,7 +24,7 @@ def test_spilled_event_commits_every_row_once_in_one_snapshot(tmp_path: Path) ->
     (snapshot,) = project.history("s.t")
     assert snapshot["events"] == [event.id]
     (table,) = project.tables()
-    assert table["files"] > 1  # written in pieces as it streamed
+    assert table["files"] == 1  # streamed into one data file, not one per chunk
 
 
 def test_bad_line_after_spilling_leaves_no_rows_visible(tmp_path: Path) -> None:
@@ -39,3 +40,24 @@ def test_replace_source_with_spilled_files(tmp_path: Path) -> None:
     project.ingest([_big(tmp_path / "big.csv", 5_000)])
     project.ingest([_big(tmp_path / "big.csv", 3_000)])
     assert project.sql("select count(*) as n from s.t").to_pylist() == [{"n": 3_000}]
+
+
+def test_a_failed_streamed_event_leaves_no_data_files_behind(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"p": {**SMALL, "write": {"table": "s.t"}}})
+    project = Project(root)
+    project.ingest([_big(tmp_path / "ok.csv", 10)])
+    before = sorted((root / "warehouse").rglob("*.parquet"))
+    (event,) = project.ingest([_big(tmp_path / "big.csv", 20_000, tail="oops,x")])
+    assert event.state == "dead"
+    assert sorted((root / "warehouse").rglob("*.parquet")) == before
+
+
+def test_partitioned_table_streams_through_the_partition_writer(tmp_path: Path) -> None:
+    pipeline = {**SMALL, "write": {"table": "s.t", "partition": ["bucket(4, id)"]}}
+    project = Project(make_project(tmp_path / "p", {"p": pipeline}))
+    (event,) = project.ingest([_big(tmp_path / "big.csv", 20_000)])
+    assert event.state == "committed"
+    assert project.sql("select count(*) as n, count(distinct id) as d from s.t").to_pylist() == [{"n": 20_000, "d": 20_000}]
+    with QueryEngine(project) as engine:
+        engine.query("select count(*) from s.t")
+        assert engine.plans["s.t"]["files"] >= 4

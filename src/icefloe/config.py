@@ -137,7 +137,7 @@ class BatchConfig(_Model):
     max_rows: int = Field(default=1_000_000, gt=0)
     max_bytes: int = Field(default=256 << 20, gt=0)
     # an event holding more than this in memory writes its rows to the lake ahead of the commit
-    spill_bytes: int = Field(default=64 << 20, gt=0)
+    spill_bytes: int = Field(default=32 << 20, gt=0)
 
     _d = field_validator("max_wait", mode="before")(lambda v: parse_duration(v))
     _s = field_validator("max_bytes", "spill_bytes", mode="before")(lambda v: parse_size(v))

@@ -169,7 +169,7 @@ class Engine:
             writer = self.writer(self.table_of[ev.pipeline])
             # only modes that append whole files can write rows ahead of the commit
             can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
-            spill = writer.write_files if can_spill else None
+            spill = writer.stream() if can_spill else None
             out = runner.run(ev, source.open_path(ev.key), spill, runner.config.batch.spill_bytes)
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
             self._fail([ev], exc)
@@ -232,7 +232,7 @@ class Engine:
                 return
             self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
             staged = [
-                Staged(ev.id, out.source_ref, out.data, ev.landed_at, [f for files in out.spilled for f in files])
+                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
             ]
             snapshot_id, _ = writer.commit(staged)

@@ -25,7 +25,8 @@ from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
-from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, merged_schema, nullable
+from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
+from icefloe.lake.stream import DataFileStream
 from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
@@ -86,19 +87,11 @@ class TableWriter:
             table = self.catalog.load_table(self.identifier)
         return table
 
-    def write_files(self, data: pa.Table) -> list[DataFile]:
-        """Write rows as data files now, to be committed later with their event (bounded memory).
-
-        Files written for an event that then never commits are orphans: no snapshot references
-        them, so readers never see them, and orphan-file removal deletes them.
-        """
+    def stream(self) -> DataFileStream:
+        """A writer for one event's rows ahead of its commit (append and replace_source only)."""
         if self.config.mode not in ("append", "replace_source"):
             raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
-        table = self.load() or self._create(data.schema)
-        if merged_schema(table.schema().as_arrow(), data.schema, self.identifier) != nullable(table.schema().as_arrow()):
-            with table.transaction() as tx:
-                evolve_schema(tx, table.schema(), data.schema, self.identifier)
-        return list(_dataframe_to_data_files(table.metadata, align_to_table(data, table.schema()), table.io))
+        return DataFileStream(lambda schema: self.load() or self._create(schema), self.identifier)
 
     def commit(self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None) -> tuple[int | None, list[str]]:
         """Commit what is not yet in the table. Returns (snapshot id, ids newly committed)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -17,9 +18,16 @@ from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
 
-__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "Spill"]
+__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream"]
 
-Spill = Callable[[pa.Table], Any]
+class SpillStream(Protocol):
+    """Where an event's rows go ahead of its commit (the lake's DataFileStream)."""
+
+    def write(self, chunk: pa.Table) -> None: ...
+    def close(self) -> list[Any]: ...
+    def abort(self) -> None: ...
+
+
 META_COLUMNS = ("_icefloe_event", "_icefloe_source", "_icefloe_ingested_at")
 
 
@@ -53,16 +61,57 @@ class PipelineRunner:
         self.transforms = compile_transforms(config.transform, root)
         self.schema = config.read.arrow_schema()
 
-    def run(self, event: Event, path: Path, spill: Spill | None = None, spill_bytes: int = 64 << 20) -> EventOutput:
-        """Read and shape one event's rows. With `spill`, rows beyond `spill_bytes` are handed to it
-        as they come (it writes them to the lake, uncommitted), so memory stays bounded by batch
-        size instead of file size."""
+    def run(self, event: Event, path: Path, spill: SpillStream | None = None, spill_bytes: int = 32 << 20) -> EventOutput:
+        """Read and shape one event's rows. With `spill`, once `spill_bytes` are held the rows go
+        to it chunk by chunk (written to the lake, uncommitted), so memory stays bounded by chunk
+        size instead of file size; small events stay in memory until their commit."""
         ctx = {"pipeline": self.name, "event": event.id, "file": event.object_ref}
         timer = _Timer()
+        meta = _Meta(event)
+        spiller = _Spiller(spill)
         good: list[pa.Table] = []
         bad: list[pa.Table] = []
-        rows_in = held = spilled_rows = 0
-        spilled: list[Any] = []
+        rows_in = held = 0
+        failed_run = True
+        try:
+            for passed, failed, read in self._shaped(event, path, timer, ctx):
+                rows_in += read
+                good.append(passed)
+                held += passed.nbytes
+                if failed is not None:
+                    bad.append(failed)
+                if spill is not None and held >= spill_bytes:
+                    started = time.time()
+                    spiller.submit(meta.add(pa.concat_tables(good, promote_options="permissive")))
+                    good, held = [], 0
+                    timer.add("spill", started)
+            if spiller.active and good:
+                spiller.submit(meta.add(pa.concat_tables(good, promote_options="permissive")))
+                good = []
+            spilled = spiller.finish()
+            failed_run = False
+        finally:
+            spiller.close(failed_run)
+        started = time.time()
+        data = pa.concat_tables(good, promote_options="permissive") if good else pa.table({})
+        if self.config.dedupe:
+            with user_code_boundary(step="dedupe", **ctx):
+                data = keep_by_key(data, self.config.dedupe.key, self.config.dedupe.keep)
+            timer.add("dedupe", started)
+        data = meta.add(data)
+        quarantine = meta.add(pa.concat_tables(bad, promote_options="permissive")) if bad else None
+        stats = {
+            "rows_in": rows_in,
+            "rows_out": data.num_rows + spiller.rows,
+            "rows_quarantined": quarantine.num_rows if quarantine is not None else 0,
+        }
+        steps = [(name, s, e, {"busy_ms": round(busy * 1000, 2)}) for name, (s, e, busy) in timer.spans.items()]
+        return EventOutput(event.id, event.object_ref, data, quarantine, stats, steps, spilled)
+
+    def _shaped(
+        self, event: Event, path: Path, timer: _Timer, ctx: dict[str, Any]
+    ) -> Iterator[tuple[pa.Table, pa.Table | None, int]]:
+        """(passing rows, failing rows, rows read) per batch: read -> transforms -> checks."""
         batches = read_batches(
             path,
             fmt=self.config.read.format,
@@ -77,8 +126,7 @@ class PipelineRunner:
                 batch = next(batches, None)
             timer.add("read", started)
             if batch is None:
-                break
-            rows_in += batch.num_rows
+                return
             table = pa.Table.from_batches([batch])
             for label, transform in self.transforms:
                 started = time.time()
@@ -89,40 +137,71 @@ class PipelineRunner:
             with user_code_boundary(step="checks", **ctx):
                 passed, failed = apply_checks(table, self.config.checks)
             timer.add("checks", started)
-            good.append(passed)
-            held += passed.nbytes
-            if failed is not None:
-                bad.append(failed)
-            if spill is not None and held >= spill_bytes:
-                started = time.time()
-                chunk = _with_meta(pa.concat_tables(good, promote_options="permissive"), event)
-                spilled.append(spill(chunk))
-                spilled_rows += chunk.num_rows
-                good, held = [], 0
-                timer.add("spill", started)
-        started = time.time()
-        data = pa.concat_tables(good, promote_options="permissive") if good else pa.table({})
-        if self.config.dedupe:
-            with user_code_boundary(step="dedupe", **ctx):
-                data = keep_by_key(data, self.config.dedupe.key, self.config.dedupe.keep)
-            timer.add("dedupe", started)
-        data = _with_meta(data, event)
-        quarantine = _with_meta(pa.concat_tables(bad, promote_options="permissive"), event) if bad else None
-        stats = {
-            "rows_in": rows_in,
-            "rows_out": data.num_rows + spilled_rows,
-            "rows_quarantined": quarantine.num_rows if quarantine is not None else 0,
-        }
-        steps = [(name, s, e, {"busy_ms": round(busy * 1000, 2)}) for name, (s, e, busy) in timer.spans.items()]
-        return EventOutput(event.id, event.object_ref, data, quarantine, stats, steps, spilled)
+            yield passed, failed, batch.num_rows
 
 
-def _with_meta(data: pa.Table, event: Event) -> pa.Table:
-    n = data.num_rows
-    now = pa.scalar(int(time.time() * 1_000_000), pa.timestamp("us", tz="UTC"))
-    for name in META_COLUMNS:
-        if name in data.column_names:
-            data = data.drop_columns([name])
-    data = data.append_column("_icefloe_event", pa.repeat(pa.scalar(event.id, pa.large_string()), n))
-    data = data.append_column("_icefloe_source", pa.repeat(pa.scalar(event.object_ref, pa.large_string()), n))
-    return data.append_column("_icefloe_ingested_at", pa.repeat(now, n))
+class _Meta:
+    """Adds the _icefloe_* lineage columns. Each is one value repeated, so one array of the largest
+    chunk's length is built per event and every chunk reuses a zero-copy slice of it."""
+
+    def __init__(self, event: Event) -> None:
+        now = int(time.time() * 1_000_000)
+        self.values = [
+            ("_icefloe_event", pa.scalar(event.id, pa.large_string())),
+            ("_icefloe_source", pa.scalar(event.object_ref, pa.large_string())),
+            ("_icefloe_ingested_at", pa.scalar(now, pa.timestamp("us", tz="UTC"))),
+        ]
+        self.cache: dict[str, pa.Array] = {}
+
+    def _column(self, name: str, value: pa.Scalar, lengths: list[int]) -> pa.ChunkedArray:
+        longest = max(lengths, default=0)
+        base = self.cache.get(name)
+        if base is None or len(base) < longest:
+            base = self.cache[name] = pa.repeat(value, longest)
+        return pa.chunked_array([base.slice(0, n) for n in lengths], value.type)
+
+    def add(self, data: pa.Table) -> pa.Table:
+        data = data.drop_columns([c for c in META_COLUMNS if c in data.column_names])
+        lengths = [len(c) for c in data.column(0).chunks] if data.num_columns else [data.num_rows]
+        for name, value in self.values:
+            data = data.append_column(name, self._column(name, value, lengths))
+        return data
+
+
+class _Spiller:
+    """Feeds chunks to a spill stream on a background thread, one in flight at most: reading the
+    next rows overlaps writing the last ones (CSV parsing and Parquet writing both release the
+    GIL), and memory stays within two chunks. All writes happen on that one thread, in order."""
+
+    def __init__(self, stream: SpillStream | None) -> None:
+        self.stream = stream
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icefloe-spill") if stream else None
+        self.pending: Future[Any] | None = None
+        self.rows = 0
+        self.active = False
+
+    def submit(self, chunk: pa.Table) -> None:
+        assert self.pool is not None and self.stream is not None
+        if self.pending is not None:
+            self.pending.result()
+        self.pending = self.pool.submit(self.stream.write, chunk)
+        self.rows += chunk.num_rows
+        self.active = True
+
+    def finish(self) -> list[Any]:
+        if not self.active:
+            return []
+        assert self.pool is not None and self.stream is not None
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+        return list(self.pool.submit(self.stream.close).result())
+
+    def close(self, failed: bool) -> None:
+        if self.pool is None:
+            return
+        if self.pending is not None:
+            self.pending.exception()  # wait; the error already surfaced or is moot
+        if failed and self.active and self.stream is not None:
+            self.stream.abort()
+        self.pool.shutdown(wait=True)
