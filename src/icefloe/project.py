@@ -78,7 +78,7 @@ class Project:
             local = Path(path)
             if not local.is_file():
                 raise NotFoundError(f"{local}: no such file")
-            landed = src.describe(src.put(local, key_prefix + local.name if key_prefix else None))
+            landed = src.put(local, key_prefix + local.name if key_prefix else None)
             engine.land_object(landed)
             pipelines = self.router.match(src.name, landed.key)
             targets: list[str | None] = list(pipelines) or [None]

@@ -49,7 +49,7 @@ class Source(ABC):
     def describe(self, path: Path) -> Landed: ...
 
     @abstractmethod
-    def put(self, local: Path, key: str | None = None) -> Path:
+    def put(self, local: Path, key: str | None = None) -> Landed:
         """Land a local file on this source (used by `icefloe ingest`)."""
 
     @abstractmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,17 +65,24 @@ class FolderSource(Source):
                 size += len(chunk)
         return Landed(self.name, self.key_for(path), path.resolve(), size, digest.hexdigest())
 
-    def put(self, local: Path, key: str | None = None) -> Path:
+    def put(self, local: Path, key: str | None = None) -> Landed:
         local = local.resolve()
-        if local.is_relative_to(self.root):
-            return local
+        if local.is_relative_to(self.root) and key is None:
+            return self.describe(local)
         target = self.open_path(key or local.name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # copy under an ignored name, then rename: a watcher never sees a half-written file
+        # copy under an ignored name, then rename: a watcher never sees a half-written file;
+        # hashing while copying reads the bytes once instead of twice
         partial = target.with_name(target.name + ".part")
-        shutil.copyfile(local, partial)
+        digest = hashlib.sha256()
+        size = 0
+        with local.open("rb") as src, partial.open("wb") as dst:
+            while chunk := src.read(4 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
         os.replace(partial, target)
-        return target
+        return Landed(self.name, self.key_for(target), target.resolve(), size, digest.hexdigest())
 
     def watch(self, on_change: Callable[[Path, bool], None]) -> Callable[[], None]:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
