@@ -49,6 +49,14 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _load() -> float:
+    """The 1-minute load average: other work on the machine skews every timing here."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def _table(result: BenchResult) -> Table:
     table = Table(title=f"{result.number}. {result.title}", title_justify="left", show_lines=False)
     for column in COLUMNS:
@@ -66,7 +74,8 @@ def _markdown(results: list[BenchResult], meta: dict[str, Any]) -> str:
         f"Measured {meta['finished_at']} with `{meta['command']}`"
         f"{' (quick smoke run: scaled down, not representative)' if meta['quick'] else ''} on "
         f"{machine['cpus']} CPUs, Python {machine['python']}, icefloe {machine['icefloe']}, pyiceberg {machine['pyiceberg']}, "
-        f"pyarrow {machine['pyarrow']}, DuckDB {machine['duckdb']}.",
+        f"pyarrow {machine['pyarrow']}, DuckDB {machine['duckdb']}; 1-min load average "
+        f"{meta['load_average']['start']} at the start, {meta['load_average']['end']} at the end.",
         "",
     ]
     for result in results:
@@ -86,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 150)
     command = "python -m bench" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     log(f"{command}: benchmarks {', '.join(map(str, args.numbers))}; python {PYTHON}; data and temp projects under {BENCH_DIR.relative_to(ROOT)}/")
+    load_start = _load()
+    if load_start > 0.5 * (os.cpu_count() or 1):
+        log(f"warning: the machine is busy (1-min load {load_start:.1f} on {os.cpu_count()} CPUs); timings will be noisy")
     started = time.time()
     results: list[BenchResult] = []
     failed = False
@@ -105,9 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.time() - started, 1),
         "machine": _machine(),
+        "load_average": {"start": round(load_start, 2), "end": round(_load(), 2)},
     }
     console.print()
     console.rule(f"[bold]icefloe benchmarks[/bold]{' (quick)' if args.quick else ''}")
+    machine = meta["machine"]
+    console.print(
+        f"icefloe {escape(machine['icefloe'])}, pyiceberg {machine['pyiceberg']}, pyarrow {machine['pyarrow']}, "
+        f"DuckDB {machine['duckdb']}, Python {machine['python']}, {machine['cpus']} CPUs, "
+        f"load average {meta['load_average']['start']} -> {meta['load_average']['end']}"
+    )
     for result in results:
         console.print(_table(result))
         for note in result.notes:

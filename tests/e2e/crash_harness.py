@@ -68,14 +68,23 @@ KILL_MODES = {"startup": 0.10, "landing": 0.15, "processing": 0.35, "commit": 0.
 
 
 # -- project ----------------------------------------------------------------------------------------
-def make_crash_project(root: Path, *, settle: str = "20ms", max_wait: str = "50ms", lease: str | None = None) -> Path:
-    """A project with folder source `landing` fanned out to an append and an upsert pipeline."""
+def make_crash_project(
+    root: Path, *, settle: str = "20ms", max_wait: str = "50ms", spill_bytes: int | None = None, lease: str | None = None
+) -> Path:
+    """A project with folder source `landing` fanned out to an append and an upsert pipeline.
+
+    With `spill_bytes`, append events holding more than that many bytes write their data files
+    ahead of the commit (the streaming path), smaller ones commit from memory.
+    """
     read = {"format": "csv", "schema": dict(SCHEMA)}
+    rows_batch: dict[str, Any] = {"max_wait": max_wait}
+    if spill_bytes is not None:
+        rows_batch["spill_bytes"] = spill_bytes
     config: dict[str, Any] = {
         "sources": {"landing": {"type": "folder", "path": "landing", "settle": settle}},
         "routes": [{"source": "landing", "match": "**/*.csv", "pipeline": list(TABLES)}],
         "pipelines": {
-            "rows": {"read": read, "write": {"table": TABLES["rows"], "mode": "append"}, "batch": {"max_wait": max_wait}},
+            "rows": {"read": read, "write": {"table": TABLES["rows"], "mode": "append"}, "batch": rows_batch},
             "latest": {
                 "read": read,
                 "write": {"table": TABLES["latest"], "mode": "upsert", "key": ["k"]},
@@ -315,6 +324,7 @@ class Verdict:
     stale_keys: int = 0  # t.latest keys whose v is not the newest file's
     events: Counter[str] = field(default_factory=Counter)
     snapshot_mismatches: int = 0
+    spilled_events: int = 0  # t.rows events whose rows were written ahead of the commit
     problems: list[str] = field(default_factory=list)
 
 
@@ -356,6 +366,11 @@ def verify(root: Path, expected: Expected, *, check_latest_values: bool = True) 
             if e.pipeline == "rows" and per_event.get(e.id, 0) != expected.rows_per_file.get(e.key, -1):
                 bad_counts.append((e.key, per_event.get(e.id, 0), expected.rows_per_file.get(e.key)))
         v.snapshot_mismatches = len(bad_snapshots)
+        con = sqlite3.connect(f"file:{root / '.icefloe' / 'ledger.db'}?mode=ro", uri=True)
+        try:
+            v.spilled_events = con.execute("SELECT COUNT(DISTINCT event_id) FROM steps WHERE step = 'spill'").fetchone()[0]
+        finally:
+            con.close()
         keys = {(e.key, e.pipeline) for e in events}
         unlanded = [(f, p) for f in expected.files for p in TABLES if (f, p) not in keys]
 
@@ -433,7 +448,7 @@ class CrashReport:
             f"  final `run --once`: exit {self.final_code} in {self.final_seconds:.1f}s,"
             f" took back {self.held_at_end} lease(s) the last killed worker held",
             f"  files {v.files}, rows {v.rows} (found {v.rows_found}), duplicates {v.duplicates}, missing {v.missing},"
-            f" unexpected {v.unexpected}",
+            f" unexpected {v.unexpected}; {v.spilled_events} events written ahead of their commit (spill)",
             f"  upsert keys: duplicates {v.key_duplicates}, missing {v.missing_keys}, stale {v.stale_keys}",
             f"  ledger: {dict(v.events)}, snapshot id mismatches {v.snapshot_mismatches}",
             "  result: " + ("OK" if self.ok else "FAILED\n    " + "\n    ".join(self.problems)),
@@ -449,10 +464,12 @@ class CrashHarness:
         seed: int | None = None,
         interval: tuple[float, float] = (0.02, 0.08),
         key_space: int = 64,
+        spill_bytes: int | None = 150,
         marker_timeout: float = 8.0,
         log: Any = None,
     ) -> None:
-        self.root = make_crash_project(Path(root))
+        # ~half the files (5+ rows) take the write-ahead (spill) path into t.rows
+        self.root = make_crash_project(Path(root), spill_bytes=spill_bytes)
         self.seed = random.randrange(2**32) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.expected = Expected()
