@@ -7,6 +7,7 @@ SIGKILL it. Meanwhile a background thread keeps landing small CSV files (written
 `os.replace`d into the landing folder). Every file fans out to two pipelines:
 
 * `rows`   -> `t.rows`   append mode: every `id` is unique, so each must appear exactly once;
+  files of 5+ rows exceed `spill_bytes` and write their data files ahead of the commit;
 * `latest` -> `t.latest` upsert on `k`: files reuse keys; the newest landed file must win.
 
 Kill moments (chosen per trial with `random.Random(seed)`, so a failing seed replays the choices;
@@ -538,12 +539,12 @@ class CrashHarness:
             waited = time.time() - worker.started
             if delay:
                 time.sleep(delay)
-            # the dead-lease take-back runs before the first `landed` step, so check it once one exists
-            started_up = self.peek.step_since(since_step, "landed") or self.peek.step_since(since_step, "leased")
-            stale = self._stale_leases(worker.pid) if started_up and worker.alive() else 0
             lived = time.time() - worker.started
         finally:
-            early = worker.kill()
+            early = worker.kill()  # first thing: any check before it would widen the aim
+        # the dead-lease take-back runs before the first `landed` step, so check it once one exists
+        started_up = self.peek.step_since(since_step, "landed") or self.peek.step_since(since_step, "leased")
+        stale = self._stale_leases(worker.pid) if started_up and early is None else 0
         self.dead_pids.append(worker.pid)
         gap = self._gap_events()
         t = Trial(n, mode, worker.pid, reached, round(waited, 3), round(delay, 3), round(lived, 3), early, len(gap), stale, gap)
