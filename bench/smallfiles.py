@@ -64,6 +64,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     """What you would write by hand: read each CSV with pyarrow, append it, one commit per file."""
     import pyarrow.csv as pacsv
+    import pyiceberg.io.pyarrow  # noqa: F401 - what append imports lazily; icefloe has it loaded too
     from pyiceberg.catalog.sql import SqlCatalog
 
     folder = Path(args["work"])

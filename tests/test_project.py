@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,28 @@ def test_restart_does_not_rehash_unchanged_files(tmp_path: Path, monkeypatch: py
     again.run(once=True)
     assert [p.name for p in calls] == ["1.csv"]
     assert again.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 11}]
+
+
+def test_ordered_pipeline_holds_newer_events_back_while_an_older_one_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = {**ORDERS, "write": {"table": "sales.orders", "mode": "upsert", "key": ["id"]}, "retry": {"backoff": "10ms"}}
+    root = make_project(tmp_path / "p", {"orders": pipeline})
+    _orders(root / "landing", "a.csv", range(1), "1.00")
+    time.sleep(0.01)
+    _orders(root / "landing", "b.csv", range(1), "2.00")
+    time.sleep(0.05)  # both settled: the first lease takes a and b together
+    project = Project(root)
+    from icefloe.pipelines.runner import PipelineRunner
+
+    original, failed = PipelineRunner.run, []
+
+    def flaky(self, event, path, *args):  # type: ignore[no-untyped-def]
+        if event.key == "a.csv" and not failed:
+            failed.append(event.id)
+            raise OSError("disk hiccup")  # transient: a.csv will retry
+        return original(self, event, path, *args)
+
+    monkeypatch.setattr(PipelineRunner, "run", flaky)
+    project.run(once=True)
+    assert failed and project.sql("select id, amount from sales.orders").to_pylist() == [{"id": 0, "amount": pytest.approx(2)}]
+    steps = [s.step for e in project.ledger.events() if e.key == "b.csv" for s in project.ledger.steps(e.id)]
+    assert "released" in steps  # b.csv was handed back rather than committed ahead of a.csv

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
-from icefloe.errors import IcefloeError, SchemaError, describe, is_transient
+from icefloe.errors import DataError, IcefloeError, ObjectChangedError, SchemaError, describe, is_transient
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event, owner_id
@@ -64,6 +64,9 @@ class Engine:
         self.runners = {name: PipelineRunner(name, cfg, project.root) for name, cfg in self.config.pipelines.items()}
         self.writers: dict[str, TableWriter] = {}
         self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
+        # where the newest landed object must win, events commit in landing order
+        self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
+        self._held_back: set[str] = set()
         self.buffers: dict[str, _Buffer] = {}
         self._candidates: dict[Path, tuple[Source, bool]] = {}
         self._lock = threading.Lock()
@@ -71,28 +74,33 @@ class Engine:
 
     # -- landing --------------------------------------------------------------------------------
     def land(self, source: Source, path: Path) -> list[Event]:
-        stat = path.stat()
-        stamp, key = f"{stat.st_size}:{stat.st_mtime_ns}", source.key_for(path)
-        if self.ledger.object_stamp(source.name, key) == stamp:
+        key = source.key_for(path)
+        if self.ledger.object_stamp(source.name, key) == source.stamp(path):
             return []  # landed before, unchanged since: no need to hash it again
-        events = self.land_object(source.describe(path))
-        self.ledger.set_object_stamp(source.name, key, stamp)
-        return events
+        return self.land_object(source.describe(path))
 
     def land_object(self, landed: Landed) -> list[Event]:
         """Record a complete object and route it; returns the events that are new."""
         pipelines = self.project.router.match(landed.source, landed.key)
         attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
-        return self.ledger.land(
+        events = self.ledger.land(
             source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
-            size=landed.size, pipelines=pipelines, max_attempts=attempts,
+            size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp,
         )  # fmt: skip
+        if landed.stamp:
+            self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
+        return events
 
     def reconcile(self) -> int:
         """Find objects that landed while nothing ran (the scan at start)."""
         count = 0
         for source in self.project.sources.values():
             for path in source.scan():
+                try:
+                    if self.ledger.object_stamp(source.name, source.key_for(path)) == source.stamp(path):
+                        continue  # landed before (or just now by `ingest`), unchanged since
+                except (OSError, IcefloeError):
+                    continue
                 if not source.is_stable(path):
                     self.notice(source, path, False)
                     continue
@@ -119,6 +127,8 @@ class Engine:
             try:
                 if path.is_file():
                     self.land(source, path)
+            except ObjectChangedError:
+                self.notice(source, path, False)  # still being written: look again once it settles
             except (OSError, IcefloeError) as exc:
                 log.warning("could not land %s: %s", path, exc)
 
@@ -132,10 +142,14 @@ class Engine:
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
         self._land_candidates()
-        events = self.ledger.lease(self.owner, limit=self.lease_limit, ttl=self.config.lease)
+        events = self.ledger.lease(self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered)
         self._skip_already_committed(events)
+        self._held_back = set()
         for ev in events:
             if ev.state == "committed":
+                continue
+            if ev.pipeline in self._held_back:
+                self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
                 continue
             self._process(ev)
         self._renew_buffered()
@@ -167,10 +181,16 @@ class Engine:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline])
+            path = source.open_path(ev.key)
+            if self._superseded(ev, source, path):
+                return
             # only modes that append whole files can write rows ahead of the commit
             can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
             spill = writer.stream() if can_spill else None
-            out = runner.run(ev, source.open_path(ev.key), spill, runner.config.batch.spill_bytes)
+            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes)
+            if self._superseded(ev, source, path):  # rewritten while we read it
+                writer.discard(out.spilled)
+                return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
             self._fail([ev], exc)
             return
@@ -182,6 +202,25 @@ class Engine:
         buf.items.append((ev, out))
         buf.rows += out.data.num_rows
         buf.bytes += out.data.nbytes
+
+    def _superseded(self, ev: Event, source: Source, path: Path) -> bool:
+        """The bytes this event stands for were replaced: the new bytes are their own event."""
+        try:
+            current = source.stamp(path)
+        except FileNotFoundError:
+            raise DataError("the object was deleted before it could be processed", file=ev.object_ref) from None
+        if not ev.stamp or current == ev.stamp:
+            return False
+        try:
+            same = source.describe(path).content_hash == ev.content_hash  # landed again, same bytes?
+        except ObjectChangedError:
+            same = False
+        if same:
+            return False
+        self.ledger.supersede(ev.id, f"{ev.object_ref} was replaced before it was processed; the new version is a new event")
+        self.notice(source, path, False)
+        self._notify(ev, "discarded")
+        return True
 
     def _renew_buffered(self) -> None:
         held = [ev for buf in self.buffers.values() for ev, _ in buf.items]
@@ -235,14 +274,22 @@ class Engine:
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
             ]
-            snapshot_id, _ = writer.commit(staged)
+            snapshot_id, newly = writer.commit(staged)
+            ids = [ev.id for ev, _ in accepted]
+            snapshots: dict[str, int | None] = dict.fromkeys(newly, snapshot_id)
+            if len(newly) < len(ids):  # another worker committed some meanwhile: theirs is the snapshot
+                loaded = writer.load()
+                history = committed_event_ids(loaded) if loaded is not None else {}
+                snapshots.update({i: history.get(i) for i in ids if i not in snapshots})
         except Exception as exc:  # noqa: BLE001
             self._fail([ev for ev, _ in accepted], exc)
             return
-        ids = [ev.id for ev, _ in accepted]
         ended = time.time()
-        self.ledger.record_step(ids, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(ids))
-        self.ledger.mark_committed(ids, table=table, snapshot_id=snapshot_id, stats={ev.id: out.stats for ev, out in accepted})
+        if newly:
+            self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
+        stats = {ev.id: out.stats for ev, out in accepted}
+        for sid in dict.fromkeys(snapshots.values()):
+            self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)
         for ev, _ in accepted:
             self._notify(ev, "committed")
 
@@ -267,6 +314,22 @@ class Engine:
             )  # fmt: skip
             log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
             self._notify(ev, state)
+            if state == "retrying" and ev.pipeline in self.ordered:
+                self._hold_back(ev)
+
+    def _hold_back(self, failed: Event) -> None:
+        """An ordered pipeline's event will retry: newer ones of that pipeline wait for it."""
+        assert failed.pipeline is not None
+        self._held_back.add(failed.pipeline)
+        buf = self.buffers.get(self.table_of[failed.pipeline])
+        if buf is None:
+            return
+        newer = [(ev, out) for ev, out in buf.items if ev.pipeline == failed.pipeline and ev.landed_at >= failed.landed_at]
+        if newer:
+            buf.items = [item for item in buf.items if item not in newer]
+            self.ledger.release([ev.id for ev, _ in newer], self.owner)
+            for _, out in newer:
+                self.writer(self.table_of[failed.pipeline]).discard(out.spilled)
 
     def _notify(self, ev: Event, state: str) -> None:
         if self.on_event is not None:

@@ -7,6 +7,7 @@
     ├── TransientError  (marker)     worth retrying with backoff
     │   ├── CommitConflictError      another writer committed first
     │   ├── LeaseLostError           our lease expired and someone else took the event
+    │   ├── ObjectChangedError       the object changed while we read it (still being written)
     │   └── StorageUnavailableError  object store / catalog not reachable
     └── PermanentError  (marker)     retrying cannot help: dead-letter at once
         ├── DataError                bad input, with file and position
@@ -31,6 +32,7 @@ __all__ = [
     "CommitConflictError",
     "LeaseLostError",
     "StorageUnavailableError",
+    "ObjectChangedError",
     "PermanentError",
     "DataError",
     "SchemaError",
@@ -90,6 +92,10 @@ class LeaseLostError(TransientError):
 
 
 class StorageUnavailableError(TransientError):
+    pass
+
+
+class ObjectChangedError(TransientError):
     pass
 
 

@@ -206,8 +206,7 @@ def test_crash_between_iceberg_commit_and_ledger_update_is_not_written_again(tmp
         assert rows == [{"k": 1, "v": 2}, {"k": 2, "v": 2}, {"k": 3, "v": 3}, {"k": 4, "v": 1}, {"k": 5, "v": 1}, {"k": 6, "v": 3}]
 
 
-# -- known bugs, pinned: each xfail turns into a failure (strict) once icefloe is fixed ---------------
-@pytest.mark.xfail(strict=True, reason="icefloe bug: an event reads the object's current bytes, not the bytes it hashed")
+# -- regressions: bugs the crash harness found, fixed in the engine ------------------------------------
 def test_a_file_rewritten_before_its_first_version_was_processed_is_not_read_twice(tmp_path: Path) -> None:
     root = make_crash_project(tmp_path / "p")
     landing = root / "landing"
@@ -219,10 +218,9 @@ def test_a_file_rewritten_before_its_first_version_was_processed_is_not_read_twi
         engine.land(src, path)  # the watcher saw the rewrite before v1 was processed
         project.run(once=True)
         dup = project.sql("select id, count(*) as n from t.rows group by id having count(*) > 1").to_pylist()
-    assert dup == []  # today: ids 3, 4, 5 twice (v1's event read v2's bytes), ids 1, 2 never
+    assert dup == []  # once: ids 3, 4, 5 twice (v1's event read v2's bytes); now v1's event is superseded
 
 
-@pytest.mark.xfail(strict=True, reason="icefloe bug: Engine.land trusts a size:mtime_ns stamp, skips changed bytes")
 def test_a_same_size_rewrite_with_the_same_mtime_is_ingested(tmp_path: Path) -> None:
     root = make_crash_project(tmp_path / "p")
     landing = root / "landing"
@@ -237,10 +235,9 @@ def test_a_same_size_rewrite_with_the_same_mtime_is_ingested(tmp_path: Path) -> 
         engine.land(src, path)
         project.run(once=True)
         ids = sorted(r["id"] for r in project.sql("select id from t.rows").to_pylist())
-    assert ids == [1, 2]  # today: [1]; v2 is skipped by every later scan too
+    assert ids == [1, 2]  # once: [1], the stamp ignored ctime and v2 was skipped by every scan
 
 
-@pytest.mark.xfail(strict=True, reason="icefloe bug: Engine._commit gives every event the new snapshot id")
 def test_an_event_another_worker_committed_meanwhile_keeps_that_snapshot_id(tmp_path: Path) -> None:
     root = make_crash_project(tmp_path / "p")
     landing = root / "landing"
@@ -270,10 +267,9 @@ def test_an_event_another_worker_committed_meanwhile_keeps_that_snapshot_id(tmp_
         assert project.sql("select count(*) as n from t.rows").to_pylist() == [{"n": 2}]  # no duplicate: fine
         assert history[a_rows.id] == committed[0]
         event = project.ledger.get(a_rows.id)
-        assert event is not None and event.snapshot_id == committed[0]  # today: b's snapshot
+        assert event is not None and event.snapshot_id == committed[0]  # once: b's snapshot
 
 
-@pytest.mark.xfail(strict=True, reason="icefloe bug: upsert commit order is lease order, not landing order")
 def test_upsert_keeps_the_newest_file_when_an_older_one_commits_late(tmp_path: Path) -> None:
     root = make_crash_project(tmp_path / "p")
     landing = root / "landing"
@@ -284,4 +280,4 @@ def test_upsert_keeps_the_newest_file_when_an_older_one_commits_late(tmp_path: P
         engine.land(src, land_bytes(landing, "b.csv", csv_text([(2, 7, 2, "new")]).encode()))
         project.run(once=True)  # b commits at once, a after the dead worker's lease expires
         rows = project.sql("select k, v from t.latest").to_pylist()
-    assert rows == [{"k": 7, "v": 2}]  # today: v 1, the older file's row overwrote the newer one
+    assert rows == [{"k": 7, "v": 2}]  # once: v 1; now b waits for the older a (ordered lease)

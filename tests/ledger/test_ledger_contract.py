@@ -166,3 +166,39 @@ def test_object_stamps_remember_what_was_landed(ledger: Ledger) -> None:
     ledger.set_object_stamp("s", "k", "10:123")
     ledger.set_object_stamp("s", "k", "11:456")
     assert ledger.object_stamp("s", "k") == "11:456"
+
+
+def test_ordered_pipeline_waits_for_an_older_retrying_event(ledger: Ledger) -> None:
+    _land(ledger, key="old.csv")
+    time.sleep(0.002)
+    _land(ledger, key="new.csv")
+    (old,) = ledger.lease("w", limit=1, ttl=30, ordered=["orders"])
+    ledger.mark_failed(old.id, error="flaky", kind="OSError", transient=True, backoff=1000, max_backoff=1000)
+    assert ledger.lease("w", limit=5, ttl=30, ordered=["orders"]) == []  # new.csv must not overtake
+    assert [e.key for e in ledger.lease("w", limit=5, ttl=30)] == ["new.csv"]  # unordered: no wait
+
+
+def test_ordered_pipeline_waits_for_an_older_event_another_worker_holds(ledger: Ledger) -> None:
+    _land(ledger, key="old.csv")
+    time.sleep(0.002)
+    _land(ledger, key="new.csv")
+    ledger.lease("other", limit=1, ttl=30, ordered=["orders"])
+    assert ledger.lease("me", limit=5, ttl=30, ordered=["orders"]) == []
+    ledger.release_dead_owners(lambda owner: owner != "other")
+    assert [e.key for e in ledger.lease("me", limit=5, ttl=30, ordered=["orders"])] == ["old.csv", "new.csv"]
+
+
+def test_release_hands_an_event_back_without_counting_the_attempt(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.release([ev.id], "w")
+    again = ledger.get(ev.id)
+    assert again is not None and (again.state, again.attempts, again.lease_owner) == ("queued", 0, None)
+
+
+def test_supersede_discards_with_the_reason(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.supersede(ev.id, "replaced")
+    done = ledger.get(ev.id)
+    assert done is not None and (done.state, done.error, done.error_kind) == ("discarded", "replaced", "Superseded")

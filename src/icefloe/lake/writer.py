@@ -93,6 +93,15 @@ class TableWriter:
             raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
         return DataFileStream(lambda schema: self.load() or self._create(schema), self.identifier)
 
+    def discard(self, files: list[DataFile]) -> None:
+        """Delete data files written ahead for an event that will not commit them."""
+        table = self.load() if files else None
+        for data_file in files if table is not None else []:
+            try:
+                table.io.delete(data_file.file_path)  # type: ignore[union-attr]
+            except OSError:
+                pass
+
     def commit(self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None) -> tuple[int | None, list[str]]:
         """Commit what is not yet in the table. Returns (snapshot id, ids newly committed)."""
         for attempt in range(self.max_conflict_retries + 1):

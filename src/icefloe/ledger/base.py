@@ -6,7 +6,9 @@ An event is one landed object routed to one pipeline. Its state is an explicit m
                  ^         |
                  |         +----> retrying --(lease again)--> running
                  |         +----> dead --(dlq replay)--> queued
-                 |                  +----(dlq discard)--> discarded
+                 |         |        +----(dlq discard)--> discarded
+                 |         +----> discarded  (superseded: its bytes were replaced before it ran)
+                 +---------+ (released: an older event of an ordered pipeline must go first)
     unrouted  (no route matched; kept and shown, never dropped)
 
 Backends (SQLite here; PostgreSQL and NATS JetStream next) implement `Ledger`; the contract
@@ -41,7 +43,7 @@ TERMINAL = frozenset({"committed", "discarded"})
 TRANSITIONS: dict[str, frozenset[str]] = {
     "landed": frozenset({"queued", "unrouted"}),
     "queued": frozenset({"running"}),
-    "running": frozenset({"committed", "retrying", "dead", "running"}),
+    "running": frozenset({"committed", "retrying", "dead", "running", "queued", "discarded"}),
     "retrying": frozenset({"running", "committed", "dead"}),
     "dead": frozenset({"queued", "discarded", "committed"}),
     "unrouted": frozenset({"queued"}),
@@ -86,6 +88,7 @@ class Event:
     next_attempt_at: float = 0.0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    stamp: str = ""
 
     @property
     def object_ref(self) -> str:
@@ -122,12 +125,28 @@ class Ledger(ABC):
         size: int,
         pipelines: list[str],
         max_attempts: dict[str, int] | None = None,
+        stamp: str = "",
     ) -> list[Event]:
         """Record an object; one event per pipeline (or one `unrouted`). Returns only new events."""
 
     @abstractmethod
-    def lease(self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None) -> list[Event]:
-        """Take up to `limit` runnable events (queued, retry due, or lease expired) -> running."""
+    def lease(
+        self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None, ordered: Iterable[str] = ()
+    ) -> list[Event]:
+        """Take up to `limit` runnable events (queued, retry due, or lease expired) -> running.
+
+        For `ordered` pipelines (upsert, overwrite, replace_source: the last landed must win) an
+        event is not taken while an older one of its pipeline is retrying or held by another
+        live worker, so commits follow landing order."""
+
+    @abstractmethod
+    def release(self, ids: list[str], owner: str) -> None:
+        """running -> queued, the attempt not counted: handed back untried."""
+
+    @abstractmethod
+    def supersede(self, id: str, reason: str) -> None:
+        """running -> discarded: the object's bytes changed before the event ran; the new bytes
+        are their own event."""
 
     @abstractmethod
     def renew(self, ids: list[str], owner: str, ttl: float) -> None: ...

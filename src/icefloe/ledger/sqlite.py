@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
     error TEXT, error_kind TEXT, rows_in INTEGER, rows_out INTEGER, rows_quarantined INTEGER,
     "table" TEXT, snapshot_id INTEGER, landed_at REAL NOT NULL, started_at REAL, committed_at REAL,
     updated_at REAL NOT NULL, next_attempt_at REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT, lease_expires_at REAL
+    lease_owner TEXT, lease_expires_at REAL, stamp TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_runnable ON events(state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS events_object ON events(source, key);
@@ -42,7 +42,7 @@ _COLUMNS = [
     "id", "source", "key", "uri", "content_hash", "size", "pipeline", "state", "attempts",
     "max_attempts", "error", "error_kind", "rows_in", "rows_out", "rows_quarantined", "table",
     "snapshot_id", "landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at",
-    "lease_owner", "lease_expires_at",
+    "lease_owner", "lease_expires_at", "stamp",
 ]  # fmt: skip
 _SELECT = "SELECT " + ", ".join(f'"{c}"' for c in _COLUMNS) + " FROM events"
 
@@ -94,6 +94,7 @@ class SqliteLedger(Ledger):
         size: int,
         pipelines: list[str],
         max_attempts: dict[str, int] | None = None,
+        stamp: str = "",
     ) -> list[Event]:
         now = time.time()
         created = []
@@ -105,6 +106,7 @@ class SqliteLedger(Ledger):
                     id=event_id(source, key, content_hash, pipeline), source=source, key=key, uri=uri,
                     content_hash=content_hash, size=size, pipeline=pipeline, state=state,
                     max_attempts=(max_attempts or {}).get(pipeline or "", 5), landed_at=now, updated_at=now,
+                    stamp=stamp,
                 )  # fmt: skip
                 values = [getattr(ev, c) for c in _COLUMNS]
                 cur = db.execute(
@@ -120,13 +122,23 @@ class SqliteLedger(Ledger):
                     )
         return created
 
-    def lease(self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None) -> list[Event]:
+    def lease(
+        self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None, ordered: Iterable[str] = ()
+    ) -> list[Event]:
         now = time.time()
         where = (
             "((state IN ('queued', 'retrying') AND next_attempt_at <= ?) "
             "OR (state = 'running' AND lease_expires_at < ?))"
         )
         params: list[Any] = [now, now]
+        strict = list(ordered)
+        if strict:
+            where += (
+                f" AND NOT (pipeline IN ({', '.join('?' * len(strict))}) AND EXISTS (SELECT 1 FROM events o"
+                " WHERE o.pipeline = events.pipeline AND o.landed_at < events.landed_at AND"
+                " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))))"
+            )
+            params += [*strict, owner, now]
         if pipelines is not None:
             names = list(pipelines)
             where += f" AND pipeline IN ({', '.join('?' * len(names))})"
@@ -155,6 +167,31 @@ class SqliteLedger(Ledger):
                 "UPDATE events SET lease_expires_at=? WHERE id=? AND lease_owner=? AND state='running'",
                 [(expires, i, owner) for i in ids],
             )
+
+    def release(self, ids: list[str], owner: str) -> None:
+        now = time.time()
+        with self._tx() as db:
+            for i in ids:
+                db.execute(
+                    "UPDATE events SET state='queued', attempts=MAX(attempts-1, 0), lease_owner=NULL,"
+                    " lease_expires_at=NULL, updated_at=? WHERE id=? AND state='running' AND lease_owner=?",
+                    (now, i, owner),
+                )
+                db.execute("INSERT INTO steps VALUES (?, 'released', ?, ?, '{}')", (i, now, now))
+
+    def supersede(self, id: str, reason: str) -> None:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM events WHERE id=?", (id,)).fetchone()
+            if row is None:
+                raise IcefloeError(f"no event {id}")
+            _check(row[0], "discarded")
+            db.execute(
+                "UPDATE events SET state='discarded', error=?, error_kind='Superseded', lease_owner=NULL,"
+                " lease_expires_at=NULL, updated_at=? WHERE id=?",
+                (reason, now, id),
+            )
+            db.execute("INSERT INTO steps VALUES (?, 'superseded', ?, ?, ?)", (id, now, now, json.dumps({"reason": reason})))
 
     def release_dead_owners(self, is_alive: Any) -> int:
         with self._tx() as db:

@@ -19,6 +19,8 @@ class Landed:
     path: Path
     size: int
     content_hash: str
+    # what stat() said when the bytes were hashed: if it differs later, these bytes are gone
+    stamp: str = ""
 
     @property
     def uri(self) -> str:
@@ -47,6 +49,10 @@ class Source(ABC):
 
     @abstractmethod
     def describe(self, path: Path) -> Landed: ...
+
+    @abstractmethod
+    def stamp(self, path: Path) -> str:
+        """A cheap fingerprint of the object's current version (no reading of its bytes)."""
 
     @abstractmethod
     def put(self, local: Path, key: str | None = None) -> Landed:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from icefloe.config import SourceConfig
-from icefloe.errors import DataError
+from icefloe.errors import DataError, ObjectChangedError
 from icefloe.sources.base import Landed, Source
 
 __all__ = ["FolderSource"]
@@ -56,14 +56,23 @@ class FolderSource(Source):
         # a writer that closed the file is done; otherwise wait until it stopped changing
         return closed or time.time() - stat.st_mtime >= self.config.settle
 
+    def stamp(self, path: Path) -> str:
+        # ctime moves on every write and cannot be set back (cp -p and rsync -t restore mtime);
+        # a rename into place brings a new inode
+        stat = path.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
     def describe(self, path: Path) -> Landed:
+        before = self.stamp(path)
         digest = hashlib.sha256()
         size = 0
         with path.open("rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
-        return Landed(self.name, self.key_for(path), path.resolve(), size, digest.hexdigest())
+        if self.stamp(path) != before:
+            raise ObjectChangedError(f"{path} changed while it was being hashed")
+        return Landed(self.name, self.key_for(path), path.resolve(), size, digest.hexdigest(), before)
 
     def put(self, local: Path, key: str | None = None) -> Landed:
         local = local.resolve()
@@ -82,7 +91,7 @@ class FolderSource(Source):
                 dst.write(chunk)
                 size += len(chunk)
         os.replace(partial, target)
-        return Landed(self.name, self.key_for(target), target.resolve(), size, digest.hexdigest())
+        return Landed(self.name, self.key_for(target), target.resolve(), size, digest.hexdigest(), self.stamp(target))
 
     def watch(self, on_change: Callable[[Path, bool], None]) -> Callable[[], None]:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
