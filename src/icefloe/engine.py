@@ -274,7 +274,7 @@ class Engine:
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
             ]
-            snapshot_id, newly = writer.commit(staged)
+            snapshot_id, newly = writer.commit(staged, table=current)
             ids = [ev.id for ev, _ in accepted]
             snapshots: dict[str, int | None] = dict.fromkeys(newly, snapshot_id)
             if len(newly) < len(ids):  # another worker committed some meanwhile: theirs is the snapshot

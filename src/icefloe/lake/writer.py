@@ -102,10 +102,17 @@ class TableWriter:
             except OSError:
                 pass
 
-    def commit(self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None) -> tuple[int | None, list[str]]:
-        """Commit what is not yet in the table. Returns (snapshot id, ids newly committed)."""
+    def commit(
+        self, staged: list[Staged], on_conflict: Callable[[int], None] | None = None, *, table: Table | None = None
+    ) -> tuple[int | None, list[str]]:
+        """Commit what is not yet in the table. Returns (snapshot id, ids newly committed).
+
+        `table` is a just-loaded copy to start from (saves a catalog round trip); any conflict
+        reloads it, so a stale copy costs a retry, never correctness."""
         for attempt in range(self.max_conflict_retries + 1):
-            table = self.load() or self._create(staged[0].data.schema)
+            if attempt or table is None:
+                table = self.load()
+            table = table or self._create(staged[0].data.schema)
             done = committed_event_ids(table)
             todo = [s for s in staged if s.event_id not in done]
             if not todo:
