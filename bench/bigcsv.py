@@ -15,6 +15,7 @@ from bench.common import (
     arrow_types,
     dataset,
     log,
+    timed_run_once,
     peak,
     interleaved,
     rate,
@@ -68,19 +69,10 @@ def icefloe_inplace_contender(args: dict[str, Any]) -> dict[str, Any]:
     import icefloe.engine  # noqa: F401 - imports outside the timed part, like the peers
     import icefloe.lake.writer  # noqa: F401
     import pyiceberg.catalog.sql  # noqa: F401
-    from icefloe.project import Project
 
     root = Path(args["project"]) / f"run{args['run']}"
     write_project(root, source_path=Path(args["csv"]).parent.resolve(), table="bench.big")
-    start_rss = rss_mb()
-    started = time.perf_counter()
-    with Project(root) as project:
-        project.run(once=True)
-    seconds = time.perf_counter() - started
-    with Project(root) as project:
-        rows = project.sql("select count(*) from bench.big").column(0)[0].as_py()
-        states = Counter(e.state for e in project.ledger.events())
-    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(states)}
+    return timed_run_once(root, "bench.big")
 
 
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:

@@ -185,6 +185,24 @@ def write_project(
 # -- child processes ----------------------------------------------------------------------------
 
 
+def timed_run_once(root: Path, table: str) -> dict[str, Any]:
+    """`Project(root).run(once=True)`, timed, then the row count, event states and snapshot count."""
+    from collections import Counter
+
+    from icefloe.project import Project
+
+    start_rss = rss_mb()
+    started = time.perf_counter()
+    with Project(root) as project:
+        project.run(once=True)
+    seconds = time.perf_counter() - started
+    with Project(root) as project:
+        rows = project.sql(f"select count(*) from {table}").column(0)[0].as_py()
+        states = Counter(e.state for e in project.ledger.events())
+        snapshots = len(project.catalog.load_table(table).metadata.snapshots)
+    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(states), "snapshots": snapshots}
+
+
 def run_child(target: str, args: dict[str, Any], *, label: str, timeout: float = 3600) -> dict[str, Any]:
     """Run `module:function(args)` in a fresh interpreter (bench/child.py); its result dict back.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from bench.common import (
     arrow_types,
     dataset,
     log,
+    timed_run_once,
     peak,
     rate,
     rss_mb,
@@ -45,20 +45,10 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     import icefloe.engine  # noqa: F401 - imports outside the timed part, like the peers
     import icefloe.lake.writer  # noqa: F401
     import pyiceberg.catalog.sql  # noqa: F401
-    from icefloe.project import Project
 
     root = Path(args["project"])
     write_project(root, source_path=Path(args["data"]).resolve(), table="bench.small")
-    start_rss = rss_mb()
-    started = time.perf_counter()
-    with Project(root) as project:
-        project.run(once=True)
-    seconds = time.perf_counter() - started
-    with Project(root) as project:
-        rows = project.sql("select count(*) from bench.small").column(0)[0].as_py()
-        states = Counter(e.state for e in project.ledger.events())
-        snapshots = len(project.catalog.load_table("bench.small").metadata.snapshots)
-    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(states), "snapshots": snapshots}
+    return timed_run_once(root, "bench.small")
 
 
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from icefloe import Project
 from icefloe.lake.writer import EVENTS_PROPERTY, Staged, committed_event_ids
