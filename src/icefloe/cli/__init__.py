@@ -60,3 +60,7 @@ def main(argv: list[str] | None = None) -> Any:
     except IcefloeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - say what broke in one line; -v logs the traceback
+        logging.getLogger("icefloe").debug("unexpected error", exc_info=True)
+        click.echo(f"error: {type(exc).__name__}: {exc} (run with -vv for the traceback)", err=True)
+        sys.exit(EXIT_FAILED)
