@@ -73,10 +73,13 @@ class Engine:
         self.on_event: Callable[[Event, str], None] | None = None
 
     # -- landing --------------------------------------------------------------------------------
+    def _unchanged(self, source: Source, path: Path) -> bool:
+        """Landed before with this very stamp: no need to hash it again."""
+        return self.ledger.object_stamp(source.name, source.key_for(path)) == source.stamp(path)
+
     def land(self, source: Source, path: Path) -> list[Event]:
-        key = source.key_for(path)
-        if self.ledger.object_stamp(source.name, key) == source.stamp(path):
-            return []  # landed before, unchanged since: no need to hash it again
+        if self._unchanged(source, path):
+            return []
         return self.land_object(source.describe(path))
 
     def land_object(self, landed: Landed) -> list[Event]:
@@ -97,15 +100,14 @@ class Engine:
         for source in self.project.sources.values():
             for path in source.scan():
                 try:
-                    if self.ledger.object_stamp(source.name, source.key_for(path)) == source.stamp(path):
-                        continue  # landed before (or just now by `ingest`), unchanged since
-                except (OSError, IcefloeError):
-                    continue
-                if not source.is_stable(path):
-                    self.notice(source, path, False)
-                    continue
-                try:
-                    count += len(self.land(source, path))
+                    if self._unchanged(source, path):
+                        continue  # landed before (or just now by `ingest`)
+                    if not source.is_stable(path):
+                        self.notice(source, path, False)
+                        continue
+                    count += len(self.land_object(source.describe(path)))
+                except ObjectChangedError:
+                    self.notice(source, path, False)  # still being written: look again once it settles
                 except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
                     log.warning("could not land %s: %s", path, exc)
         return count
