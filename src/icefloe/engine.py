@@ -329,6 +329,8 @@ class Engine:
         newer = [(ev, out) for ev, out in buf.items if ev.pipeline == failed.pipeline and ev.landed_at >= failed.landed_at]
         if newer:
             buf.items = [item for item in buf.items if item not in newer]
+            buf.rows -= sum(out.data.num_rows for _, out in newer)
+            buf.bytes -= sum(out.data.nbytes for _, out in newer)
             self.ledger.release([ev.id for ev, _ in newer], self.owner)
             for _, out in newer:
                 self.writer(self.table_of[failed.pipeline]).discard(out.spilled)
