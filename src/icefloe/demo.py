@@ -80,7 +80,9 @@ def run_demo(keep: str | None = None) -> None:
             shutil.copy(landing / "events/clicks-000.ndjson", landing / "events/clicks-000.ndjson.tmp")
             (landing / "events/clicks-000.ndjson.tmp").replace(landing / "events/clicks-000.ndjson")
             project.run(once=True)
-            out.rows(project.tables(), title="tables")
+            out.rows(
+                [{k: t[k] for k in ("table", "rows", "files", "snapshots")} for t in project.tables()], title="tables"
+            )
             out.rows(
                 project.sql(
                     "select 'sales.orders' as \"table\", count(*) as \"rows\" from sales.orders union all "
