@@ -97,3 +97,9 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_duration_is_rejected() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_bad_partition_spec_is_rejected_at_load(tmp_path: Path) -> None:
+    bad = BASE.replace("write: {table: sales.orders}", "write: {table: sales.orders, partition: [bucket(id)]}")
+    with pytest.raises(ConfigError, match=r"icefloe.yaml:9.*needs a width"):
+        load_config(_write(tmp_path, bad))

@@ -125,6 +125,18 @@ class WriteConfig(_Model):
             raise ValueError("table must be namespace.name, e.g. sales.orders")
         return value
 
+    @field_validator("partition")
+    @classmethod
+    def _partition_specs(cls, specs: list[str]) -> list[str]:
+        from icefloe.lake.evolve import parse_partition
+
+        for spec in specs:
+            try:
+                parse_partition(spec)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return specs
+
     @model_validator(mode="after")
     def _key_for_upsert(self) -> WriteConfig:
         if self.mode == "upsert" and not self.key:

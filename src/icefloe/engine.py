@@ -294,6 +294,8 @@ class Engine:
             self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)
         for ev, _ in accepted:
             self._notify(ev, "committed")
+        rows = sum(out.stats["rows_out"] for _, out in accepted)
+        log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
 
     def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
         if out.quarantine is None or out.quarantine.num_rows == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -29,6 +30,8 @@ def _event_row(e: Event) -> dict[str, Any]:
 def run(project_dir: str, env: str | None, once: bool) -> None:
     """Watch the sources and process events until Ctrl-C (or until idle with --once)."""
     stop = threading.Event()
+    if not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
+        logging.getLogger("icefloe").setLevel(logging.INFO)  # a long-running worker says what it commits
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_project(project_dir, env) as project:

@@ -1,0 +1,64 @@
+"""The folder source: keys never escape the root, temp names are ignored, stamps see rewrites."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from icefloe import Project
+from icefloe.config import SourceConfig
+from icefloe.errors import DataError
+from icefloe.sources.folder import FolderSource
+from tests.helpers import ORDERS, make_project
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> FolderSource:
+    return FolderSource("landing", SourceConfig(path="landing"), tmp_path)
+
+
+@pytest.mark.parametrize("key", ["../outside.csv", "a/../../outside.csv", "/etc/passwd"])
+def test_keys_never_escape_the_root(source: FolderSource, key: str) -> None:
+    with pytest.raises(DataError, match="escapes"):
+        source.open_path(key)
+
+
+def test_a_symlink_out_of_the_root_is_refused_and_the_worker_goes_on(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    secret = tmp_path / "secret.csv"
+    secret.write_text("id,ts,amount\n1,2026-01-01 00:00:00,1\n")
+    os.symlink(secret, root / "landing/link.csv")
+    (root / "landing/ok.csv").write_text("id,ts,amount\n2,2026-01-01 00:00:00,1\n")
+    with Project(root) as project:
+        project.run(once=True)
+        assert [e.key for e in project.ledger.events()] == ["ok.csv"]
+
+
+def test_temp_and_hidden_names_are_ignored(source: FolderSource) -> None:
+    for name in ("a.csv", "b.csv.part", "c.tmp", ".hidden.csv", "d.csv~", "sub/.git/x.csv", "sub/e.csv"):
+        path = source.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert sorted(source.key_for(p) for p in source.scan()) == ["a.csv", "sub/e.csv"]
+
+
+def test_stamp_changes_on_a_same_size_rewrite(source: FolderSource) -> None:
+    path = source.root / "a.csv"
+    path.write_text("v1")
+    before = source.stamp(path)
+    stat = path.stat()
+    path.write_text("v2")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as cp -p would
+    assert source.stamp(path) != before
+
+
+def test_put_copies_and_hashes_in_one_pass(source: FolderSource, tmp_path: Path) -> None:
+    local = tmp_path / "upload.csv"
+    local.write_bytes(b"id\n1\n")
+    landed = source.put(local, "in/upload.csv")
+    assert landed.key == "in/upload.csv" and (source.root / "in/upload.csv").read_bytes() == b"id\n1\n"
+    assert landed.content_hash == source.describe(source.root / "in/upload.csv").content_hash
+    assert not list(source.root.rglob("*.part"))
+
