@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from icefloe.errors import ConfigError
-from icefloe.types import arrow_type
+from icefloe.types import arrow_type, parse_partition
 
 __all__ = [
     "CONFIG_FILE",
@@ -128,8 +128,6 @@ class WriteConfig(_Model):
     @field_validator("partition")
     @classmethod
     def _partition_specs(cls, specs: list[str]) -> list[str]:
-        from icefloe.lake.evolve import parse_partition
-
         for spec in specs:
             try:
                 parse_partition(spec)

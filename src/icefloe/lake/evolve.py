@@ -6,25 +6,15 @@ Data narrower than the table (an int into a long column, an int into a double) i
 
 from __future__ import annotations
 
-import re
 
 import pyarrow as pa
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
-from pyiceberg.transforms import (
-    BucketTransform,
-    DayTransform,
-    HourTransform,
-    IdentityTransform,
-    MonthTransform,
-    Transform,
-    TruncateTransform,
-    YearTransform,
-)
 
 from icefloe.errors import ConfigError, SchemaError
+from icefloe.types import parse_partition
 
-__all__ = ["check_compatible", "merged_schema", "evolve_schema", "align_to_table", "nullable", "apply_partition_spec", "parse_partition"]
+__all__ = ["check_compatible", "merged_schema", "evolve_schema", "align_to_table", "nullable", "apply_partition_spec"]
 
 
 def nullable(schema: pa.Schema) -> pa.Schema:
@@ -115,34 +105,6 @@ def align_to_table(data: pa.Table, schema: Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(data.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=target)
-
-
-_TRANSFORM = re.compile(r"^\s*(\w+)\s*\(\s*(?:(\d+)\s*,\s*)?(\w+)\s*\)\s*$")
-_BY_NAME: dict[str, type[Transform]] = {  # type: ignore[type-arg]
-    "year": YearTransform,
-    "month": MonthTransform,
-    "day": DayTransform,
-    "hour": HourTransform,
-    "identity": IdentityTransform,
-}
-
-
-def parse_partition(spec: str) -> tuple[str, Transform, str]:  # type: ignore[type-arg]
-    """`day(ts)`, `bucket(16, id)`, `truncate(4, name)`, `identity(c)` or a bare column name."""
-    if re.fullmatch(r"\w+", spec.strip()):
-        return spec.strip(), IdentityTransform(), spec.strip()
-    match = _TRANSFORM.match(spec)
-    if not match:
-        raise ConfigError(f"bad partition {spec!r}; use e.g. day(ts), bucket(16, id), truncate(4, name), col")
-    name, width, column = match.group(1).lower(), match.group(2), match.group(3)
-    if name in ("bucket", "truncate"):
-        if width is None:
-            raise ConfigError(f"partition {spec!r}: {name} needs a width, e.g. {name}(16, {column})")
-        transform: Transform = BucketTransform(int(width)) if name == "bucket" else TruncateTransform(int(width))  # type: ignore[type-arg]
-        return column, transform, f"{column}_{name}"
-    if name not in _BY_NAME or width is not None:
-        raise ConfigError(f"unknown partition transform {name!r} in {spec!r}")
-    return column, _BY_NAME[name](), f"{column}_{name}" if name != "identity" else column  # type: ignore[call-arg]
 
 
 def apply_partition_spec(table: Table, specs: list[str]) -> None:
