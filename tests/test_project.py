@@ -250,3 +250,26 @@ def test_ordered_pipeline_holds_newer_events_back_while_an_older_one_retries(tmp
     assert failed and project.sql("select id, amount from sales.orders").to_pylist() == [{"id": 0, "amount": pytest.approx(2)}]
     steps = [s.step for e in project.ledger.events() if e.key == "b.csv" for s in project.ledger.steps(e.id)]
     assert "released" in steps  # b.csv was handed back rather than committed ahead of a.csv
+
+
+def test_event_recovered_from_table_history_keeps_its_row_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS}, lease="200ms")
+    _orders(root / "landing", "a.csv", range(3))
+    time.sleep(0.05)
+    crashed = Project(root)
+    from icefloe.ledger.sqlite import SqliteLedger
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the process dies right after the Iceberg commit
+
+    monkeypatch.setattr(SqliteLedger, "mark_committed", crash)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.run(once=True)
+    monkeypatch.undo()
+    time.sleep(0.3)  # its lease runs out
+    with Project(root) as project:
+        project.run(once=True)
+        (event,) = project.ledger.events()
+        assert (event.state, event.rows_in, event.rows_out) == ("committed", 3, 3)
+        assert len(project.history("sales.orders")) == 1
+        assert "commit" in [s.step for s in project.ledger.steps(event.id)]  # once, by the crashed run

@@ -169,7 +169,9 @@ class Engine:
         for ev in retried:
             table = self.table_of[ev.pipeline or ""]
             if ev.id in history[table]:
-                self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats={})
+                staged = [s.detail for s in self.ledger.steps(ev.id) if s.step == "staged"]
+                stats = {ev.id: staged[-1]} if staged else {}
+                self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats=stats)
                 ev.state = "committed"
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
 
@@ -198,6 +200,9 @@ class Engine:
             return
         for name, started, ended, detail in out.steps:
             self.ledger.record_step([ev.id], name, started, ended, **detail)
+        now = time.time()
+        # the counts survive a crash before the commit is recorded (see _skip_already_committed)
+        self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
         buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
         if not buf.items:
             buf.first_at = time.time()
