@@ -1,0 +1,29 @@
+"""Read a landed file as a stream of Arrow record batches, with bounded memory.
+
+Formats are looked up in `READERS`; add one with `register_reader`. Whatever the format, every batch
+has at most `batch_rows` rows, strings are `large_string`, declared schema columns have exactly the
+declared type, and declared columns missing from the file are added as all-null (schemas evolve,
+old files stay readable). Columns that are not declared are inferred; for CSV and NDJSON pyarrow
+fixes their types from the first block of the file, so a column that changes type later fails with
+a line-precise DataError asking for it to be declared.
+
+Every problem with the input is a DataError naming the file and, where possible, the 1-based line.
+Gzip is transparent (by name or by magic bytes) and decompressed as a stream.
+"""
+
+from __future__ import annotations
+
+from icefloe.pipelines.readers.base import (
+    READERS,
+    ReaderFn,
+    Source,
+    check_options,
+    detect_format,
+    read_batches,
+    register_reader,
+)
+
+# each format module registers its reader (and its file extensions) when imported
+from icefloe.pipelines.readers import csvfile, jsonfile, parquetfile  # noqa: F401
+
+__all__ = ["READERS", "ReaderFn", "Source", "check_options", "detect_format", "read_batches", "register_reader"]

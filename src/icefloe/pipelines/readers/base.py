@@ -1,0 +1,218 @@
+"""The reader seam: the registry, the `Source` a reader reads, and what every format shares.
+
+`read_batches` looks the format up in `READERS` and conforms whatever a reader yields to the
+contract documented in the package docstring (batch size, `large_string`, declared types).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from icefloe.errors import ConfigError, DataError
+from icefloe.pipelines.readers import locate
+from icefloe.types import arrow_type
+
+ReaderFn = Callable[["Source", dict[str, pa.DataType], dict[str, Any], int], Iterator[pa.RecordBatch]]
+"""`fn(source, schema, options, batch_rows)`; may yield any batch size and plain `string` columns."""
+
+READERS: dict[str, ReaderFn] = {}
+_EXTENSIONS: dict[str, str] = {}
+MiB = 1 << 20
+
+
+def register_reader(name: str, fn: ReaderFn, extensions: Sequence[str] = ()) -> None:
+    READERS[name] = fn
+    for ext in extensions:
+        _EXTENSIONS[ext.lower()] = name
+
+
+def detect_format(name: str) -> str | None:
+    base = name.lower()
+    if base.endswith(".gz"):
+        base = base[:-3]
+    _, ext = os.path.splitext(base)
+    return _EXTENSIONS.get(ext)
+
+
+@dataclass(frozen=True)
+class Source:
+    """The file a reader reads. `open()` gives the decompressed bytes; gzip damage raises DataError."""
+
+    path: str
+    name: str
+    gzip: bool
+    data: bytes | None = None  # in-memory content, used to re-read a parsed JSON document
+
+    def open(self) -> BinaryIO:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        raw = open(self.path, "rb")  # the caller closes the returned stream, which closes this
+        if not self.gzip:
+            return raw
+        return io.BufferedReader(_GzipStream(raw, self.name), buffer_size=MiB)
+
+    def error(self, message: str, **where: Any) -> DataError:
+        return DataError(message, file=self.name, **where)
+
+
+class _GzipStream(io.RawIOBase):
+    # Raised from inside read() so the error is the same whichever reader (or pyarrow) is reading.
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        super().__init__()
+        self._raw, self._name = raw, name
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._gz.read(len(buffer))
+        except EOFError as exc:
+            raise DataError("truncated gzip stream", file=self._name, offset=self._raw.tell()) from exc
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(f"corrupt gzip stream: {exc}", file=self._name, offset=self._raw.tell()) from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._gz.close()
+            self._raw.close()
+        super().close()
+
+
+def read_batches(
+    path: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    schema: dict[str, pa.DataType] | None = None,
+    options: dict | None = None,
+    batch_rows: int = 65536,
+    display_name: str | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream `path` as batches of at most `batch_rows` rows (see the module docstring).
+
+    Errors can surface after some batches were yielded; callers treat the file as a whole.
+    """
+    path = os.fspath(path)
+    name = display_name or path
+    fmt = fmt or detect_format(path) or (detect_format(display_name) if display_name else None)
+    if fmt is None:
+        raise ConfigError(f"cannot tell the format of {name}; set read.format ({', '.join(sorted(READERS))})")
+    reader = READERS.get(fmt)
+    if reader is None:
+        raise ConfigError(f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")
+    if batch_rows < 1:
+        raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
+    types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
+    return _batches(reader, path, name, types, dict(options or {}), batch_rows)
+
+
+def _batches(reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int):
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    src = Source(path, name, gzip=magic == b"\x1f\x8b" or path.lower().endswith(".gz") or name.lower().endswith(".gz"))
+    with src.open() as stream:
+        if not stream.read(1):
+            raise src.error("file is empty")
+    row = 0
+    for batch in reader(src, schema, options, batch_rows):
+        batch = _conform(batch, schema, src, row)
+        for start in range(0, batch.num_rows, batch_rows):
+            yield batch.slice(start, batch_rows)
+        row += batch.num_rows
+
+
+def _conform(batch: pa.RecordBatch, schema: dict[str, pa.DataType], src: Source, row: int) -> pa.RecordBatch:
+    arrays, names = [], []
+    for field, column in zip(batch.schema, batch.columns):
+        target = schema.get(field.name)
+        target = _large(field.type) if target is None else target
+        if column.type != target:
+            column = _cast(column, target, field.name, src, row)
+        arrays.append(column)
+        names.append(field.name)
+    for name, dtype in schema.items():
+        if name not in names:
+            arrays.append(pa.nulls(batch.num_rows, dtype))
+            names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _large(dtype: pa.DataType) -> pa.DataType:
+    """The same type with every `string` inside it widened, so batches of any file concatenate."""
+    if pa.types.is_string(dtype):
+        return pa.large_string()
+    if pa.types.is_struct(dtype):
+        return pa.struct([f.with_type(_large(f.type)) for f in dtype])
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        make = pa.list_ if pa.types.is_list(dtype) else pa.large_list
+        return make(dtype.value_field.with_type(_large(dtype.value_type)))
+    return dtype
+
+
+def _cast(column: pa.Array, target: pa.DataType, name: str, src: Source, row: int) -> pa.Array:
+    def check(values: Any) -> Exception | None:
+        try:
+            pc.cast(values, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            return exc
+        return None
+
+    try:
+        return pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        hit = locate.first_failing(column, check)
+        where = f" (row {row + hit[0] + 1}, value {column[hit[0]].as_py()!r})" if hit else ""
+        raise src.error(f"column {name!r}: cannot convert {column.type} to {target}{where}: {exc}") from exc
+
+
+def check_options(options: dict[str, Any], allowed: Sequence[str], fmt: str) -> None:
+    for key in options:
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise ConfigError(f"unknown {fmt} read option {key!r}; known: {known}")
+
+
+def block_size(batch_rows: int, bytes_per_row: int) -> int:
+    # a block is what pyarrow parses (and infers types from) at once: big enough to hold any
+    # sane row, small enough to keep memory flat
+    return max(MiB, min(32 * MiB, batch_rows * bytes_per_row))
+
+
+# --- option helpers shared by the readers --------------------------------------------------------
+
+
+def option(options: dict, key: str, default: Any, valid: Callable[[Any], bool], expected: str) -> Any:
+    value = options.get(key, default)
+    if not valid(value):
+        raise ConfigError(f"csv read option {key!r} must be {expected}, got {value!r}")
+    return value
+
+
+def is_char(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 1
+
+
+def is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def is_tz(dtype: pa.DataType) -> bool:
+    return pa.types.is_timestamp(dtype) and dtype.tz is not None
+
+
+def to_tz(column: Any, dtype: pa.DataType) -> Any:
+    has_zone = pc.match_substring_regex(column, r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
+    as_utc = pc.binary_join_element_wise(column, pa.scalar("Z", column.type), pa.scalar("", column.type))
+    return pc.cast(pc.if_else(has_zone, column, as_utc), dtype)
