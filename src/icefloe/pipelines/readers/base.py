@@ -193,10 +193,12 @@ def block_size(batch_rows: int, bytes_per_row: int) -> int:
 # --- option helpers shared by the readers --------------------------------------------------------
 
 
-def option(options: dict, key: str, default: Any, valid: Callable[[Any], bool], expected: str) -> Any:
+def option(
+    options: dict, key: str, default: Any, valid: Callable[[Any], bool], expected: str, fmt: str = "csv"
+) -> Any:
     value = options.get(key, default)
     if not valid(value):
-        raise ConfigError(f"csv read option {key!r} must be {expected}, got {value!r}")
+        raise ConfigError(f"{fmt} read option {key!r} must be {expected}, got {value!r}")
     return value
 
 
