@@ -61,3 +61,18 @@ def test_partitioned_table_streams_through_the_partition_writer(tmp_path: Path) 
     with QueryEngine(project) as engine:
         engine.query("select count(*) from s.t")
         assert engine.plans["s.t"]["files"] >= 4
+
+
+def test_a_version_replaced_before_it_ran_is_skipped_and_leaves_no_files(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"p": {**SMALL, "write": {"table": "s.t", "mode": "replace_source"}}})
+    _big(root / "landing/big.csv", 5_000)
+    project = Project(root)
+    project.engine().reconcile()
+    _big(root / "landing/big.csv", 3_000)  # re-landed before anything ran: both versions queue
+    project.engine().land(project.sources["landing"], root / "landing/big.csv")
+    project.run(once=True)
+    assert project.sql("select count(*) as n from s.t").to_pylist() == [{"n": 3_000}]
+    table = project.catalog.load_table("s.t")
+    live = {t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()}
+    on_disk = {str(p) for p in (root / "warehouse").rglob("*.parquet")}
+    assert on_disk == live

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import BooleanExpression, In
@@ -43,7 +42,7 @@ class Staged:
     source_ref: str
     data: pa.Table
     landed_at: float = 0.0
-    # data files already written by `write_files` for rows that did not fit in memory
+    # data files already written (via `TableWriter.stream`) for rows that did not fit in memory
     files: list[DataFile] = field(default_factory=list)
 
 
@@ -127,37 +126,39 @@ class TableWriter:
 
     def _commit_once(self, table: Table, todo: list[Staged]) -> int | None:
         mode = self.config.mode
+        superseded: list[DataFile] = []
         if mode in ("replace_source", "overwrite"):
-            todo = _latest_per(todo, by_source=mode == "replace_source")
+            kept = _latest_per(todo, by_source=mode == "replace_source")
+            superseded = [f for old, new in zip(todo, kept, strict=True) if new is not old for f in old.files]
+            todo = kept
         data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
         props = {EVENTS_PROPERTY: ",".join(s.event_id for s in todo)}
+        prewritten = [f for s in todo for f in s.files]
         # schema change and data land in one transaction: readers never see one without the other
         with warnings.catch_warnings(), table.transaction() as tx:
             # replacing rows of an object landing for the first time deletes nothing: not news
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             evolve_schema(tx, table.schema(), data.schema, self.identifier)
             data = align_to_table(data, tx.table_metadata.schema())
-            prewritten = [f for s in todo for f in s.files]
+            if mode == "replace_source":
+                tx.delete(_from_sources(todo), snapshot_properties=props)
             if prewritten:
-                if mode == "replace_source":
-                    tx.delete(_from_sources(todo), snapshot_properties=props)
                 with tx.update_snapshot(snapshot_properties=props).fast_append() as append:
                     for data_file in prewritten:
                         append.append_data_file(data_file)
                     if data.num_rows:
                         for data_file in _dataframe_to_data_files(tx.table_metadata, data, table.io, append.commit_uuid):
                             append.append_data_file(data_file)
-            elif mode == "append":
+            elif mode in ("append", "replace_source"):
                 tx.append(data, snapshot_properties=props)
             elif mode == "overwrite":
                 tx.overwrite(data, snapshot_properties=props)
-            elif mode == "replace_source":
-                tx.delete(_from_sources(todo), snapshot_properties=props)
-                tx.append(data, snapshot_properties=props)
             else:
                 # pyiceberg rejects duplicate keys in one upsert; the newest landed row wins
                 data = keep_last_by_key(data, self.config.key)
                 tx.upsert(data, join_cols=self.config.key, snapshot_properties=props)
+        for data_file in superseded:  # written ahead for a version a newer one replaced in this batch
+            table.io.delete(data_file.file_path)
         snapshot = table.current_snapshot()
         return snapshot.snapshot_id if snapshot else None
 
@@ -173,18 +174,17 @@ def _latest_per(staged: list[Staged], *, by_source: bool) -> list[Staged]:
     The superseded events still count as committed (their ids go into the summary) because the
     table state is exactly what it would be had they been committed one by one.
     """
-    ordered = sorted(staged, key=lambda s: s.landed_at)
-    if not by_source:
-        newest = ordered[-1]
-        return [_empty_like(s) if s is not newest else s for s in ordered]
-    last = {s.source_ref: s for s in ordered}
-    return [s if last[s.source_ref] is s else _empty_like(s) for s in ordered]
+    def group(s: Staged) -> str:
+        return s.source_ref if by_source else ""
+
+    newest: dict[str, Staged] = {}
+    for s in staged:
+        if group(s) not in newest or s.landed_at >= newest[group(s)].landed_at:
+            newest[group(s)] = s
+    # same order as given, so callers can pair each input with what became of it
+    return [s if newest[group(s)] is s else _empty_like(s) for s in staged]
 
 
 def _empty_like(staged: Staged) -> Staged:
     return Staged(staged.event_id, staged.source_ref, staged.data.slice(0, 0), staged.landed_at)
 
-
-def row_count_by_event(data: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(data[EVENT_COLUMN])
-    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
