@@ -59,8 +59,8 @@ def _quote(name: str) -> str:
 
 
 class QueryEngine:
-    def __init__(self, project: Project, *, as_of: str | int | None = None, read_only: bool = False) -> None:
-        self.project, self.as_of, self.read_only = project, as_of, read_only
+    def __init__(self, project: Project, *, as_of: str | int | None = None) -> None:
+        self.project, self.as_of = project, as_of
         self.con = duckdb.connect()
         self._registered: set[str] = set()
         # per table: files in the snapshot, files left after pruning, the filter pushed down
@@ -85,18 +85,9 @@ class QueryEngine:
         if "icefloe." in lowered or '"icefloe"' in lowered:
             self._register_ledger()
         try:
-            if self.read_only:
-                return self._read_only(sql)
             return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise IcefloeError(f"query failed: {exc}") from None
-
-    def _read_only(self, sql: str) -> pa.Table:
-        # one statement, and it must be a query; the web's SQL box can read, never change anything
-        statements = self.con.extract_statements(sql)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise IcefloeError("only a single SELECT is allowed here")
-        return self.con.sql(sql).to_arrow_table()
 
     def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
         table = self.project.catalog.load_table(name)
