@@ -112,3 +112,11 @@ def test_python_dash_m_is_the_same_cli(project: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "icefloe", "status", "-p", str(project), "--format", "json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert {r["kind"] for r in json.loads(result.stdout)} == {"source", "pipeline", "table"}
+
+
+def test_set_flag_overrides_file_and_env(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ICEFLOE__CATALOG", "sqlite:///from-env.db")
+    invoke(capsys, "ingest", "-p", str(project), "--set", "catalog=sqlite:///from-flag.db", "--format", "json", str(_good(tmp_path)))
+    assert (project / "from-flag.db").exists() and not (project / "from-env.db").exists()
+    code, _, err = invoke(capsys, "status", "-p", str(project), "--set", "nokey")
+    assert code == EXIT_USAGE and "SECTION.KEY=VALUE" in err
