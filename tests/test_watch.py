@@ -46,6 +46,10 @@ def test_running_worker_picks_up_landed_files_and_ignores_temp_names(tmp_path: P
 
 def test_a_file_still_being_written_is_taken_only_when_complete(tmp_path: Path) -> None:
     root = make_project(tmp_path / "p", {"orders": ORDERS})
+    # a settle window far above the writer's pauses, so a busy CI machine cannot split the file
+    config = (root / "icefloe.yaml").read_text().replace("settle: 10ms", "settle: 500ms")
+    assert "settle: 500ms" in config
+    (root / "icefloe.yaml").write_text(config)
     project = Project(root)
     stop = threading.Event()
     worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
