@@ -14,7 +14,7 @@ from pyiceberg.table import Table, Transaction
 from icefloe.errors import ConfigError, SchemaError
 from icefloe.types import parse_partition
 
-__all__ = ["check_compatible", "merged_schema", "evolve_schema", "align_to_table", "nullable", "apply_partition_spec"]
+__all__ = ["schema_change", "merged_schema", "evolve_schema", "align_to_table", "nullable", "apply_partition_spec"]
 
 
 def nullable(schema: pa.Schema) -> pa.Schema:
@@ -52,10 +52,6 @@ def _widen(table_t: pa.DataType, data_t: pa.DataType) -> pa.DataType | None:
     return None
 
 
-def check_compatible(current: Schema, incoming: pa.Schema, table: str) -> None:
-    merged_schema(current.as_arrow(), incoming, table)
-
-
 def merged_schema(current: pa.Schema | None, incoming: pa.Schema, table: str) -> pa.Schema:
     """The schema that holds both, or SchemaError; used to vet each event of a batch in turn."""
     if current is None:
@@ -76,23 +72,22 @@ def merged_schema(current: pa.Schema | None, incoming: pa.Schema, table: str) ->
     return pa.schema(list(fields.values()))
 
 
+def schema_change(current: Schema, incoming: pa.Schema, table: str) -> pa.Schema | None:
+    """The incoming columns as the table must take them, if that changes the table; else None.
+
+    Raises SchemaError when the data cannot be written without an unsafe change."""
+    merged = merged_schema(current.as_arrow(), incoming, table)
+    if merged == nullable(current.as_arrow()):
+        return None
+    # only the incoming columns (without the table's field ids) go to union_by_name
+    return pa.schema([merged.field(name) for name in incoming.names])
+
+
 def evolve_schema(tx: Transaction, current: Schema, incoming: pa.Schema, table: str) -> None:
-    check_compatible(current, incoming, table)
-    existing = {f.name: f.type for f in current.as_arrow()}
-    wanted = []
-    changed = False
-    for field in nullable(incoming):
-        if field.name not in existing:
-            wanted.append(field)
-            changed = True
-            continue
-        wide = _widen(existing[field.name], field.type)
-        assert wide is not None  # check_compatible ran
-        changed |= wide != _normalize(existing[field.name])
-        wanted.append(field.with_type(wide))
-    if changed:
+    change = schema_change(current, incoming, table)
+    if change is not None:
         with tx.update_schema() as update:
-            update.union_by_name(pa.schema(wanted))
+            update.union_by_name(change)
 
 
 def align_to_table(data: pa.Table, schema: Schema) -> pa.Table:

@@ -21,7 +21,7 @@ from pyiceberg.table.locations import load_location_provider
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
-from icefloe.lake.evolve import align_to_table, evolve_schema, merged_schema, nullable
+from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
 
 __all__ = ["DataFileStream"]
 
@@ -49,7 +49,7 @@ class DataFileStream:
         if self._table is None:
             self._table = self._open_table(chunk.schema)
         schema = self.table.schema()
-        if merged_schema(schema.as_arrow(), chunk.schema, self.identifier) != nullable(schema.as_arrow()):
+        if schema_change(schema, chunk.schema, self.identifier) is not None:
             # a column this file's schema lacks: finish the file, evolve the table, go on
             self._finish_file()
             with self.table.transaction() as tx:
