@@ -239,11 +239,11 @@ def test_ordered_pipeline_holds_newer_events_back_while_an_older_one_retries(tmp
 
     original, failed = PipelineRunner.run, []
 
-    def flaky(self, event, path, *args):  # type: ignore[no-untyped-def]
+    def flaky(self, event, path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if event.key == "a.csv" and not failed:
             failed.append(event.id)
             raise OSError("disk hiccup")  # transient: a.csv will retry
-        return original(self, event, path, *args)
+        return original(self, event, path, *args, **kwargs)
 
     monkeypatch.setattr(PipelineRunner, "run", flaky)
     project.run(once=True)

@@ -26,6 +26,7 @@ __all__ = [
     "BatchConfig",
     "RetryConfig",
     "PipelineConfig",
+    "MaintenanceConfig",
     "ProjectConfig",
     "load_config",
     "parse_duration",
@@ -92,6 +93,28 @@ class ReadConfig(_Model):
     schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
     options: dict[str, Any] = Field(default_factory=dict)
     batch_rows: int = Field(default=65536, gt=0)
+    # format: xml takes its record spec at this level (the reader validates the contents)
+    record: str | None = None
+    fields: dict[str, Any] | None = None
+    header: dict[str, Any] | None = None
+    children: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _xml_keys(self) -> ReadConfig:
+        used = [k for k in _XML_KEYS if getattr(self, k) is not None]
+        if used and self.format != "xml":
+            raise ValueError(f"{', '.join(used)} only apply to format: xml")
+        if self.format == "xml" and self.record is None and "record" not in self.options:
+            raise ValueError("format xml needs record: <element name of one record>")
+        return self
+
+    def reader_options(self) -> dict[str, Any]:
+        """The options the reader gets: `options` plus the XML record spec."""
+        extra = {k: getattr(self, k) for k in _XML_KEYS if getattr(self, k) is not None}
+        return {**self.options, **extra}
+
+    def child_names(self) -> list[str]:
+        return list(self.reader_options().get("children") or {})
 
     @field_validator("schema_")
     @classmethod
@@ -107,6 +130,9 @@ class ReadConfig(_Model):
         return {column: arrow_type(name) for column, name in self.schema_.items()}
 
 
+_XML_KEYS = ("record", "fields", "header", "children")
+
+
 class DedupeConfig(_Model):
     key: list[str]
     keep: Literal["first", "last"] = "last"
@@ -117,13 +143,18 @@ class WriteConfig(_Model):
     mode: WriteMode = "append"
     key: list[str] = Field(default_factory=list)
     partition: list[str] = Field(default_factory=list)
+    # child name (from read.children) -> table; written with the parent, in the same mode
+    children: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("table")
     @classmethod
     def _qualified(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
-            raise ValueError("table must be namespace.name, e.g. sales.orders")
-        return value
+        return _table_name(value)
+
+    @field_validator("children")
+    @classmethod
+    def _child_tables(cls, value: dict[str, str]) -> dict[str, str]:
+        return {child: _table_name(table) for child, table in value.items()}
 
     @field_validator("partition")
     @classmethod
@@ -139,7 +170,16 @@ class WriteConfig(_Model):
     def _key_for_upsert(self) -> WriteConfig:
         if self.mode == "upsert" and not self.key:
             raise ValueError("mode upsert needs key: [column, ...]")
+        if self.children and self.mode == "upsert":
+            # an upsert would have to delete the old child rows of every updated key first
+            raise ValueError("child tables can be written in append, replace_source or overwrite mode, not upsert")
         return self
+
+
+def _table_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
+        raise ValueError("table must be namespace.name, e.g. sales.orders")
+    return value
 
 
 class BatchConfig(_Model):
@@ -170,6 +210,17 @@ class PipelineConfig(_Model):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
+    @model_validator(mode="after")
+    def _children_have_tables(self) -> PipelineConfig:
+        declared, tables = self.read.child_names(), self.write.children
+        if missing := [c for c in declared if c not in tables]:
+            raise ValueError(f"read.children {missing[0]!r} needs a table under write.children")
+        if unknown := [c for c in tables if c not in declared]:
+            raise ValueError(f"write.children {unknown[0]!r} is not declared under read.children")
+        if self.write.table in tables.values():
+            raise ValueError("a child table must differ from the pipeline's table")
+        return self
+
     @field_validator("transform")
     @classmethod
     def _transform_kinds(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,6 +228,56 @@ class PipelineConfig(_Model):
             if len(step) != 1 or next(iter(step)) not in ("sql", "python"):
                 raise ValueError("each transform is {sql: '...'} or {python: 'module:function'}")
         return steps
+
+
+class MaintenanceConfig(_Model):
+    """Table maintenance the workers run after commits (`icefloe maintain` runs it by hand)."""
+
+    enabled: bool = True
+    keep_snapshots: int | None = Field(default=None, ge=1)
+    keep_for: float | None = None
+    target_file_bytes: int | None = Field(default=None, gt=0)
+    small_file_bytes: int | None = Field(default=None, gt=0)
+    compact_min_files: int | None = Field(default=None, ge=2)
+    sort_by: list[str] | None = None
+    max_manifests: int | None = Field(default=None, ge=1)
+    orphan_min_age: float | None = None
+    every_commits: int | None = Field(default=None, ge=1)
+    small_files: int | None = Field(default=None, ge=1)
+    every: float | None = None
+    # per-table overrides of any of the keys above
+    tables: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    _d = field_validator("keep_for", "orphan_min_age", "every", mode="before")(
+        lambda v: None if v is None else parse_duration(v)
+    )
+    _s = field_validator("target_file_bytes", "small_file_bytes", mode="before")(
+        lambda v: None if v is None else parse_size(v)
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _table_overrides(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for table, override in value.items():
+            _table_name(table)
+            if "tables" in override:
+                raise ValueError(f"tables.{table}: overrides cannot nest tables")
+            MaintenanceConfig.model_validate(override)
+        return value
+
+    def settings(self, table: str | None = None) -> dict[str, Any]:
+        """The policy keys that are set, table overrides applied (unset keys keep the lake's defaults)."""
+        merged = self.model_dump(exclude={"tables", "enabled"}, exclude_none=True)
+        if table is not None and table in self.tables:
+            override = MaintenanceConfig.model_validate(self.tables[table])
+            merged.update(override.model_dump(exclude={"tables", "enabled"}, exclude_none=True))
+        if "sort_by" in merged:
+            merged["sort_by"] = tuple(merged["sort_by"])
+        return merged
+
+    def enabled_for(self, table: str) -> bool:
+        override = self.tables.get(table, {})
+        return bool(override.get("enabled", self.enabled))
 
 
 class ProjectConfig(_Model):
@@ -187,6 +288,7 @@ class ProjectConfig(_Model):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _d = field_validator("lease", mode="before")(lambda v: parse_duration(v))
@@ -199,6 +301,11 @@ class ProjectConfig(_Model):
             for name in route.pipeline:
                 if name not in self.pipelines:
                     raise ValueError(f"route names unknown pipeline {name!r}")
+        owners: dict[str, str] = {}
+        for name, pipeline in self.pipelines.items():
+            for table in pipeline.write.children.values():
+                if owners.setdefault(table, name) != name or any(p.write.table == table for p in self.pipelines.values()):
+                    raise ValueError(f"child table {table} must be written by one pipeline only")
         return self
 
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
+from icefloe.config import WriteConfig
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError, SchemaError, describe, is_transient
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event, owner_id
-from icefloe.pipelines.runner import EventOutput, PipelineRunner
+from icefloe.pipelines.runner import META_COLUMNS, EventOutput, PipelineRunner
 from icefloe.sources.base import Landed, Source
 
 if TYPE_CHECKING:
@@ -64,6 +65,12 @@ class Engine:
         self.runners = {name: PipelineRunner(name, cfg, project.root) for name, cfg in self.config.pipelines.items()}
         self.writers: dict[str, TableWriter] = {}
         self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
+        # child tables (format xml `children`) are written in their parent's mode, before the parent
+        self.child_writes = {
+            table: WriteConfig(table=table, mode=cfg.write.mode)
+            for cfg in self.config.pipelines.values()
+            for table in cfg.write.children.values()
+        }
         # where the newest landed object must win, events commit in landing order
         self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
         self._held_back: set[str] = set()
@@ -71,6 +78,8 @@ class Engine:
         self._candidates: dict[Path, tuple[Source, bool]] = {}
         self._lock = threading.Lock()
         self.on_event: Callable[[Event, str], None] | None = None
+        # (bytes read, records) of the file being read, for a progress bar on long files
+        self.progress: Callable[[int, int], None] | None = None
 
     # -- landing --------------------------------------------------------------------------------
     def _unchanged(self, source: Source, path: Path) -> bool:
@@ -137,9 +146,21 @@ class Engine:
     # -- processing -----------------------------------------------------------------------------
     def writer(self, table: str) -> TableWriter:
         if table not in self.writers:
-            pipeline = next(p for p, t in self.table_of.items() if t == table)
-            self.writers[table] = TableWriter(self.project.catalog, self.config.pipelines[pipeline].write)
+            if table in self.child_writes:
+                config = self.child_writes[table]
+            else:
+                config = self.config.pipelines[next(p for p, t in self.table_of.items() if t == table)].write
+            self.writers[table] = TableWriter(self.project.catalog, config)
         return self.writers[table]
+
+    def _target_table(self, pipeline: str, target: str | None) -> str:
+        return self.config.pipelines[pipeline].write.children[target] if target else self.table_of[pipeline]
+
+    def _discard(self, pipeline: str, out: EventOutput) -> None:
+        """Delete the files an event wrote ahead of a commit that will not happen."""
+        self.writer(self.table_of[pipeline]).discard(out.spilled)
+        for child, files in out.children_spilled.items():
+            self.writer(self._target_table(pipeline, child)).discard(files)
 
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
@@ -190,10 +211,11 @@ class Engine:
                 return
             # only modes that append whole files can write rows ahead of the commit
             can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
-            spill = writer.stream() if can_spill else None
-            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes)
+            pipeline = ev.pipeline
+            spill = (lambda target: self.writer(self._target_table(pipeline, target)).stream()) if can_spill else None
+            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=self.progress)
             if self._superseded(ev, source, path):  # rewritten while we read it
-                writer.discard(out.spilled)
+                self._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
             self._fail([ev], exc)
@@ -277,6 +299,8 @@ class Engine:
             if not accepted:
                 return
             self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
+            # children first: once the parent holds an event, its child rows are known to be in too
+            self._commit_children(accepted)
             staged = [
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
@@ -301,6 +325,28 @@ class Engine:
             self._notify(ev, "committed")
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+
+    def _commit_children(self, accepted: list[tuple[Event, EventOutput]]) -> None:
+        """Each child table gets one commit carrying the same event ids as the parent's.
+
+        Iceberg has no multi-table commit, so a crash can leave a child ahead of its parent for a
+        moment; the retried event finds its id in the child's history and commits only the parent.
+        """
+        children: dict[str, list[Staged]] = {}
+        for ev, out in accepted:
+            assert ev.pipeline is not None
+            for child, table in self.config.pipelines[ev.pipeline].write.children.items():
+                data = out.children.get(child)
+                if data is None:  # no rows for this child: still recorded, and replaces old rows
+                    data = out.data.select([c for c in META_COLUMNS if c in out.data.column_names]).slice(0, 0)
+                files = out.children_spilled.get(child, [])
+                children.setdefault(table, []).append(Staged(ev.id, out.source_ref, data, ev.landed_at, files))
+        for table, staged in children.items():
+            writer = self.writer(table)
+            if all(s.data.num_columns <= len(META_COLUMNS) and not s.files for s in staged) and writer.load() is None:
+                continue  # nothing to write and no table whose old rows could need replacing
+            staged.sort(key=lambda s: s.data.num_columns, reverse=True)  # a table is created from real columns
+            writer.commit(staged)
 
     def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
         if out.quarantine is None or out.quarantine.num_rows == 0:
@@ -340,7 +386,7 @@ class Engine:
             buf.bytes -= sum(out.data.nbytes for _, out in newer)
             self.ledger.release([ev.id for ev, _ in newer], self.owner)
             for _, out in newer:
-                self.writer(self.table_of[failed.pipeline]).discard(out.spilled)
+                self._discard(failed.pipeline, out)
 
     def _notify(self, ev: Event, state: str) -> None:
         if self.on_event is not None:

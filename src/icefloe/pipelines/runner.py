@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,10 @@ from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
 
-__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream"]
+__all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
+
+# schema metadata a reader sets on batches that belong to a child table
+CHILD_KEY = b"icefloe.child"
 
 class SpillStream(Protocol):
     """Where an event's rows go ahead of its commit (the lake's DataFileStream)."""
@@ -41,6 +44,9 @@ class EventOutput:
     steps: list[tuple[str, float, float, dict[str, Any]]] = field(default_factory=list)
     # whatever the spill sink returned for rows written ahead of the commit (lake data files)
     spilled: list[Any] = field(default_factory=list)
+    # child tables (format xml `children`): child name -> rows held, and files written ahead
+    children: dict[str, pa.Table] = field(default_factory=dict)
+    children_spilled: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class _Timer:
@@ -61,83 +67,128 @@ class PipelineRunner:
         self.transforms = compile_transforms(config.transform, root)
         self.schema = config.read.arrow_schema()
 
-    def run(self, event: Event, path: Path, spill: SpillStream | None = None, spill_bytes: int = 32 << 20) -> EventOutput:
-        """Read and shape one event's rows. With `spill`, once `spill_bytes` are held the rows go
-        to it chunk by chunk (written to the lake, uncommitted), so memory stays bounded by chunk
-        size instead of file size; small events stay in memory until their commit."""
+    def run(
+        self,
+        event: Event,
+        path: Path,
+        spill: Callable[[str | None], SpillStream] | None = None,
+        spill_bytes: int = 32 << 20,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EventOutput:
+        """Read and shape one event's rows. With `spill` (a stream per target: None for the
+        pipeline's table, a child name for a child table), once `spill_bytes` are held the rows go
+        to those streams chunk by chunk (written to the lake, uncommitted), so memory stays bounded
+        by chunk size instead of file size; small events stay in memory until their commit."""
         ctx = {"pipeline": self.name, "event": event.id, "file": event.object_ref}
         timer = _Timer()
         meta = _Meta(event)
-        spiller = _Spiller(spill)
-        good: list[pa.Table] = []
+        good: dict[str | None, list[pa.Table]] = {None: []}
+        spillers: dict[str | None, _Spiller] = {}
         bad: list[pa.Table] = []
         rows_in = held = 0
         failed_run = True
+
+        def spill_all() -> None:
+            for target, tables in good.items():
+                if tables:
+                    if target not in spillers:
+                        assert spill is not None
+                        spillers[target] = _Spiller(spill(target))
+                    spillers[target].submit(meta.add(pa.concat_tables(tables, promote_options="permissive")))
+                    good[target] = []
+
         try:
-            for passed, failed, read in self._shaped(event, path, timer, ctx):
+            for target, passed, failed, read in self._shaped(event, path, timer, ctx, progress):
                 rows_in += read
-                good.append(passed)
+                good.setdefault(target, []).append(passed)
                 held += passed.nbytes
                 if failed is not None:
                     bad.append(failed)
                 if spill is not None and held >= spill_bytes:
                     started = time.time()
-                    spiller.submit(meta.add(pa.concat_tables(good, promote_options="permissive")))
-                    good, held = [], 0
+                    spill_all()
+                    held = 0
                     timer.add("spill", started)
-            if spiller.active and good:
-                spiller.submit(meta.add(pa.concat_tables(good, promote_options="permissive")))
-                good = []
-            spilled = spiller.finish()
+            if spillers:  # once anything went ahead, the rest follows it: one way to commit
+                spill_all()
+            spilled = {target: spiller.finish() for target, spiller in spillers.items()}
             failed_run = False
         finally:
-            spiller.close(failed_run)
+            for spiller in spillers.values():
+                spiller.close(failed_run)
         started = time.time()
-        data = pa.concat_tables(good, promote_options="permissive") if good else pa.table({})
+        main = good.pop(None)
+        data = pa.concat_tables(main, promote_options="permissive") if main else pa.table({})
         if self.config.dedupe:
             with user_code_boundary(step="dedupe", **ctx):
                 data = keep_by_key(data, self.config.dedupe.key, self.config.dedupe.keep)
             timer.add("dedupe", started)
         data = meta.add(data)
+        children = {
+            name: meta.add(pa.concat_tables(tables, promote_options="permissive")) if tables else None
+            for name, tables in good.items()
+        }
         quarantine = meta.add(pa.concat_tables(bad, promote_options="permissive")) if bad else None
+        spilled_main = spillers[None].rows if None in spillers else 0
         stats = {
             "rows_in": rows_in,
-            "rows_out": data.num_rows + spiller.rows,
+            "rows_out": data.num_rows + spilled_main,
             "rows_quarantined": quarantine.num_rows if quarantine is not None else 0,
         }
+        for name in self.config.read.child_names():
+            held_rows = children[name].num_rows if children.get(name) is not None else 0  # type: ignore[union-attr]
+            stats[f"rows_{name}"] = held_rows + (spillers[name].rows if name in spillers else 0)
         steps = [(name, s, e, {"busy_ms": round(busy * 1000, 2)}) for name, (s, e, busy) in timer.spans.items()]
-        return EventOutput(event.id, event.object_ref, data, quarantine, stats, steps, spilled)
+        return EventOutput(
+            event.id, event.object_ref, data, quarantine, stats, steps,
+            spilled=spilled.get(None, []),
+            children={n: t for n, t in children.items() if t is not None},
+            children_spilled={n: f for n, f in spilled.items() if n is not None},
+        )  # fmt: skip
 
     def _shaped(
-        self, event: Event, path: Path, timer: _Timer, ctx: dict[str, Any]
-    ) -> Iterator[tuple[pa.Table, pa.Table | None, int]]:
-        """(passing rows, failing rows, rows read) per batch: read -> transforms -> checks."""
+        self, event: Event, path: Path, timer: _Timer, ctx: dict[str, Any], progress: Callable[[int, int], None] | None
+    ) -> Iterator[tuple[str | None, pa.Table, pa.Table | None, int]]:
+        """(target, passing rows, failing rows, rows read) per batch: read -> transforms -> checks.
+
+        Child-table batches (format xml) skip transforms and checks: those are written against
+        the pipeline's own columns."""
         batches = read_batches(
             path,
             fmt=self.config.read.format,
             schema=self.schema,
-            options=self.config.read.options,
+            options=self.config.read.reader_options(),
             batch_rows=self.config.read.batch_rows,
             display_name=event.object_ref,
+            **({"progress": progress} if progress is not None else {}),
         )
-        while True:
-            started = time.time()
-            with user_code_boundary(step="read", **ctx):
-                batch = next(batches, None)
-            timer.add("read", started)
-            if batch is None:
-                return
-            table = pa.Table.from_batches([batch])
-            for label, transform in self.transforms:
+        try:
+            while True:
                 started = time.time()
-                with user_code_boundary(step=label, **ctx):
-                    table = transform(table)
-                timer.add("transform", started)
-            started = time.time()
-            with user_code_boundary(step="checks", **ctx):
-                passed, failed = apply_checks(table, self.config.checks)
-            timer.add("checks", started)
-            yield passed, failed, batch.num_rows
+                with user_code_boundary(step="read", **ctx):
+                    batch = next(batches, None)
+                timer.add("read", started)
+                if batch is None:
+                    return
+                table = pa.Table.from_batches([batch])
+                child = (batch.schema.metadata or {}).get(CHILD_KEY)
+                if child is not None:
+                    yield child.decode(), table.replace_schema_metadata(None), None, 0
+                    continue
+                for label, transform in self.transforms:
+                    started = time.time()
+                    with user_code_boundary(step=label, **ctx):
+                        table = transform(table)
+                    timer.add("transform", started)
+                started = time.time()
+                with user_code_boundary(step="checks", **ctx):
+                    passed, failed = apply_checks(table, self.config.checks)
+                timer.add("checks", started)
+                yield None, passed, failed, batch.num_rows
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops a parallel reader's worker processes when we stop early
 
 
 class _Meta:
