@@ -202,3 +202,29 @@ def test_supersede_discards_with_the_reason(ledger: Ledger) -> None:
     ledger.supersede(ev.id, "replaced")
     done = ledger.get(ev.id)
     assert done is not None and (done.state, done.error, done.error_kind) == ("discarded", "replaced", "Superseded")
+
+
+def test_a_job_runs_once_per_target_until_it_finishes(ledger: Ledger) -> None:
+    job = ledger.start_job("maintain", "sales.orders", "w1", stale_after=60)
+    assert job is not None and job.state == "running"
+    assert ledger.start_job("maintain", "sales.orders", "w2", stale_after=60) is None
+    other = ledger.start_job("maintain", "sales.items", "w2", stale_after=60)
+    assert other is not None
+    ledger.finish_job(job, "succeeded", {"expired_snapshots": 3})
+    again = ledger.start_job("maintain", "sales.orders", "w2", stale_after=60)
+    assert again is not None
+    ledger.finish_job(again, "failed", {}, error="boom")
+    listed = ledger.jobs(kind="maintain", target="sales.orders")
+    assert [(j.state, j.detail, j.error) for j in listed] == [("failed", {}, "boom"), ("succeeded", {"expired_snapshots": 3}, None)]
+    assert listed[1].ended_at is not None and listed[1].ended_at >= listed[1].started_at
+    assert [j.target for j in ledger.jobs(limit=1)] == ["sales.orders"]
+
+
+def test_a_job_abandoned_by_a_dead_worker_stops_blocking_after_it_goes_stale(ledger: Ledger) -> None:
+    first = ledger.start_job("maintain", "t.a", "dead-worker", stale_after=60)
+    assert first is not None
+    taken = ledger.start_job("maintain", "t.a", "w2", stale_after=0)
+    assert taken is not None and taken.owner == "w2"
+    states = {j.owner: (j.state, j.error) for j in ledger.jobs(target="t.a")}
+    assert states["dead-worker"] == ("failed", "abandoned (worker stopped)")
+    assert states["w2"] == ("running", None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from icefloe.errors import ConfigError
-from icefloe.ledger.base import STATES, TERMINAL, TRANSITIONS, Event, Ledger, State, Step, event_id, owner_id
+from icefloe.ledger.base import STATES, TERMINAL, TRANSITIONS, Event, Job, JobState, Ledger, State, Step, event_id, owner_id
 
-__all__ = ["Event", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
+__all__ = ["Event", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
 
 
 def open_ledger(uri: str, root: Path) -> Ledger:

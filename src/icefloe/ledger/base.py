@@ -32,6 +32,8 @@ __all__ = [
     "TERMINAL",
     "Event",
     "Step",
+    "Job",
+    "JobState",
     "Ledger",
     "event_id",
     "owner_id",
@@ -109,6 +111,24 @@ class Step:
     @property
     def millis(self) -> float:
         return (self.ended_at - self.started_at) * 1000
+
+
+JobState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass
+class Job:
+    """Work that is not a landed object: a maintenance run over one table, say."""
+
+    id: int
+    kind: str
+    target: str
+    state: JobState
+    owner: str
+    started_at: float
+    ended_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 class Ledger(ABC):
@@ -198,6 +218,18 @@ class Ledger(ABC):
     @abstractmethod
     def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
         """Remember it, so a restart's reconcile scan need not hash unchanged objects again."""
+
+    @abstractmethod
+    def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:
+        """Record a job as running, unless one of this kind and target already runs (started less
+        than `stale_after` seconds ago): then None, so two workers never maintain one table at once."""
+
+    @abstractmethod
+    def finish_job(self, job: Job, state: JobState, detail: dict[str, Any], error: str | None = None) -> None: ...
+
+    @abstractmethod
+    def jobs(self, *, kind: str | None = None, target: str | None = None, limit: int | None = None) -> list[Job]:
+        """Newest first."""
 
     @abstractmethod
     def close(self) -> None: ...

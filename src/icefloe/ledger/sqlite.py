@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import TRANSITIONS, Event, Ledger, State, Step, event_id
+from icefloe.ledger.base import TRANSITIONS, Event, Job, JobState, Ledger, State, Step, event_id
 
 __all__ = ["SqliteLedger"]
 
@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS steps (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS steps_event ON steps(event_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+    owner TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, detail TEXT NOT NULL DEFAULT '{}', error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs(kind, target, state);
 CREATE TABLE IF NOT EXISTS objects (
     source TEXT NOT NULL, key TEXT NOT NULL, stamp TEXT NOT NULL, PRIMARY KEY (source, key)
 );
@@ -335,6 +340,48 @@ class SqliteLedger(Ledger):
     def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (source, key, stamp))
+
+    def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:
+        now = time.time()
+        with self._tx() as db:
+            busy = db.execute(
+                "SELECT 1 FROM jobs WHERE kind=? AND target=? AND state='running' AND started_at>?",
+                (kind, target, now - stale_after),
+            ).fetchone()
+            if busy:
+                return None
+            # a running row older than that belonged to a worker that died mid-job
+            db.execute(
+                "UPDATE jobs SET state='failed', ended_at=?, error='abandoned (worker stopped)' "
+                "WHERE kind=? AND target=? AND state='running'",
+                (now, kind, target),
+            )
+            cursor = db.execute(
+                "INSERT INTO jobs (kind, target, state, owner, started_at) VALUES (?, ?, 'running', ?, ?)",
+                (kind, target, owner, now),
+            )
+            job_id = cursor.lastrowid
+        assert job_id is not None
+        return Job(job_id, kind, target, "running", owner, now)
+
+    def finish_job(self, job: Job, state: JobState, detail: dict[str, Any], error: str | None = None) -> None:
+        job.state, job.ended_at, job.detail, job.error = state, time.time(), detail, error
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state=?, ended_at=?, detail=?, error=? WHERE id=?",
+                (state, job.ended_at, json.dumps(detail, default=str), error, job.id),
+            )
+
+    def jobs(self, *, kind: str | None = None, target: str | None = None, limit: int | None = None) -> list[Job]:
+        sql, params = "SELECT id, kind, target, state, owner, started_at, ended_at, detail, error FROM jobs WHERE 1=1", []
+        if kind is not None:
+            sql, params = sql + " AND kind=?", [*params, kind]
+        if target is not None:
+            sql, params = sql + " AND target=?", [*params, target]
+        sql += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8]) for r in rows]
 
     def close(self) -> None:
         with self._lock:
