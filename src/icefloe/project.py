@@ -65,14 +65,17 @@ class Project:
         key_prefix: str = "",
         on_event: Callable[[Event, str], None] | None = None,
         on_landed: Callable[[int], None] | None = None,
+        on_progress: Callable[[Event, int, int], None] | None = None,
     ) -> list[Event]:
         """Land these files on a source, process and commit them, and return their final events.
 
         `on_landed(n)` is told how many events were landed; `on_event(event, state)` hears each
-        one reach committed / retrying / dead (for progress bars)."""
+        one reach committed / retrying / dead; `on_progress(event, bytes, records)` hears how far
+        the reader is into a file (for progress bars)."""
         src = self._source(source)
         engine = self.engine()
         engine.on_event = on_event
+        engine.progress = on_progress
         ids: list[str] = []
         for path in paths:
             local = Path(path)
@@ -130,6 +133,33 @@ class Project:
         from icefloe.observe.tables import history
 
         return history(self, table)
+
+    def maintain(self, table: str | None = None, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Run table maintenance now (every table, or one); a dict per table, as the CLI prints it."""
+        from icefloe.ledger import owner_id
+        from icefloe.upkeep import Upkeep
+
+        names = [t["table"] for t in self.tables()]
+        if table is not None and table not in names:
+            raise NotFoundError(f"no table {table!r}; tables: {', '.join(names) or 'none yet'}")
+        upkeep = Upkeep(self, owner_id())
+        reports = []
+        for name in [table] if table is not None else names:
+            report = upkeep.run(name, dry_run=dry_run)
+            reports.append(report.to_dict() if report else {"table": name, "notes": ["skipped: another worker is maintaining it"]})
+        return reports
+
+    def table_health(self, table: str) -> dict[str, Any]:
+        """Files, small-file ratio, metadata size and the last maintenance run of one table."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        from icefloe.observe.status import upkeep_row
+
+        try:
+            loaded = self.catalog.load_table(table)
+        except NoSuchTableError:
+            raise NotFoundError(f"no table {table!r}") from None
+        return {"table": table, **upkeep_row(self, loaded, table)}
 
     def dead_letters(self) -> list[Event]:
         return self.ledger.events(states=["dead"])

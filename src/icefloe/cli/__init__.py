@@ -29,9 +29,9 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from icefloe.cli import dlq, init, run, sql, status, tables
+    from icefloe.cli import dlq, init, maintain, run, sql, status, tables
 
-    for module in (init, run, sql, status, tables, dlq):
+    for module in (init, run, sql, status, tables, dlq, maintain):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -67,21 +67,50 @@ def ingest(project_dir: str, env: str | None, fmt: str, source: str | None, key_
 
 
 def _with_progress(project: Any, files: tuple[str, ...], source: str | None, key_prefix: str) -> list[Event]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     counts: Counter[str] = Counter()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task("ingesting", total=None)
+    reading: dict[str, Any] = {}
+    files_bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # one line per big file being read: bytes, speed, records, time left
+    bytes_bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.fields[records]:,} records"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Live(Group(files_bar, bytes_bar), transient=True, refresh_per_second=8):
+        task = files_bar.add_task("ingesting", total=None)
 
         def seen(event: Event, state: str) -> None:
             counts[state] += 1
-            bar.update(task, advance=1, description=f"committed {counts['committed']} dead {counts['dead']}")
+            files_bar.update(task, advance=1, description=f"committed {counts['committed']} dead {counts['dead']}")
+            if event.id in reading:
+                bytes_bar.remove_task(reading.pop(event.id))
+
+        def progress(event: Event, done: int, records: int) -> None:
+            if event.size < _BIG_FILE:
+                return
+            if event.id not in reading:
+                reading[event.id] = bytes_bar.add_task(event.key, total=event.size, records=0)
+            bytes_bar.update(reading[event.id], completed=done, records=records)
 
         return project.ingest(  # type: ignore[no-any-return]
-            files, source=source, key_prefix=key_prefix, on_event=seen, on_landed=lambda n: bar.update(task, total=n)
-        )
+            files, source=source, key_prefix=key_prefix, on_event=seen, on_progress=progress,
+            on_landed=lambda n: files_bar.update(task, total=n),
+        )  # fmt: skip
+
+
+_BIG_FILE = 16 << 20  # smaller files finish before a byte bar would tell anything
 
 
 COMMANDS = [run, ingest]

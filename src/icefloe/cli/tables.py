@@ -23,9 +23,14 @@ def tables(project_dir: str, env: str | None, fmt: str) -> None:
 @format_option
 @click.argument("table")
 def history(project_dir: str, env: str | None, fmt: str, table: str) -> None:
-    """Snapshots of TABLE, each with the events it holds."""
+    """Snapshots of TABLE, each with the events it holds, after its file health and last maintenance."""
     with open_project(project_dir, env) as project:
-        output(fmt).rows(project.history(table), title=f"history of {table}")
+        snapshots = project.history(table)
+        health = project.table_health(table)
+    out = output(fmt)
+    if fmt == "table":
+        out.rows([health], title=f"{table}: files and maintenance")
+    out.rows(snapshots, title=f"history of {table}")
 
 
 COMMANDS = [tables, history]

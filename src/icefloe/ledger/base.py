@@ -44,7 +44,8 @@ STATES: tuple[str, ...] = get_args(State)
 TERMINAL = frozenset({"committed", "discarded"})
 TRANSITIONS: dict[str, frozenset[str]] = {
     "landed": frozenset({"queued", "unrouted"}),
-    "queued": frozenset({"running"}),
+    # queued -> committed: table history showed it committed before a crash (found at snapshot expiry)
+    "queued": frozenset({"running", "committed"}),
     "running": frozenset({"committed", "retrying", "dead", "running", "queued", "discarded"}),
     "retrying": frozenset({"running", "committed", "dead"}),
     "dead": frozenset({"queued", "discarded", "committed"}),

@@ -39,7 +39,9 @@ def status(project: Project) -> list[dict[str, Any]]:
             "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
             "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
         })  # fmt: skip
-    for table in sorted({cfg.write.table for cfg in project.config.pipelines.values()}):
+    tables = {cfg.write.table for cfg in project.config.pipelines.values()}
+    tables |= {t for cfg in project.config.pipelines.values() for t in cfg.write.children.values()}
+    for table in sorted(tables):
         rows.append(_table_row(project, table))
     return rows
 
@@ -60,7 +62,27 @@ def _table_row(project: Project, name: str) -> dict[str, Any]:
         "files": int(summary["total-data-files"] or 0) if summary else 0,
         "last_snapshot": snapshot.snapshot_id if snapshot else None,
         "last_commit": _iso(snapshot.timestamp_ms / 1000) if snapshot else None,
+        **upkeep_row(project, table, name),
     }  # fmt: skip
+
+
+def upkeep_row(project: Project, table: Any, name: str) -> dict[str, Any]:
+    """File health and the last maintenance run, shown by `status` and `history`."""
+    from icefloe.lake.maintain import table_stats
+    from icefloe.upkeep import JOB_KIND, policy_for
+
+    stats = table_stats(table, small_file_bytes=policy_for(project, name).small_threshold)
+    last = next((j for j in project.ledger.jobs(kind=JOB_KIND, target=name) if j.state != "running"), None)
+    return {
+        "data_files": stats["data_files"],
+        "small_files": stats["small_files"],
+        "small_file_ratio": round(stats["small_file_ratio"], 3),
+        "manifests": stats["manifests"],
+        "metadata_mb": round(stats["metadata_bytes"] / 1e6, 3),
+        "data_mb": round(stats["data_bytes"] / 1e6, 3),
+        "last_maintained": _iso(last.ended_at) if last else None,
+        "maintenance": (last.state if not last.detail.get("dry_run") else "dry run") if last else None,
+    }
 
 
 def _iso(ts: float | None) -> str | None:

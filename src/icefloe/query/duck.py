@@ -31,8 +31,11 @@ def resolve_as_of(table: Table, as_of: str | int | None) -> int | None:
     text = str(as_of).strip()
     if text.isdigit() and table.snapshot_by_id(int(text)) is not None:
         return int(text)
-    if text.isdigit() and len(text) < 13:
-        raise NotFoundError(f"{table.name()}: no snapshot {text}")
+    if text.isdigit() and len(text) != 13:  # epoch millis have 13 digits until 2286; snapshot ids more
+        raise NotFoundError(
+            f"{'.'.join(table.name())}: no snapshot {text} (snapshots older than the maintenance policy's"
+            " keep_snapshots / keep_for are expired)"
+        )
     try:
         millis = int(text) if text.isdigit() else _iso_millis(text)
     except ValueError:

@@ -1,0 +1,240 @@
+"""Committing: per-table micro-batches, commits (children before parents), failures and the
+maintenance that commits make due."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow.parquet as pq
+
+from icefloe.config import ProjectConfig, WriteConfig
+from icefloe.errors import SchemaError, describe, is_transient
+from icefloe.lake.evolve import merged_schema
+from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
+from icefloe.ledger.base import Event, Ledger
+from icefloe.pipelines.runner import META_COLUMNS, EventOutput
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+    from icefloe.upkeep import Upkeep
+
+__all__ = ["Committing"]
+
+log = logging.getLogger("icefloe")
+
+
+@dataclass
+class _Buffer:
+    items: list[tuple[Event, EventOutput]] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    first_at: float = 0.0
+
+
+class Committing:
+    """Part of `Engine`: what happens to an event's rows after its pipeline ran."""
+
+    project: Project
+    config: ProjectConfig
+    ledger: Ledger
+    owner: str
+    writers: dict[str, TableWriter]
+    table_of: dict[str, str]
+    child_writes: dict[str, WriteConfig]
+    ordered: list[str]
+    buffers: dict[str, _Buffer]
+    on_event: Callable[[Event, str], None] | None
+    _held_back: set[str]
+    _upkeep: Upkeep | None
+    _maintain_due: set[str]
+
+    def writer(self, table: str) -> TableWriter:
+        if table not in self.writers:
+            if table in self.child_writes:
+                config = self.child_writes[table]
+            else:
+                config = self.config.pipelines[next(p for p, t in self.table_of.items() if t == table)].write
+            self.writers[table] = TableWriter(self.project.catalog, config)
+        return self.writers[table]
+
+    def _target_table(self, pipeline: str, target: str | None) -> str:
+        return self.config.pipelines[pipeline].write.children[target] if target else self.table_of[pipeline]
+
+    def _discard(self, pipeline: str, out: EventOutput) -> None:
+        """Delete the files an event wrote ahead of a commit that will not happen."""
+        self.writer(self.table_of[pipeline]).discard(out.spilled)
+        for child, files in out.children_spilled.items():
+            self.writer(self._target_table(pipeline, child)).discard(files)
+
+    @property
+    def upkeep(self) -> Upkeep:
+        if self._upkeep is None:
+            from icefloe.upkeep import (
+                Upkeep,  # the lake's maintenance code loads on first use
+            )
+
+            self._upkeep = Upkeep(self.project, self.owner)
+        return self._upkeep
+
+    def _maintain(self) -> None:
+        """Maintenance that commits made due runs between rounds, never inside a commit."""
+        due, self._maintain_due = self._maintain_due, set()
+        for table in sorted(due):
+            self.upkeep.run_quietly(table)
+
+    def _counted(self, table: str) -> None:
+        if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
+            self._maintain_due.add(table)
+
+    def _renew_buffered(self) -> None:
+        held = [ev for buf in self.buffers.values() for ev, _ in buf.items]
+        soon = time.time() + self.config.lease / 2
+        due = [ev.id for ev in held if (ev.lease_expires_at or 0) < soon]
+        if due:
+            self.ledger.renew(due, self.owner, self.config.lease)
+            for ev in held:
+                ev.lease_expires_at = time.time() + self.config.lease
+
+    def _due(self, table: str, buf: _Buffer, force: bool) -> bool:
+        if not buf.items:
+            return False
+        batch = self.config.pipelines[buf.items[0][0].pipeline or ""].batch
+        if force or buf.rows >= batch.max_rows or buf.bytes >= batch.max_bytes:
+            return True
+        if time.time() - buf.first_at >= batch.max_wait:
+            return True
+        pipelines = [p for p, t in self.table_of.items() if t == table]
+        # nothing more is coming for this table right now: waiting would only add latency
+        return self.ledger.pending_count(pipelines) <= len(buf.items)
+
+    def _flush(self, force: bool) -> bool:
+        flushed = False
+        for table, buf in list(self.buffers.items()):
+            if self._due(table, buf, force):
+                self.buffers[table] = _Buffer()
+                self._commit(table, buf.items)
+                flushed = True
+        return flushed
+
+    def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
+        writer = self.writer(table)
+        started = time.time()
+        accepted: list[tuple[Event, EventOutput]] = []
+        try:
+            current = writer.load()
+            schema = current.schema().as_arrow() if current is not None else None
+            for ev, out in items:
+                try:
+                    schema = merged_schema(schema, out.data.schema, table)
+                except SchemaError as exc:
+                    self._fail([ev], exc)
+                    continue
+                self._write_quarantine(ev, out)
+                accepted.append((ev, out))
+            if not accepted:
+                return
+            self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
+            # children first: once the parent holds an event, its child rows are known to be in too
+            self._commit_children(accepted)
+            staged = [
+                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
+                for ev, out in accepted
+            ]
+            snapshot_id, newly = writer.commit(staged, table=current)
+            ids = [ev.id for ev, _ in accepted]
+            snapshots: dict[str, int | None] = dict.fromkeys(newly, snapshot_id)
+            if len(newly) < len(ids):  # another worker committed some meanwhile: theirs is the snapshot
+                loaded = writer.load()
+                history = committed_event_ids(loaded) if loaded is not None else {}
+                snapshots.update({i: history.get(i) for i in ids if i not in snapshots})
+        except Exception as exc:  # noqa: BLE001
+            self._fail([ev for ev, _ in accepted], exc)
+            return
+        ended = time.time()
+        if newly:
+            self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
+            self._counted(table)
+        stats = {ev.id: out.stats for ev, out in accepted}
+        for sid in dict.fromkeys(snapshots.values()):
+            self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)
+        for ev, _ in accepted:
+            self._notify(ev, "committed")
+        rows = sum(out.stats["rows_out"] for _, out in accepted)
+        log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+
+    def _commit_children(self, accepted: list[tuple[Event, EventOutput]]) -> None:
+        """Each child table gets one commit carrying the same event ids as the parent's.
+
+        Iceberg has no multi-table commit, so a crash can leave a child ahead of its parent for a
+        moment; the retried event finds its id in the child's history and commits only the parent.
+        """
+        children: dict[str, list[Staged]] = {}
+        for ev, out in accepted:
+            assert ev.pipeline is not None
+            for child, table in self.config.pipelines[ev.pipeline].write.children.items():
+                data = out.children.get(child)
+                if data is None:  # no rows for this child: still recorded, and replaces old rows
+                    data = out.data.select([c for c in META_COLUMNS if c in out.data.column_names]).slice(0, 0)
+                files = out.children_spilled.get(child, [])
+                children.setdefault(table, []).append(Staged(ev.id, out.source_ref, data, ev.landed_at, files))
+        for table, staged in children.items():
+            writer = self.writer(table)
+            if all(s.data.num_columns <= len(META_COLUMNS) and not s.files for s in staged) and writer.load() is None:
+                continue  # nothing to write and no table whose old rows could need replacing
+            staged.sort(key=lambda s: s.data.num_columns, reverse=True)  # a table is created from real columns
+            if writer.commit(staged)[1]:
+                self._counted(table)
+
+    def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
+        if out.quarantine is None or out.quarantine.num_rows == 0:
+            return
+        folder = self.project.quarantine_dir / (ev.pipeline or "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{ev.id}.parquet"
+        partial = target.with_suffix(".parquet.part")
+        pq.write_table(out.quarantine, partial)
+        os.replace(partial, target)
+
+    def _fail(self, events: list[Event], exc: BaseException) -> None:
+        transient = is_transient(exc)
+        text = describe(exc)
+        for ev in events:
+            retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
+            state = self.ledger.mark_failed(
+                ev.id, error=text, kind=type(exc).__name__, transient=transient,
+                backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0,
+            )  # fmt: skip
+            log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
+            self._notify(ev, state)
+            if state == "retrying" and ev.pipeline in self.ordered:
+                self._hold_back(ev)
+
+    def _hold_back(self, failed: Event) -> None:
+        """An ordered pipeline's event will retry: newer ones of that pipeline wait for it."""
+        assert failed.pipeline is not None
+        self._held_back.add(failed.pipeline)
+        buf = self.buffers.get(self.table_of[failed.pipeline])
+        if buf is None:
+            return
+        newer = [(ev, out) for ev, out in buf.items if ev.pipeline == failed.pipeline and ev.landed_at >= failed.landed_at]
+        if newer:
+            buf.items = [item for item in buf.items if item not in newer]
+            buf.rows -= sum(out.data.num_rows for _, out in newer)
+            buf.bytes -= sum(out.data.nbytes for _, out in newer)
+            self.ledger.release([ev.id for ev, _ in newer], self.owner)
+            for _, out in newer:
+                self._discard(failed.pipeline, out)
+
+    def _notify(self, ev: Event, state: str) -> None:
+        if self.on_event is not None:
+            self.on_event(ev, state)
+
+    def _tick(self) -> None:
+        if self.config.maintenance.every or any("every" in t for t in self.config.maintenance.tables.values()):
+            tables = list(dict.fromkeys([*self.table_of.values(), *self.child_writes]))
+            self.upkeep.tick(tables)

@@ -1,0 +1,107 @@
+"""Landing: a complete object becomes ledger events (one per routed pipeline)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from icefloe.config import ProjectConfig
+from icefloe.errors import IcefloeError, ObjectChangedError
+from icefloe.ledger.base import Event, Ledger
+from icefloe.sources.base import Landed, Source
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+
+__all__ = ["Landing", "local_owner_alive"]
+
+log = logging.getLogger("icefloe")
+
+
+def local_owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's lease: let it expire on its own
+    try:
+        os.kill(int(rest.partition(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
+
+
+class Landing:
+    """Part of `Engine`: finding objects and recording them."""
+
+    project: Project
+    config: ProjectConfig
+    ledger: Ledger
+    _candidates: dict[Path, tuple[Source, bool]]
+    _lock: threading.Lock
+
+    def _unchanged(self, source: Source, path: Path) -> bool:
+        """Landed before with this very stamp: no need to hash it again."""
+        return self.ledger.object_stamp(source.name, source.key_for(path)) == source.stamp(path)
+
+    def land(self, source: Source, path: Path) -> list[Event]:
+        if self._unchanged(source, path):
+            return []
+        return self.land_object(source.describe(path))
+
+    def land_object(self, landed: Landed) -> list[Event]:
+        """Record a complete object and route it; returns the events that are new."""
+        pipelines = self.project.router.match(landed.source, landed.key)
+        attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
+        events = self.ledger.land(
+            source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
+            size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp,
+        )  # fmt: skip
+        if landed.stamp:
+            self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
+        return events
+
+    def reconcile(self) -> int:
+        """Find objects that landed while nothing ran (the scan at start)."""
+        count = 0
+        for source in self.project.sources.values():
+            for path in source.scan():
+                try:
+                    if self._unchanged(source, path):
+                        continue  # landed before (or just now by `ingest`)
+                    if not source.is_stable(path):
+                        self.notice(source, path, False)
+                        continue
+                    count += len(self.land_object(source.describe(path)))
+                except ObjectChangedError:
+                    self.notice(source, path, False)  # still being written: look again once it settles
+                except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
+                    log.warning("could not land %s: %s", path, exc)
+        return count
+
+    def notice(self, source: Source, path: Path, complete: bool) -> None:
+        with self._lock:
+            old = self._candidates.get(path)
+            self._candidates[path] = (source, complete or bool(old and old[1]))
+
+    def _noticer(self, source: Source) -> Callable[[Path, bool], None]:
+        return lambda path, complete: self.notice(source, path, complete)
+
+    def _land_candidates(self) -> None:
+        with self._lock:
+            ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
+            for path, _, _ in ready:
+                del self._candidates[path]
+        for path, source, _ in ready:
+            try:
+                if path.is_file():
+                    self.land(source, path)
+            except ObjectChangedError:
+                self.notice(source, path, False)  # still being written: look again once it settles
+            except (OSError, IcefloeError) as exc:
+                log.warning("could not land %s: %s", path, exc)

@@ -1,0 +1,188 @@
+"""The `Engine`: lease events, run their pipelines, and the `drain` / `serve` loops."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from icefloe.config import WriteConfig
+from icefloe.engine.committing import Committing, _Buffer
+from icefloe.engine.landing import Landing, local_owner_alive
+from icefloe.errors import DataError, IcefloeError, ObjectChangedError
+from icefloe.lake.writer import TableWriter, committed_event_ids
+from icefloe.ledger.base import Event, owner_id
+from icefloe.pipelines.runner import PipelineRunner
+from icefloe.sources.base import Source
+
+if TYPE_CHECKING:
+    from icefloe.project import Project
+    from icefloe.upkeep import Upkeep
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("icefloe")
+
+
+class Engine(Landing, Committing):
+    def __init__(self, project: Project, *, lease_limit: int = 16) -> None:
+        self.project = project
+        self.config = project.config
+        self.ledger = project.ledger
+        self.owner = owner_id()
+        self.lease_limit = lease_limit
+        self.runners = {name: PipelineRunner(name, cfg, project.root) for name, cfg in self.config.pipelines.items()}
+        self.writers: dict[str, TableWriter] = {}
+        self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
+        # child tables (format xml `children`) are written in their parent's mode, before the parent
+        self.child_writes = {
+            table: WriteConfig(table=table, mode=cfg.write.mode)
+            for cfg in self.config.pipelines.values()
+            for table in cfg.write.children.values()
+        }
+        # where the newest landed object must win, events commit in landing order
+        self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
+        self._held_back: set[str] = set()
+        self.buffers: dict[str, _Buffer] = {}
+        self._candidates: dict[Path, tuple[Source, bool]] = {}
+        self._lock = threading.Lock()
+        self.on_event: Callable[[Event, str], None] | None = None
+        # (event, bytes of its file read, records so far), for a progress bar on long files
+        self.progress: Callable[[Event, int, int], None] | None = None
+        self._upkeep: Upkeep | None = None
+        self._maintain_due: set[str] = set()
+
+    def step(self) -> bool:
+        """One round: land, lease, process, flush what is due. True if anything happened."""
+        self._land_candidates()
+        events = self.ledger.lease(self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered)
+        self._skip_already_committed(events)
+        self._held_back = set()
+        for ev in events:
+            if ev.state == "committed":
+                continue
+            if ev.pipeline in self._held_back:
+                self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
+                continue
+            self._process(ev)
+        self._renew_buffered()
+        flushed = self._flush(force=not events)
+        self._maintain()
+        return bool(events) or flushed
+
+    def _skip_already_committed(self, events: list[Event]) -> None:
+        """After a crash between commit and ledger update the table history has the answer."""
+        retried = [ev for ev in events if ev.attempts > 1 and ev.pipeline]
+        tables = {self.table_of[ev.pipeline] for ev in retried if ev.pipeline}
+        history = {}
+        for table in tables:
+            loaded = self.writer(table).load()
+            history[table] = committed_event_ids(loaded) if loaded is not None else {}
+        for ev in retried:
+            table = self.table_of[ev.pipeline or ""]
+            if ev.id in history[table]:
+                staged = [s.detail for s in self.ledger.steps(ev.id) if s.step == "staged"]
+                stats = {ev.id: staged[-1]} if staged else {}
+                self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats=stats)
+                ev.state = "committed"
+                log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
+
+    def _process(self, ev: Event) -> None:
+        assert ev.pipeline is not None
+        source = self.project.sources.get(ev.source)
+        try:
+            if source is None:
+                raise IcefloeError(f"source {ev.source!r} is no longer configured")
+            if ev.pipeline not in self.runners:
+                raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
+            runner = self.runners[ev.pipeline]
+            writer = self.writer(self.table_of[ev.pipeline])
+            path = source.open_path(ev.key)
+            if self._superseded(ev, source, path):
+                return
+            # only modes that append whole files can write rows ahead of the commit
+            can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
+            pipeline = ev.pipeline
+            spill = (lambda target: self.writer(self._target_table(pipeline, target)).stream()) if can_spill else None
+            tell = self.progress
+            progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
+            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+            if self._superseded(ev, source, path):  # rewritten while we read it
+                self._discard(ev.pipeline, out)
+                return
+        except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
+            self._fail([ev], exc)
+            return
+        for name, started, ended, detail in out.steps:
+            self.ledger.record_step([ev.id], name, started, ended, **detail)
+        now = time.time()
+        # the counts survive a crash before the commit is recorded (see _skip_already_committed)
+        self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
+        buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
+        if not buf.items:
+            buf.first_at = time.time()
+        buf.items.append((ev, out))
+        buf.rows += out.data.num_rows
+        buf.bytes += out.data.nbytes
+
+    def _superseded(self, ev: Event, source: Source, path: Path) -> bool:
+        """The bytes this event stands for were replaced: the new bytes are their own event."""
+        try:
+            current = source.stamp(path)
+        except FileNotFoundError:
+            raise DataError("the object was deleted before it could be processed", file=ev.object_ref) from None
+        if not ev.stamp or current == ev.stamp:
+            return False
+        try:
+            same = source.describe(path).content_hash == ev.content_hash  # landed again, same bytes?
+        except ObjectChangedError:
+            same = False
+        if same:
+            return False
+        self.ledger.supersede(ev.id, f"{ev.object_ref} was replaced before it was processed; the new version is a new event")
+        self.notice(source, path, False)
+        self._notify(ev, "discarded")
+        return True
+
+    # -- loops ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        released = self.ledger.release_dead_owners(local_owner_alive)
+        if released:
+            log.info("took back work from %d dead local worker(s)", released)
+
+    def drain(self, stop: threading.Event | None = None) -> None:
+        """Process until nothing is pending (retries included), then return: `run --once`."""
+        self.start()
+        self.reconcile()
+        while not (stop and stop.is_set()):
+            if self.step():
+                continue
+            idle = not self._candidates and not any(b.items for b in self.buffers.values())
+            if idle and self.ledger.pending_count() == 0:
+                break
+            time.sleep(0.05)  # only retries with a backoff remain
+        self._flush(force=True)
+        self._maintain()
+
+    def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
+        """Watch sources and process until `stop` is set: `run`."""
+        self.start()
+        stoppers = [source.watch(self._noticer(source)) for source in self.project.sources.values()]
+        try:
+            self.reconcile()
+            while not stop.is_set():
+                try:
+                    busy = self.step()
+                except Exception:  # noqa: BLE001 - keep serving; the ledger keeps the work
+                    log.exception("worker step failed; retrying")
+                    busy = False
+                if not busy:
+                    self._tick()
+                    stop.wait(poll)
+            self._flush(force=True)
+        finally:
+            for stopper in stoppers:
+                stopper()
