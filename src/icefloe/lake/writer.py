@@ -25,7 +25,9 @@ from pyiceberg.table import Table
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
+from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
+from icefloe.lake.upsert import upsert
 from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
@@ -63,6 +65,7 @@ class TableWriter:
         self.catalog, self.config = catalog, config
         self.identifier = config.table
         self.max_conflict_retries = max_conflict_retries
+        self.last_table: Table | None = None
 
     def load(self) -> Table | None:
         try:
@@ -78,9 +81,8 @@ class TableWriter:
             pass
         # pyiceberg's own commit retry would re-apply our append on top of whatever won the race,
         # skipping the event-id check below; conflicts must come back to us instead
-        table = self.catalog.create_table_if_not_exists(
-            self.identifier, schema=nullable(schema), properties={"commit.retry.num-retries": "0"}
-        )
+        properties = {"commit.retry.num-retries": "0", **BOUNDED_METADATA_PROPERTIES}
+        table = self.catalog.create_table_if_not_exists(self.identifier, schema=nullable(schema), properties=properties)
         if self.config.partition and table.spec().is_unpartitioned():
             apply_partition_spec(table, self.config.partition)
             table = self.catalog.load_table(self.identifier)
@@ -117,7 +119,9 @@ class TableWriter:
             if not todo:
                 return None, []
             try:
-                return self._commit_once(table, todo), [s.event_id for s in todo]
+                snapshot_id = self._commit_once(table, todo)
+                self.last_table = table  # pyiceberg refreshed it in place: the maintainer reads it
+                return snapshot_id, [s.event_id for s in todo]
             except CommitFailedException:
                 if on_conflict:
                     on_conflict(attempt + 1)
@@ -154,9 +158,9 @@ class TableWriter:
             elif mode == "overwrite":
                 tx.overwrite(data, snapshot_properties=props)
             else:
-                # pyiceberg rejects duplicate keys in one upsert; the newest landed row wins
+                # one row per key, the newest landed wins; only files holding the keys are rewritten
                 data = keep_last_by_key(data, self.config.key)
-                tx.upsert(data, join_cols=self.config.key, snapshot_properties=props)
+                upsert(tx, data, self.config.key, snapshot_properties=props)
         for data_file in superseded:  # written ahead for a version a newer one replaced in this batch
             table.io.delete(data_file.file_path)
         snapshot = table.current_snapshot()
