@@ -16,12 +16,10 @@ from icefloe.ledger.base import Event
 from icefloe.pipelines.checks import apply_checks, validate_checks
 from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
+from icefloe.pipelines.readers.base import CHILD_KEY
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
 
 __all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
-
-# schema metadata a reader sets on batches that belong to a child table
-CHILD_KEY = b"icefloe.child"
 
 class SpillStream(Protocol):
     """Where an event's rows go ahead of its commit (the lake's DataFileStream)."""
@@ -160,7 +158,7 @@ class PipelineRunner:
             options=self.config.read.reader_options(),
             batch_rows=self.config.read.batch_rows,
             display_name=event.object_ref,
-            **({"progress": progress} if progress is not None else {}),
+            progress=progress,
         )
         try:
             while True:

@@ -51,6 +51,8 @@ class Source:
     name: str
     gzip: bool
     data: bytes | None = None  # in-memory content, used to re-read a parsed JSON document
+    # (bytes of the input file consumed so far, records so far); readers may call it, or not
+    progress: Callable[[int, int], None] | None = None
 
     def open(self) -> BinaryIO:
         if self.data is not None:
@@ -99,10 +101,13 @@ def read_batches(
     options: dict | None = None,
     batch_rows: int = 65536,
     display_name: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `path` as batches of at most `batch_rows` rows (see the module docstring).
 
     Errors can surface after some batches were yielded; callers treat the file as a whole.
+    A batch whose schema metadata has `icefloe.child` belongs to a child table (XML): it is
+    conformed without the declared `schema` and keeps its metadata.
     """
     path = os.fspath(path)
     name = display_name or path
@@ -115,22 +120,30 @@ def read_batches(
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
     types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
-    return _batches(reader, path, name, types, dict(options or {}), batch_rows)
+    return _batches(reader, path, name, types, dict(options or {}), batch_rows, progress)
 
 
-def _batches(reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int):
+def _batches(
+    reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int, progress: Any = None
+) -> Iterator[pa.RecordBatch]:
     with open(path, "rb") as raw:
         magic = raw.read(2)
-    src = Source(path, name, gzip=magic == b"\x1f\x8b" or path.lower().endswith(".gz") or name.lower().endswith(".gz"))
+    gz = magic == b"\x1f\x8b" or path.lower().endswith(".gz") or name.lower().endswith(".gz")
+    src = Source(path, name, gzip=gz, progress=progress)
     with src.open() as stream:
         if not stream.read(1):
             raise src.error("file is empty")
     row = 0
     for batch in reader(src, schema, options, batch_rows):
-        batch = _conform(batch, schema, src, row)
+        child = CHILD_KEY in (batch.schema.metadata or {})
+        batch = _conform(batch, {} if child else schema, src, row)
         for start in range(0, batch.num_rows, batch_rows):
             yield batch.slice(start, batch_rows)
-        row += batch.num_rows
+        row += 0 if child else batch.num_rows
+
+
+CHILD_KEY = b"icefloe.child"
+"""Schema metadata key naming the child table a batch belongs to (the XML reader's children)."""
 
 
 def _conform(batch: pa.RecordBatch, schema: dict[str, pa.DataType], src: Source, row: int) -> pa.RecordBatch:
@@ -146,7 +159,10 @@ def _conform(batch: pa.RecordBatch, schema: dict[str, pa.DataType], src: Source,
         if name not in names:
             arrays.append(pa.nulls(batch.num_rows, dtype))
             names.append(name)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+    if CHILD_KEY not in (batch.schema.metadata or {}):
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+    fields = [pa.field(n, a.type) for n, a in zip(names, arrays)]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
 
 def _large(dtype: pa.DataType) -> pa.DataType:
