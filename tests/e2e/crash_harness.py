@@ -123,7 +123,8 @@ class CrashReport:
             f"  final `run --once`: exit {self.final_code} in {self.final_seconds:.1f}s,"
             f" took back {self.held_at_end} lease(s) the last killed worker held",
             f"  files {v.files}, rows {v.rows} (found {v.rows_found}), duplicates {v.duplicates}, missing {v.missing},"
-            f" unexpected {v.unexpected}; {v.spilled_events} events written ahead of their commit (spill)",
+            f" unexpected {v.unexpected}; {v.spilled_events} events written ahead of their commit (spill);"
+            f" {v.maintenance_runs} maintenance runs, {v.expired_events} events whose snapshot expired",
             f"  upsert keys: duplicates {v.key_duplicates}, missing {v.missing_keys}, stale {v.stale_keys}",
             f"  ledger: {dict(v.events)}, snapshot id mismatches {v.snapshot_mismatches}",
             "  result: " + ("OK" if self.ok else "FAILED\n    " + "\n    ".join(self.problems)),

@@ -72,6 +72,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -
     assert report.ok, report.summary()
     assert len(report.trials) >= 20
     assert report.verdict.files >= 50 and report.verdict.duplicates == 0 and report.verdict.missing == 0
+    # compaction and snapshot expiry ran between (and under) the kills
+    assert report.verdict.maintenance_runs > 0 and report.verdict.expired_events > 0, report.summary()
     # the kills must not all hit startup: most should land while events are processed or committed
     busy = [t for t in report.trials if t.reached and t.mode in ("processing", "commit", "iceberg")]
     assert len(busy) >= 5, report.summary()
