@@ -31,6 +31,11 @@ def _normalize(t: pa.DataType) -> pa.DataType:
         return pa.timestamp("us", tz=t.tz)
     if pa.types.is_null(t):
         return pa.large_string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        # the value field's name (`item` from Arrow, `element` from Iceberg) is not a difference
+        return pa.large_list(pa.field("element", _normalize(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_normalize(f.type)).with_nullable(True) for f in t])
     return t
 
 

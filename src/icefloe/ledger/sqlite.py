@@ -373,7 +373,8 @@ class SqliteLedger(Ledger):
             )
 
     def jobs(self, *, kind: str | None = None, target: str | None = None, limit: int | None = None) -> list[Job]:
-        sql, params = "SELECT id, kind, target, state, owner, started_at, ended_at, detail, error FROM jobs WHERE 1=1", []
+        sql = "SELECT id, kind, target, state, owner, started_at, ended_at, detail, error FROM jobs WHERE 1=1"
+        params: list[Any] = []
         if kind is not None:
             sql, params = sql + " AND kind=?", [*params, kind]
         if target is not None:

@@ -122,9 +122,10 @@ class PipelineRunner:
                 data = keep_by_key(data, self.config.dedupe.key, self.config.dedupe.keep)
             timer.add("dedupe", started)
         data = meta.add(data)
-        children = {
+        children: dict[str, pa.Table | None] = {
             name: meta.add(pa.concat_tables(tables, promote_options="permissive")) if tables else None
             for name, tables in good.items()
+            if name is not None
         }
         quarantine = meta.add(pa.concat_tables(bad, promote_options="permissive")) if bad else None
         spilled_main = spillers[None].rows if None in spillers else 0
@@ -134,7 +135,8 @@ class PipelineRunner:
             "rows_quarantined": quarantine.num_rows if quarantine is not None else 0,
         }
         for name in self.config.read.child_names():
-            held_rows = children[name].num_rows if children.get(name) is not None else 0  # type: ignore[union-attr]
+            kept = children.get(name)
+            held_rows = kept.num_rows if kept is not None else 0
             stats[f"rows_{name}"] = held_rows + (spillers[name].rows if name in spillers else 0)
         steps = [(name, s, e, {"busy_ms": round(busy * 1000, 2)}) for name, (s, e, busy) in timer.spans.items()]
         return EventOutput(

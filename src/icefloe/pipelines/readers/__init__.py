@@ -9,10 +9,16 @@ a line-precise DataError asking for it to be declared.
 
 Every problem with the input is a DataError naming the file and, where possible, the 1-based line.
 Gzip is transparent (by name or by magic bytes) and decompressed as a stream.
+
+XML (`format: xml`; `.xml`, gzip, or a zip of `.xml` members) extracts records by the spec in
+`xmlspec`, in parallel processes for big files (`xmlfile`). Its child tables come as batches whose
+schema metadata holds `icefloe.child` (`CHILD_KEY`); they skip the declared `schema`.
 """
 
 from __future__ import annotations
 
+# each format module registers its reader (and its file extensions) when imported
+from icefloe.pipelines.readers import csvfile, jsonfile, parquetfile, xmlfile  # noqa: F401
 from icefloe.pipelines.readers.base import (
     READERS,
     ReaderFn,
@@ -22,8 +28,5 @@ from icefloe.pipelines.readers.base import (
     read_batches,
     register_reader,
 )
-
-# each format module registers its reader (and its file extensions) when imported
-from icefloe.pipelines.readers import csvfile, jsonfile, parquetfile  # noqa: F401
 
 __all__ = ["READERS", "ReaderFn", "Source", "check_options", "detect_format", "read_batches", "register_reader"]

@@ -1,0 +1,165 @@
+"""Run XML blocks in order: in this process, or round-robin over worker processes.
+
+Workers are fresh interpreters running `xmlwork.py` (stdlib + lxml only), started with
+`subprocess` rather than `multiprocessing`: no fork of a threaded engine, no re-import of the
+caller's `__main__`, and no icefloe/pyiceberg import per worker, which keeps each one at ~20 MB
+plus its block. At most `IN_FLIGHT` blocks wait per worker, so memory follows the block size and
+not the file size; results are taken in submission order, which keeps record order deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from icefloe.pipelines.readers import xmlwork
+
+__all__ = ["IN_FLIGHT", "Runner"]
+
+IN_FLIGHT = 2
+_WORKER = xmlwork.__file__
+
+
+class _Worker:
+    """One worker process; blocks go out through a sender thread so that the caller never waits
+    on a full pipe (it only ever waits for the result it needs next)."""
+
+    def __init__(self) -> None:
+        from_parent, to_child = os.pipe()
+        from_child, to_parent = os.pipe()
+        for fd in (to_child, to_parent):
+            _widen(fd)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", _WORKER, str(from_parent), str(to_parent)],
+                pass_fds=(from_parent, to_parent),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(from_parent)
+            os.close(to_parent)
+        self.send_conn = Connection(to_child, readable=False)
+        self.recv_conn = Connection(from_child, writable=False)
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.send_error: OSError | None = None
+        self.sender = threading.Thread(target=self._send_loop, name=f"icefloe-xml-{self.proc.pid}", daemon=True)
+        self.sender.start()
+
+    def _send_loop(self) -> None:
+        while (data := self.outbox.get()) is not None:
+            try:
+                self.send_conn.send_bytes(data)
+            except OSError as exc:  # the worker died; receive() reports it
+                self.send_error = exc
+                break
+        self.send_conn.close()
+
+    def send(self, message: tuple) -> None:
+        self.outbox.put(pickle.dumps(message, protocol=5))
+
+    def receive(self) -> tuple:
+        try:
+            return pickle.loads(self.recv_conn.recv_bytes())
+        except (EOFError, OSError) as exc:
+            code = self.proc.wait()
+            raise ChildProcessError(f"xml worker {self.proc.pid} exited with code {code}") from exc
+
+    def stop(self, kill: bool) -> None:
+        if kill:
+            self.proc.kill()
+        self.outbox.put(None)  # end of input: the worker's loop ends
+        self.sender.join()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.recv_conn.close()
+
+
+def _widen(fd: int) -> None:
+    # a 1 MiB pipe holds a whole block or result: fewer wake-ups on both sides (Linux only)
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
+class Runner:
+    """`configure`, then `submit` blocks and take `next_result()`s in the same order.
+
+    Starts in-process; `go_parallel()` moves later blocks to worker processes (earlier results are
+    already done, so order holds). Always `close()` it: it stops the workers."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: list[_Worker] = []
+        self.turn = 0
+        self.fifo: deque[Any] = deque()
+        self.config: tuple | None = None
+        self.local: xmlwork.Extractor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return bool(self.pool)
+
+    def go_parallel(self) -> None:
+        if self.pool or self.workers < 2 or os.name != "posix" or not sys.executable:
+            return
+        try:
+            for _ in range(self.workers):
+                self.pool.append(_Worker())
+                if self.config is not None:
+                    self.pool[-1].send(("config", self.config))
+        except OSError:  # cannot start processes here (limits, sandbox): stay in this process
+            self.close(failed=True)
+
+    def configure(self, config: tuple) -> None:
+        if config == self.config:
+            return
+        self.config, self.local = config, None
+        for worker in self.pool:
+            worker.send(("config", config))
+
+    def submit(self, block: bytes, final: bool) -> None:
+        assert self.config is not None, "configure() first"
+        if not self.pool:
+            if self.local is None:
+                self.local = xmlwork.Extractor(self.config)
+            self.fifo.append(self.local.process(block, final))
+            return
+        worker = self.pool[self.turn]
+        self.turn = (self.turn + 1) % len(self.pool)
+        worker.send(("block", block, final))
+        self.fifo.append(worker)
+
+    @property
+    def full(self) -> bool:
+        return len(self.fifo) >= max(1, IN_FLIGHT * len(self.pool))
+
+    @property
+    def pending(self) -> int:
+        return len(self.fifo)
+
+    def next_result(self) -> tuple:
+        item = self.fifo.popleft()
+        result = item.receive() if isinstance(item, _Worker) else item
+        if result[0] == "crash":
+            raise RuntimeError(f"xml worker failed:\n{result[1]}")
+        return result
+
+    def close(self, failed: bool = False) -> None:
+        pool, self.pool = self.pool, []
+        self.fifo.clear()
+        for worker in pool:
+            worker.stop(kill=failed)
