@@ -132,7 +132,7 @@ def dataset(name: str, build: Callable[[Path], None]) -> Path:
     started = time.time()
     build(folder)
     marker.write_text("ok\n")
-    size = sum(p.stat().st_size for p in folder.glob("*.csv"))
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     log(f"data: generated {folder.relative_to(ROOT)} ({size / 1e6:.0f} MB) in {time.time() - started:.1f}s")
     return folder
 

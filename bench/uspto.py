@@ -132,7 +132,7 @@ def write_daily(
     return path.stat().st_size
 
 
-def _write_document(out: IO[bytes], records: int, seed: int, start_serial: int) -> None:
+def _write_document(out: IO[bytes] | gzip.GzipFile, records: int, seed: int, start_serial: int) -> None:
     rng = random.Random(seed)
     pool = _Pool(rng)
     out.write(_PROLOG.encode())
@@ -218,14 +218,14 @@ def _case_file(rng: random.Random, pool: _Pool, serial: int) -> str:
     if classes:
         out.append("      <classifications>\n")
         for _ in range(classes):
-            code = rng.randint(1, 45)
+            klass = rng.randint(1, 45)
             out.append(
                 "        <classification>\n"
-                f"          <international-code>{code:03d}</international-code>\n"
+                f"          <international-code>{klass:03d}</international-code>\n"
                 f"          <us-code>{rng.randint(1, 110):03d}</us-code>\n"
                 f"          <status-code>{rng.choice((6, 7, 8))}</status-code>\n"
                 f"          <status-date>{dates[rng.randrange(512)]}</status-date>\n"
-                f"          <primary-code>{code:03d}</primary-code>\n"
+                f"          <primary-code>{klass:03d}</primary-code>\n"
                 "        </classification>\n"
             )
         out.append("      </classifications>\n")

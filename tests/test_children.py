@@ -116,3 +116,19 @@ def test_child_tables_must_be_declared_on_both_sides(tmp_path: Path) -> None:
         _project(tmp_path, write={"table": "u.cases", "mode": "upsert", "key": ["id"], "children": {"tags": "u.tags"}})
     with pytest.raises(ConfigError, match="only apply to format: xml"):
         Project(make_project(tmp_path / "q", {"c": {"read": {"format": "csv", "record": "x"}, "write": {"table": "u.c"}}}))
+
+
+def test_an_event_whose_child_rows_the_child_table_refuses_commits_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _project(tmp_path)
+    project.ingest([_file(tmp_path, "a.xml", "1:x")])
+
+    def numeric_tags(source: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        yield pa.RecordBatch.from_pydict({"id": [2]})
+        child = pa.schema([("id", pa.int64()), ("tag", pa.struct([("n", pa.int64())]))], metadata={CHILD_KEY: b"tags"})
+        yield pa.RecordBatch.from_pydict({"id": [2], "tag": [{"n": 1}]}, schema=child)
+
+    monkeypatch.setitem(READERS, "xml", numeric_tags)
+    (event,) = project.ingest([_file(tmp_path, "b.xml", "ignored")])
+    assert event.state == "dead" and "u.tags" in (event.error or "")
+    assert project.sql("select count(*) as n from u.tags").to_pylist() == [{"n": 1}]
+    assert project.sql("select count(*) as n from u.cases").to_pylist() == [{"n": 1}]

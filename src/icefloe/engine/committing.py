@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from icefloe.config import ProjectConfig, WriteConfig
@@ -127,13 +128,18 @@ class Committing:
         accepted: list[tuple[Event, EventOutput]] = []
         try:
             current = writer.load()
-            schema = current.schema().as_arrow() if current is not None else None
+            schemas = {table: current.schema().as_arrow() if current is not None else None}
             for ev, out in items:
+                # every table this event writes is checked before any is committed: a child
+                # table must not take rows of an event its parent table would then refuse
+                targets = [(table, out.data)]
+                targets += [(self._target_table(ev.pipeline or "", c), d) for c, d in out.children.items()]
                 try:
-                    schema = merged_schema(schema, out.data.schema, table)
+                    merged = {name: merged_schema(self._schema_of(name, schemas), data.schema, name) for name, data in targets}
                 except SchemaError as exc:
                     self._fail([ev], exc)
                     continue
+                schemas.update(merged)
                 self._write_quarantine(ev, out)
                 accepted.append((ev, out))
             if not accepted:
@@ -166,6 +172,12 @@ class Committing:
             self._notify(ev, "committed")
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+
+    def _schema_of(self, table: str, known: dict[str, pa.Schema | None]) -> pa.Schema | None:
+        if table not in known:
+            loaded = self.writer(table).load()
+            known[table] = loaded.schema().as_arrow() if loaded is not None else None
+        return known[table]
 
     def _commit_children(self, accepted: list[tuple[Event, EventOutput]]) -> None:
         """Each child table gets one commit carrying the same event ids as the parent's.

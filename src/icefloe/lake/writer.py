@@ -79,6 +79,11 @@ class TableWriter:
             self.catalog.create_namespace(namespace)
         except NamespaceAlreadyExistsError:
             pass
+        except Exception:
+            # two writers creating their first tables at once (a parent and its child table,
+            # streaming on two threads): the SQL catalog's loser sees a unique-key violation
+            if not self.catalog.namespace_exists(namespace):
+                raise
         # pyiceberg's own commit retry would re-apply our append on top of whatever won the race,
         # skipping the event-id check below; conflicts must come back to us instead
         properties = {"commit.retry.num-retries": "0", **BOUNDED_METADATA_PROPERTIES}
