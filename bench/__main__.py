@@ -19,13 +19,22 @@ from rich.table import Table
 
 from bench.common import BENCH_DIR, COLUMNS, PYTHON, ROOT, TMP_DIR, BenchResult, git_revision, log
 
-BENCHMARKS = {1: "bench.latency", 2: "bench.smallfiles", 3: "bench.bigcsv"}
+# number -> "module" (its `run`) or "module:function"
+BENCHMARKS = {
+    1: "bench.latency",
+    2: "bench.smallfiles",
+    3: "bench.bigcsv",
+    4: "bench.xml",
+    5: "bench.maintain:run_commits",
+    6: "bench.maintain:run_groupby",
+    7: "bench.upsert",
+}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run (seconds, not minutes)")
-    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV (e.g. 2 or 1,3)")
+    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert (e.g. 2 or 1,3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects under .bench/tmp")
     args = parser.parse_args(argv)
     try:
@@ -102,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[BenchResult] = []
     failed = False
     for number in args.numbers:
-        module = __import__(BENCHMARKS[number], fromlist=["run"])
+        name, _, function = BENCHMARKS[number].partition(":")
+        module = __import__(name, fromlist=[function or "run"])
         try:
-            results.append(module.run(args.quick))
+            results.append(getattr(module, function or "run")(args.quick))
         except Exception as exc:  # noqa: BLE001 - report it, run the others, exit non-zero
             failed = True
             console.print_exception(show_locals=False)

@@ -273,3 +273,13 @@ def test_event_recovered_from_table_history_keeps_its_row_counts(tmp_path: Path,
         assert (event.state, event.rows_in, event.rows_out) == ("committed", 3, 3)
         assert len(project.history("sales.orders")) == 1
         assert "commit" in [s.step for s in project.ledger.steps(event.id)]  # once, by the crashed run
+
+
+def test_upsert_rows_without_a_key_are_quarantined_and_the_rest_commits(tmp_path: Path) -> None:
+    pipeline = {**ORDERS, "write": {"table": "sales.orders", "mode": "upsert", "key": ["id"]}}
+    project = Project(make_project(tmp_path / "p", {"orders": pipeline}))
+    (event,) = project.ingest([csv_file(tmp_path / "a.csv", "id,ts,amount", ["1,2026-01-01T00:00:00,1.00", ",2026-01-01T00:00:00,2.00"])])
+    assert event.state == "committed" and event.rows_out == 1 and event.rows_quarantined == 1
+    assert project.sql("select id from sales.orders").to_pylist() == [{"id": 1}]
+    (bad,) = project.sql("select amount, _icefloe_check from icefloe.quarantine").to_pylist()
+    assert float(bad["amount"]) == 2.0 and "id" in bad["_icefloe_check"]

@@ -8,11 +8,13 @@ rewrites every file the predicate cannot rule out. Here one copy-on-write snapsh
    so pyiceberg prunes manifests and partitions; then per file, its key bounds (bisect over the
    sorted batch keys) and key-derived partition values (bucket, identity, day...) narrow the batch
    keys that file could hold, often to none;
-2. read only the key columns of the files left and look the keys up exactly (vectorised);
+2. read only the key columns of the files left and look the keys up exactly (vectorised); a
+   file whose dense integer key range says it surely holds some is read whole at once instead;
 3. for files with hits, read the other columns, compare matched rows, drop the rows being
    replaced and write what remains, coalesced into few files on background threads;
 4. append the updated and new rows (sorted by key, so later upserts prune well) and commit one
-   overwrite snapshot that deletes the rewritten files.
+   overwrite snapshot that deletes the rewritten files, reusing the manifests read while
+   planning (pyiceberg's overwrite would read them twice more).
 
 Semantics match pyiceberg's upsert (when_matched_update_all, when_not_matched_insert_all): a matched
 row is replaced only when some non-key column differs (NaN differs from NaN, null equals null,
@@ -84,6 +86,7 @@ _AS_INT = {DateType: pa.int32(), TimeType: pa.int64(), TimestampType: pa.int64()
 _PRUNING_TRANSFORMS = (IdentityTransform, BucketTransform, TruncateTransform, YearTransform, MonthTransform, DayTransform, HourTransform)
 _IN_LIMIT = 200  # beyond this pyiceberg's metrics evaluator gives up on an In anyway
 _CHUNK_BYTES = 64 << 20  # rewritten rows are written in chunks this big (Arrow bytes), one writer each
+_MIN_PIECE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -351,8 +354,10 @@ class _KeyedRewrite:
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, rows: pa.Table) -> None:
-        """Write on the pool, in pieces of at most _CHUNK_BYTES so that both cores encode."""
-        pieces = -(-rows.nbytes // _CHUNK_BYTES) if rows.num_rows else 0
+        """Write on the pool, in pieces of at most _CHUNK_BYTES and at least one per worker (when
+        pieces stay above _MIN_PIECE_BYTES), so that all cores encode, the last rows too."""
+        size = rows.nbytes if rows.num_rows else 0
+        pieces = max(-(-size // _CHUNK_BYTES), min(self.workers, size // _MIN_PIECE_BYTES))
         step = -(-rows.num_rows // max(pieces, 1))
         for start in range(0, rows.num_rows, step or 1):
             self._writes.append(self._pool.submit(self._write_now, rows.slice(start, step)))

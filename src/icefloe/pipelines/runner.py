@@ -61,7 +61,11 @@ class _Timer:
 class PipelineRunner:
     def __init__(self, name: str, config: PipelineConfig, root: Path) -> None:
         self.name, self.config, self.root = name, config, root
-        validate_checks(config.checks)
+        # an upsert cannot match a row without its key: such rows are quarantined, per event,
+        # instead of failing the whole commit batch they would land in
+        implicit = [{"not_null": list(config.write.key)}] if config.write.mode == "upsert" else []
+        self.checks = [*config.checks, *implicit]
+        validate_checks(self.checks)
         self.transforms = compile_transforms(config.transform, root)
         self.schema = config.read.arrow_schema()
 
@@ -182,7 +186,7 @@ class PipelineRunner:
                     timer.add("transform", started)
                 started = time.time()
                 with user_code_boundary(step="checks", **ctx):
-                    passed, failed = apply_checks(table, self.config.checks)
+                    passed, failed = apply_checks(table, self.checks)
                 timer.add("checks", started)
                 yield None, passed, failed, batch.num_rows
         finally:

@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from icefloe.errors import ConfigError, IcefloeError, UserCodeError
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["Transform", "compile_transforms", "user_code_boundary"]
 
@@ -45,6 +47,8 @@ def _duck() -> duckdb.DuckDBPyConnection:
     # one connection per thread: a DuckDB connection must not be shared across threads
     con = getattr(_local, "con", None)
     if con is None:
+        import duckdb  # only pipelines with SQL steps pay for it (~12 MB resident)
+
         con = _local.con = duckdb.connect()
     return con
 
