@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,55 +35,42 @@ from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.conversions import from_bytes
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, GreaterThanOrEqual, In, LessThanOrEqual
-from pyiceberg.expressions.visitors import expression_evaluator, inclusive_projection, manifest_evaluator
+from pyiceberg.expressions import (
+    AlwaysTrue,
+)
+from pyiceberg.expressions.visitors import (
+    expression_evaluator,
+    inclusive_projection,
+    manifest_evaluator,
+)
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
-from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent, ManifestEntry, ManifestEntryStatus, ManifestFile
+from pyiceberg.manifest import (
+    DataFile,
+    DataFileContent,
+    ManifestContent,
+    ManifestEntry,
+)
 from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Transaction
 from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import UpdateSnapshot, _OverwriteFiles, _SnapshotProducer
-from pyiceberg.transforms import (
-    BucketTransform,
-    DayTransform,
-    HourTransform,
-    IdentityTransform,
-    MonthTransform,
-    TruncateTransform,
-    YearTransform,
-)
-from pyiceberg.typedef import KeyDefaultDict
-from pyiceberg.types import (
-    BinaryType,
-    DateType,
-    DecimalType,
-    IcebergType,
-    IntegerType,
-    LongType,
-    PrimitiveType,
-    StringType,
-    TimestampType,
-    TimestamptzType,
-    TimeType,
+from pyiceberg.table.update.snapshot import (
+    UpdateSnapshot,
+    _SnapshotProducer,
 )
 from pyiceberg.utils.concurrent import ExecutorFactory
 
 from icefloe.errors import ConfigError, DataError
 from icefloe.lake.evolve import align_to_table
+from icefloe.lake.upsert_bounds import PRUNING_TRANSFORMS, BatchBounds
+from icefloe.lake.upsert_commit import OneReadOverwrite, PinnedMetadata
 
 __all__ = ["DeleteResult", "UpsertResult", "delete_keys", "upsert"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 # key types whose Iceberg bounds compare like the Python values of the (cast) Arrow column
-_ORDERED = (IntegerType, LongType, DateType, TimeType, TimestampType, TimestamptzType, StringType, DecimalType, BinaryType)
-_AS_INT = {DateType: pa.int32(), TimeType: pa.int64(), TimestampType: pa.int64(), TimestamptzType: pa.int64()}
 # transforms whose Arrow form gives the values stored in a data file's partition record
-_PRUNING_TRANSFORMS = (IdentityTransform, BucketTransform, TruncateTransform, YearTransform, MonthTransform, DayTransform, HourTransform)
-_IN_LIMIT = 200  # beyond this pyiceberg's metrics evaluator gives up on an In anyway
 _CHUNK_BYTES = 64 << 20  # rewritten rows are written in chunks this big (Arrow bytes), one writer each
 _MIN_PIECE_BYTES = 8 << 20
 
@@ -183,7 +169,7 @@ class _KeyedRewrite:
 
     def __init__(self, tx: Transaction, key: list[str], *, compare: bool) -> None:
         self.key, self.compare = key, compare
-        self.tx: Any = _PinnedMetadata(tx)  # for the snapshot producer too
+        self.tx: Any = PinnedMetadata(tx)  # for the snapshot producer too
         self.meta: TableMetadata = self.tx.table_metadata
         self.io = tx._table.io
         self.schema = self.meta.schema()
@@ -200,7 +186,7 @@ class _KeyedRewrite:
     def on(self, batch: pa.Table) -> Self:
         """Work on this batch (aligned to the table, unique keys) until the `with` block ends."""
         self.batch, self.rows = batch, _arange(batch.num_rows)
-        self._bounds = _BatchBounds(self.schema, batch, self.key)
+        self._bounds = BatchBounds(self.schema, batch, self.key)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="icefloe-upsert")
         return self
 
@@ -248,7 +234,7 @@ class _KeyedRewrite:
 
     def _plan(self) -> list[FileScanTask]:
         """pyiceberg's planning, but keeping every live entry of the data manifests it reads, so
-        that the commit need not read them again (see _OneReadOverwrite)."""
+        that the commit need not read them again (see OneReadOverwrite)."""
         snapshot = self.meta.current_snapshot()
         if snapshot is None:
             return []
@@ -303,7 +289,7 @@ class _KeyedRewrite:
             field = self.meta.specs()[spec_id].fields[pos]
             source = self.schema.find_field(field.source_id)
             values = None
-            if source.name in self.key and isinstance(field.transform, _PRUNING_TRANSFORMS):
+            if source.name in self.key and isinstance(field.transform, PRUNING_TRANSFORMS):
                 column = self.batch[source.name].combine_chunks()
                 values = field.transform.pyarrow_transform(source.field_type)(column)
                 if not (pa.types.is_integer(values.type) or pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
@@ -380,7 +366,7 @@ class _KeyedRewrite:
         if not added and not self._deleted and not snapshot_properties:
             return
         producer: _SnapshotProducer[Any] = (
-            _OneReadOverwrite(self.entries, self.tx, self.io, self._uuid, snapshot_properties)
+            OneReadOverwrite(self.entries, self.tx, self.io, self._uuid, snapshot_properties)
             if self._deleted
             else UpdateSnapshot(self.tx, self.io, snapshot_properties=snapshot_properties).fast_append()
         )
@@ -389,178 +375,6 @@ class _KeyedRewrite:
                 producer.delete_data_file(data_file)
             for data_file in added:
                 producer.append_data_file(data_file)
-
-
-class _OneReadOverwrite(_OverwriteFiles):
-    """pyiceberg's overwrite reads every manifest twice, once for the entries it deletes and once
-    for the manifests it keeps; on a table of many small commits those reads are most of the
-    commit. This reads each data manifest once and derives both."""
-
-    _kept: list[ManifestFile] | None = None
-
-    def __init__(self, known: dict[str, list[ManifestEntry]], *args: Any) -> None:
-        super().__init__(Operation.OVERWRITE, *args)
-        self._known = known  # manifests are immutable: entries read while planning stay valid
-
-    def _deleted_entries(self) -> list[ManifestEntry]:
-        parent = self._transaction.table_metadata.snapshot_by_id(self._parent_snapshot_id) if self._parent_snapshot_id else None
-        if parent is None:
-            self._kept = []
-            return []
-        evaluators: dict[int, Callable[[ManifestFile], bool]] = KeyDefaultDict(self._build_manifest_evaluator)
-
-        def split(manifest: ManifestFile) -> tuple[ManifestFile | None, list[ManifestEntry]]:
-            if manifest.content != ManifestContent.DATA or not evaluators[manifest.partition_spec_id](manifest):
-                return manifest, []
-            known = self._known.get(manifest.manifest_path)
-            entries = known if known is not None else manifest.fetch_manifest_entry(self._io, discard_deleted=True)
-            gone = [e for e in entries if e.data_file in self._deleted_data_files]
-            if not gone:
-                return manifest, []
-            deleted = [
-                ManifestEntry.from_args(
-                    status=ManifestEntryStatus.DELETED,
-                    snapshot_id=self._snapshot_id,
-                    sequence_number=e.sequence_number,
-                    file_sequence_number=e.file_sequence_number,
-                    data_file=e.data_file,
-                )
-                for e in gone
-            ]
-            kept = [e for e in entries if e.data_file not in self._deleted_data_files]
-            if not kept:
-                return None, deleted
-            with self.new_manifest_writer(self.spec(manifest.partition_spec_id)) as writer:
-                for e in kept:
-                    writer.add_entry(
-                        ManifestEntry.from_args(
-                            status=ManifestEntryStatus.EXISTING,
-                            snapshot_id=e.snapshot_id,
-                            sequence_number=e.sequence_number,
-                            file_sequence_number=e.file_sequence_number,
-                            data_file=e.data_file,
-                        )
-                    )
-            return writer.to_manifest_file(), deleted
-
-        results = list(ExecutorFactory.get_or_create().map(split, parent.manifests(self._io)))
-        self._kept = [manifest for manifest, _ in results if manifest is not None]
-        deleted = [entry for _, entries in results for entry in entries]
-        self._validate_required_deletes(deleted)
-        return deleted
-
-    def _existing_manifests(self) -> list[ManifestFile]:
-        assert self._kept is not None, "_deleted_entries runs first"
-        return self._kept
-
-
-class _PinnedMetadata:
-    """The transaction as a snapshot producer sees it, its metadata computed once per change.
-
-    `Transaction.table_metadata` deep-copies the whole metadata, every snapshot of the history,
-    on each access, and a producer reads it some twenty times: 0.35 s on a table of 200 commits.
-    The copy is redone whenever the transaction's base or pending updates change (a commit
-    retry refreshes the base), so the producer never sees stale metadata."""
-
-    def __init__(self, tx: Transaction) -> None:
-        self._tx = tx
-        self._state: tuple[Any, Any] = (None, None)
-        self._metadata: TableMetadata | None = None
-
-    @property
-    def table_metadata(self) -> TableMetadata:
-        state = (self._tx._table.metadata, self._tx._updates)
-        if self._metadata is None or state[0] is not self._state[0] or state[1] is not self._state[1]:
-            self._metadata, self._state = self._tx.table_metadata, state
-        return self._metadata
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tx, name)
-
-
-class _BatchBounds:
-    """The batch's key values in the form Iceberg bounds decode to, for per-file pruning."""
-
-    def __init__(self, schema: Schema, batch: pa.Table, key: list[str]) -> None:
-        self.fields = [schema.find_field(name) for name in key]
-        self.batch, self.key = batch, key
-        self.ordinal: dict[str, pa.Array] = {}
-        for field in self.fields:
-            if isinstance(field.field_type, _ORDERED):
-                column = batch[field.name].combine_chunks()
-                cast = _AS_INT.get(type(field.field_type))
-                self.ordinal[field.name] = column.cast(cast) if cast is not None else column
-        first = self.fields[0].name
-        self.order: pa.Array | None = None
-        self.sorted: list[Any] = []
-        if first in self.ordinal:
-            self.order = pc.sort_indices(self.ordinal[first]).cast(pa.int64())
-            self.sorted = self.ordinal[first].take(self.order).to_pylist()
-        self.all = _arange(batch.num_rows)
-
-    def coarse_filter(self) -> BooleanExpression:
-        """A filter pyiceberg can plan with cheaply: few distinct values -> In, else a range."""
-        expr: BooleanExpression = AlwaysTrue()
-        for field in self.fields:
-            if not isinstance(field.field_type, (IntegerType, LongType, StringType, DateType, TimestampType, TimestamptzType, DecimalType)):
-                continue
-            column = self.batch[field.name]
-            if not len(column):
-                continue
-            distinct = pc.unique(column)
-            if len(distinct) <= _IN_LIMIT:
-                part: BooleanExpression = In(field.name, distinct.to_pylist())  # type: ignore[call-arg, arg-type]
-            else:
-                bounds = pc.min_max(column)
-                part = And(
-                    GreaterThanOrEqual(field.name, bounds["min"].as_py()),  # type: ignore[call-arg, arg-type]
-                    LessThanOrEqual(field.name, bounds["max"].as_py()),  # type: ignore[call-arg, arg-type]
-                )
-            expr = And(expr, part)
-        return expr
-
-    def _bound(self, data_file: DataFile, field_id: int, field_type: IcebergType, upper: bool) -> Any:
-        found = (data_file.upper_bounds if upper else data_file.lower_bounds) or {}
-        raw = found.get(field_id)
-        return None if raw is None or not isinstance(field_type, PrimitiveType) else from_bytes(field_type, raw)
-
-    def candidates(self, data_file: DataFile) -> pa.Array:
-        idx = self.all
-        if self.order is not None:
-            first = self.fields[0]
-            lo = self._bound(data_file, first.field_id, first.field_type, upper=False)
-            hi = self._bound(data_file, first.field_id, first.field_type, upper=True)
-            start = 0 if lo is None else bisect_left(self.sorted, lo)
-            stop = len(self.sorted) if hi is None else bisect_right(self.sorted, hi)
-            idx = self.order.slice(start, max(0, stop - start))
-        for field in self.fields[1:]:
-            if field.name not in self.ordinal or not len(idx):
-                continue
-            values = self.ordinal[field.name].take(idx)
-            for upper, op in ((False, pc.greater_equal), (True, pc.less_equal)):
-                bound = self._bound(data_file, field.field_id, field.field_type, upper)
-                if bound is not None:
-                    keep = op(values, pa.scalar(bound, values.type))
-                    idx, values = idx.filter(keep), values.filter(keep)
-        return idx
-
-    def expected_hits(self, data_file: DataFile, candidates: int) -> float:
-        """How many of `candidates` keys the file holds if its integer keys spread evenly; 0 if unknown."""
-        first = self.fields[0]
-        if first.name not in self.ordinal or not pa.types.is_integer(self.ordinal[first.name].type):
-            return 0.0
-        lo = self._bound(data_file, first.field_id, first.field_type, upper=False)
-        hi = self._bound(data_file, first.field_id, first.field_type, upper=True)
-        if lo is None or hi is None:
-            return 0.0
-        return candidates * data_file.record_count / (hi - lo + 1)
-
-    def sort_key(self, data_file: DataFile) -> tuple[int, Any]:
-        if self.order is None:
-            return (0, 0)
-        first = self.fields[0]
-        lo = self._bound(data_file, first.field_id, first.field_type, upper=False)
-        return (0, 0) if lo is None else (1, lo)
 
 
 def _differs(mine: pa.Table, theirs: pa.Table) -> pa.Array:

@@ -1,0 +1,108 @@
+"""The commit side of `lake.upsert`: one overwrite snapshot without pyiceberg's repeated reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyiceberg.manifest import (
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+)
+from pyiceberg.table import Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.update.snapshot import _OverwriteFiles
+from pyiceberg.typedef import KeyDefaultDict
+from pyiceberg.utils.concurrent import ExecutorFactory
+
+__all__ = ["OneReadOverwrite", "PinnedMetadata"]
+
+
+class OneReadOverwrite(_OverwriteFiles):
+    """pyiceberg's overwrite reads every manifest twice, once for the entries it deletes and once
+    for the manifests it keeps; on a table of many small commits those reads are most of the
+    commit. This reads each data manifest once and derives both."""
+
+    _kept: list[ManifestFile] | None = None
+
+    def __init__(self, known: dict[str, list[ManifestEntry]], *args: Any) -> None:
+        super().__init__(Operation.OVERWRITE, *args)
+        self._known = known  # manifests are immutable: entries read while planning stay valid
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        parent = self._transaction.table_metadata.snapshot_by_id(self._parent_snapshot_id) if self._parent_snapshot_id else None
+        if parent is None:
+            self._kept = []
+            return []
+        evaluators: dict[int, Callable[[ManifestFile], bool]] = KeyDefaultDict(self._build_manifest_evaluator)
+
+        def split(manifest: ManifestFile) -> tuple[ManifestFile | None, list[ManifestEntry]]:
+            if manifest.content != ManifestContent.DATA or not evaluators[manifest.partition_spec_id](manifest):
+                return manifest, []
+            known = self._known.get(manifest.manifest_path)
+            entries = known if known is not None else manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+            gone = [e for e in entries if e.data_file in self._deleted_data_files]
+            if not gone:
+                return manifest, []
+            deleted = [
+                ManifestEntry.from_args(
+                    status=ManifestEntryStatus.DELETED,
+                    snapshot_id=self._snapshot_id,
+                    sequence_number=e.sequence_number,
+                    file_sequence_number=e.file_sequence_number,
+                    data_file=e.data_file,
+                )
+                for e in gone
+            ]
+            kept = [e for e in entries if e.data_file not in self._deleted_data_files]
+            if not kept:
+                return None, deleted
+            with self.new_manifest_writer(self.spec(manifest.partition_spec_id)) as writer:
+                for e in kept:
+                    writer.add_entry(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.EXISTING,
+                            snapshot_id=e.snapshot_id,
+                            sequence_number=e.sequence_number,
+                            file_sequence_number=e.file_sequence_number,
+                            data_file=e.data_file,
+                        )
+                    )
+            return writer.to_manifest_file(), deleted
+
+        results = list(ExecutorFactory.get_or_create().map(split, parent.manifests(self._io)))
+        self._kept = [manifest for manifest, _ in results if manifest is not None]
+        deleted = [entry for _, entries in results for entry in entries]
+        self._validate_required_deletes(deleted)
+        return deleted
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        assert self._kept is not None, "_deleted_entries runs first"
+        return self._kept
+
+
+class PinnedMetadata:
+    """The transaction as a snapshot producer sees it, its metadata computed once per change.
+
+    `Transaction.table_metadata` deep-copies the whole metadata, every snapshot of the history,
+    on each access, and a producer reads it some twenty times: 0.35 s on a table of 200 commits.
+    The copy is redone whenever the transaction's base or pending updates change (a commit
+    retry refreshes the base), so the producer never sees stale metadata."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._state: tuple[Any, Any] = (None, None)
+        self._metadata: TableMetadata | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        state = (self._tx._table.metadata, self._tx._updates)
+        if self._metadata is None or state[0] is not self._state[0] or state[1] is not self._state[1]:
+            self._metadata, self._state = self._tx.table_metadata, state
+        return self._metadata
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
