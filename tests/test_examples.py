@@ -120,3 +120,18 @@ def test_owner_countries_are_filled_and_the_class_join_matches(project: Project,
         "select count(*) as n from uspto.case_files f join uspto.classifications c using (serial_number)"
     ).to_pylist()
     assert joined == [{"n": len(expected["classifications"])}]
+
+
+def test_ingest_reports_bytes_and_records_as_the_reader_goes(tmp_path: Path, expected: dict) -> None:
+    root = tmp_path / "uspto"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("landing"))
+    (root / "landing").mkdir()
+    seen: list[tuple[int, int]] = []
+    with Project(root) as project:
+        (event,) = project.ingest([SAMPLE], on_progress=lambda ev, done, records: seen.append((done, records)))
+    assert event.state == "committed"
+    assert seen and seen == sorted(seen)  # bytes and records only grow
+    done, records = seen[-1]
+    assert records == len(expected[PARENT])
+    # a zip's bytes are counted as its member is read: all but the central directory at the end
+    assert 0.9 * SAMPLE.stat().st_size < done <= SAMPLE.stat().st_size
