@@ -91,3 +91,20 @@ def test_cli_maintain_dry_run_changes_nothing_and_unknown_table_is_not_found(tmp
     (report,) = json.loads(capsys.readouterr().out)
     assert report["dry_run"] is False and report["expired_snapshots"] >= 2 and report["files_written"] == 1
     assert len(Project(root).catalog.load_table("sales.orders").metadata.snapshots) < before
+
+
+def test_a_run_abandoned_by_a_killed_worker_does_not_block_the_next_one(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    project = Project(make_project(tmp_path / "p", {"orders": ORDERS}))
+    _ingest_one_by_one(project, tmp_path, 2)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_owner = f"{socket.gethostname()}:{gone.stdout.strip()}:abcdef"
+    assert project.ledger.start_job(JOB_KIND, "sales.orders", dead_owner, stale_after=3600) is not None
+    report = Upkeep(project, "me").run("sales.orders")
+    assert report is not None
+    states = {j.owner: (j.state, j.error) for j in project.ledger.jobs(kind=JOB_KIND)}
+    assert states[dead_owner][0] == "failed" and "died" in (states[dead_owner][1] or "")
+    assert states["me"] == ("succeeded", None)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from icefloe.errors import describe
 from icefloe.lake.maintain import MaintenancePolicy, MaintenanceReport, Maintainer
+from icefloe.ledger.base import local_owner_alive
 
 if TYPE_CHECKING:
     from icefloe.project import Project
@@ -62,7 +63,12 @@ class Upkeep:
 
     def run(self, table: str, *, dry_run: bool = False) -> MaintenanceReport | None:
         """One maintenance run over `table`; None when another worker is running one right now."""
-        job = self.project.ledger.start_job(JOB_KIND, table, self.owner, stale_after=self.stale_after)
+        ledger = self.project.ledger
+        for running in ledger.jobs(kind=JOB_KIND, target=table, limit=8):
+            # a worker killed mid-run must not block the table's maintenance until the job goes stale
+            if running.state == "running" and not local_owner_alive(running.owner):
+                ledger.finish_job(running, "failed", running.detail, error="abandoned: the worker died during the run")
+        job = ledger.start_job(JOB_KIND, table, self.owner, stale_after=self.stale_after)
         if job is None:
             log.info("maintenance of %s is already running elsewhere", table)
             return None

@@ -73,7 +73,8 @@ __all__ = [
     "verify",
 ]
 
-KILL_MODES = {"startup": 0.10, "landing": 0.15, "processing": 0.35, "commit": 0.15, "iceberg": 0.25}
+# maintenance: killed while a compaction / expiry run of the worker is in flight
+KILL_MODES = {"startup": 0.10, "landing": 0.15, "processing": 0.35, "commit": 0.15, "iceberg": 0.25, "maintenance": 0.15}
 
 
 # -- the trial loop ---------------------------------------------------------------------------------
@@ -168,6 +169,8 @@ class CrashHarness:
                 return True
             if mode == "commit" and self.peek.step_since(since_step, "commit"):
                 return True
+            if mode == "maintenance" and self.peek.job_running(worker.started):
+                return True
             if mode == "iceberg":
                 if self.peek.pointers() != pointers:
                     return True
@@ -210,7 +213,7 @@ class CrashHarness:
                 reached, delay = True, self.rng.uniform(0.0, 1.2)
             else:
                 reached = self._await(mode, worker, since_step, pointers)
-                delay = {"landing": 0.05, "processing": 0.3, "commit": 0.03, "iceberg": 0.0}[mode] * self.rng.random()
+                delay = {"landing": 0.05, "processing": 0.3, "commit": 0.03, "iceberg": 0.0, "maintenance": 0.3}[mode] * self.rng.random()
             waited = time.time() - worker.started
             if delay:
                 time.sleep(delay)

@@ -111,6 +111,13 @@ class _Peek:
             params += (like,)
         return bool(self._q("ledger", sql + " LIMIT 1", params))
 
+    def job_running(self, since: float) -> bool:
+        """A maintenance job started after `since` is still running."""
+        try:
+            return bool(self._q("ledger", "SELECT 1 FROM jobs WHERE state = 'running' AND started_at > ? LIMIT 1", (since,)))
+        except sqlite3.OperationalError:  # the worker has not created the table yet
+            return False
+
     def first_leases(self, rowid: int) -> dict[str, float]:
         """Event id -> when it was first leased after step `rowid`."""
         rows = self._q("ledger", "SELECT event_id, MIN(started_at) FROM steps WHERE rowid > ? AND step = 'leased' GROUP BY event_id", (rowid,))

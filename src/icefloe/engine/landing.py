@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,22 +16,9 @@ from icefloe.sources.base import Landed, Source
 if TYPE_CHECKING:
     from icefloe.project import Project
 
-__all__ = ["Landing", "local_owner_alive"]
+__all__ = ["Landing"]
 
 log = logging.getLogger("icefloe")
-
-
-def local_owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's lease: let it expire on its own
-    try:
-        os.kill(int(rest.partition(":")[0]), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError):
-        return True
-    return True
 
 
 class Landing:

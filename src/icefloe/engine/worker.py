@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from icefloe.config import WriteConfig
 from icefloe.engine.committing import Committing, _Buffer
-from icefloe.engine.landing import Landing, local_owner_alive
+from icefloe.engine.landing import Landing
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
-from icefloe.ledger.base import Event, owner_id
+from icefloe.ledger.base import Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import PipelineRunner
 from icefloe.sources.base import Source
 

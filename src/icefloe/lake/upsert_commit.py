@@ -47,30 +47,13 @@ class OneReadOverwrite(_OverwriteFiles):
             gone = [e for e in entries if e.data_file in self._deleted_data_files]
             if not gone:
                 return manifest, []
-            deleted = [
-                ManifestEntry.from_args(
-                    status=ManifestEntryStatus.DELETED,
-                    snapshot_id=self._snapshot_id,
-                    sequence_number=e.sequence_number,
-                    file_sequence_number=e.file_sequence_number,
-                    data_file=e.data_file,
-                )
-                for e in gone
-            ]
+            deleted = [_restated(e, ManifestEntryStatus.DELETED, self._snapshot_id) for e in gone]
             kept = [e for e in entries if e.data_file not in self._deleted_data_files]
             if not kept:
                 return None, deleted
             with self.new_manifest_writer(self.spec(manifest.partition_spec_id)) as writer:
                 for e in kept:
-                    writer.add_entry(
-                        ManifestEntry.from_args(
-                            status=ManifestEntryStatus.EXISTING,
-                            snapshot_id=e.snapshot_id,
-                            sequence_number=e.sequence_number,
-                            file_sequence_number=e.file_sequence_number,
-                            data_file=e.data_file,
-                        )
-                    )
+                    writer.add_entry(_restated(e, ManifestEntryStatus.EXISTING, e.snapshot_id))
             return writer.to_manifest_file(), deleted
 
         results = list(ExecutorFactory.get_or_create().map(split, parent.manifests(self._io)))
@@ -82,6 +65,17 @@ class OneReadOverwrite(_OverwriteFiles):
     def _existing_manifests(self) -> list[ManifestFile]:
         assert self._kept is not None, "_deleted_entries runs first"
         return self._kept
+
+
+def _restated(entry: ManifestEntry, status: ManifestEntryStatus, snapshot_id: int | None) -> ManifestEntry:
+    """The same data file under a new status, its sequence numbers kept."""
+    return ManifestEntry.from_args(
+        status=status,
+        snapshot_id=snapshot_id,
+        sequence_number=entry.sequence_number,
+        file_sequence_number=entry.file_sequence_number,
+        data_file=entry.data_file,
+    )
 
 
 class PinnedMetadata:

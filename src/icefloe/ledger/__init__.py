@@ -5,7 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from icefloe.errors import ConfigError
-from icefloe.ledger.base import STATES, TERMINAL, TRANSITIONS, Event, Job, JobState, Ledger, State, Step, event_id, owner_id
+from icefloe.ledger.base import (
+    STATES,
+    TERMINAL,
+    TRANSITIONS,
+    Event,
+    Job,
+    JobState,
+    Ledger,
+    State,
+    Step,
+    event_id,
+    owner_id,
+)
 
 __all__ = ["Event", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
 

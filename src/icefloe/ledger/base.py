@@ -37,6 +37,7 @@ __all__ = [
     "Ledger",
     "event_id",
     "owner_id",
+    "local_owner_alive",
 ]
 
 State = Literal["landed", "queued", "running", "retrying", "committed", "dead", "discarded", "unrouted"]
@@ -63,6 +64,20 @@ def event_id(source: str, key: str, content_hash: str, pipeline: str | None) -> 
 
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def local_owner_alive(owner: str) -> bool:
+    """False only for an `owner_id` of this host whose process is gone (a killed worker)."""
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's lease: let it expire on its own
+    try:
+        os.kill(int(rest.partition(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
 
 
 @dataclass

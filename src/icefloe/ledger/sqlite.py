@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import TRANSITIONS, Event, Job, JobState, Ledger, State, Step, event_id
+from icefloe.ledger.base import (
+    TRANSITIONS,
+    Event,
+    Job,
+    JobState,
+    Ledger,
+    State,
+    Step,
+    event_id,
+)
 
 __all__ = ["SqliteLedger"]
 
