@@ -29,7 +29,8 @@ class Output(ABC):
 
 class TextOutput(Output):
     def __init__(self) -> None:
-        self.console = Console(soft_wrap=True)
+        # piped into a file or a pager, a wide table beats one folded into 80 columns
+        self.console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
     def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
         columns = list(dict.fromkeys(k for row in rows for k in row))

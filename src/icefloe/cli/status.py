@@ -8,6 +8,9 @@ from icefloe.cli.common import format_option, open_project, output, project_opti
 
 __all__ = ["COMMANDS"]
 
+# file health and maintenance: a second table, so neither folds into unreadable columns
+_HEALTH = ("data_files", "small_files", "small_file_ratio", "manifests", "metadata_mb", "data_mb", "last_maintained", "maintenance")
+
 
 @click.command()
 @project_options
@@ -20,8 +23,11 @@ def status(project_dir: str, env: str | None, fmt: str) -> None:
     if fmt != "table":
         out.rows(rows)
         return
-    for kind in ("source", "pipeline", "table"):
+    for kind in ("source", "pipeline"):
         out.rows([{k: v for k, v in r.items() if k != "kind"} for r in rows if r["kind"] == kind], title=f"{kind}s")
+    tables = [r for r in rows if r["kind"] == "table"]
+    out.rows([{k: v for k, v in r.items() if k not in _HEALTH and k != "kind"} for r in tables], title="tables")
+    out.rows([{"name": r["name"], **{k: r[k] for k in _HEALTH if k in r}} for r in tables if r.get("exists")], title="table health")
 
 
 @click.command()
