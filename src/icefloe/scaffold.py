@@ -41,6 +41,11 @@ pipelines:
     read: {format: csv, schema: {sku: string, qty: long}}
     write: {table: sales.inventory, mode: replace_source}   # a re-landed file replaces its rows
 
+maintenance:                          # the workers compact, expire and clean each table they write
+  keep_snapshots: 20                  # time travel (`icefloe sql --as-of`) reaches this far back...
+  keep_for: 1h                        # ...and at least this long
+  tables: {sales.orders: {sort_by: [order_id]}}   # compacted files sorted by key: upserts prune better
+
 environments:                         # `--env production` overlays these keys
   production: {catalog: "postgresql://icefloe@db/icefloe", warehouse: "s3://lake/icefloe"}
 """
