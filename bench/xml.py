@@ -308,7 +308,9 @@ def run(quick: bool) -> BenchResult:
                 peers += f"; xmlstarlet: {xml_mb / starlet['seconds']:.0f} MB/s"
             result.row(
                 f"throughput, {what} -> committed tables", f"{xml_mb / ours['seconds']:.0f} MB/s", peers,
-                f"{ratio:.2f}x", f">= {TARGET_SPEEDUP:g}x", ratio >= TARGET_SPEEDUP,
+                # a quick run's small file is mostly worker start-up: the target is judged at full size
+                f"{ratio:.2f}x", f">= {TARGET_SPEEDUP:g}x" + (" (full run)" if quick else ""),
+                None if quick else ratio >= TARGET_SPEEDUP,
             )  # fmt: skip
             result.row(f"time, {what}", secs(ours["seconds"]), f"lxml: {secs(peer['seconds'])}")
         else:
