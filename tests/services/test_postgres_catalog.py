@@ -32,3 +32,24 @@ def test_ingest_and_query_with_a_postgresql_catalog(tmp_path: Path) -> None:
         project.catalog.purge_table(f"{namespace}.orders")
         project.catalog.drop_namespace(namespace)
         project.close()
+
+
+def test_maintenance_with_a_postgresql_catalog(tmp_path: Path) -> None:
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    pipeline = {"read": {"format": "csv", "schema": {"id": "long"}}, "write": {"table": f"{namespace}.orders"}}
+    maintenance = {"keep_snapshots": 1, "compact_min_files": 2, "every_commits": 1000}
+    project = Project(make_project(tmp_path / "p", {"orders": pipeline}, catalog=PG, maintenance=maintenance))
+    try:
+        for i in range(4):
+            (event,) = project.ingest([csv_file(tmp_path / f"f{i}.csv", "id,v", [f"{i},x"])])
+            assert event.state == "committed"
+        (report,) = project.maintain(f"{namespace}.orders")
+        assert report["files_compacted"] == 4 and report["files_written"] == 1 and report["expired_snapshots"] >= 3
+        assert project.sql(f"select sum(id) as s, count(*) as n from {namespace}.orders").to_pylist() == [{"s": 6, "n": 4}]
+        health = project.table_health(f"{namespace}.orders")
+        assert health["data_files"] == 1 and health["last_maintained"] is not None
+    finally:
+        project.catalog.purge_table(f"{namespace}.orders")
+        project.catalog.drop_namespace(namespace)
+        project.close()
