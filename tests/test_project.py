@@ -283,3 +283,14 @@ def test_upsert_rows_without_a_key_are_quarantined_and_the_rest_commits(tmp_path
     assert project.sql("select id from sales.orders").to_pylist() == [{"id": 1}]
     (bad,) = project.sql("select amount, _icefloe_check from icefloe.quarantine").to_pylist()
     assert float(bad["amount"]) == 2.0 and "id" in bad["_icefloe_check"]
+
+
+def test_ingest_reports_how_far_the_copy_onto_the_source_is(tmp_path: Path) -> None:
+    project = Project(make_project(tmp_path / "p", {"orders": ORDERS}))
+    rows = [f"{i},2026-01-01T00:00:00,{i}.00" for i in range(300_000)]
+    path = csv_file(tmp_path / "big.csv", "id,ts,amount", rows)
+    copied: list[tuple[Path, int]] = []
+    (event,) = project.ingest([path], on_copy=lambda p, done: copied.append((p, done)))
+    assert event.state == "committed"
+    assert len(copied) > 1 and {p for p, _ in copied} == {path.resolve()}
+    assert [d for _, d in copied] == sorted(d for _, d in copied) and copied[-1][1] == path.stat().st_size

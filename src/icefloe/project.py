@@ -66,12 +66,14 @@ class Project:
         on_event: Callable[[Event, str], None] | None = None,
         on_landed: Callable[[int], None] | None = None,
         on_progress: Callable[[Event, int, int], None] | None = None,
+        on_copy: Callable[[Path, int], None] | None = None,
     ) -> list[Event]:
         """Land these files on a source, process and commit them, and return their final events.
 
         `on_landed(n)` is told how many events were landed; `on_event(event, state)` hears each
         one reach committed / retrying / dead; `on_progress(event, bytes, records)` hears how far
-        the reader is into a file (for progress bars)."""
+        the reader is into a file, and `on_copy(path, bytes)` how far its copy onto the source is
+        (for progress bars)."""
         src = self._source(source)
         engine = self.engine()
         engine.on_event = on_event
@@ -81,7 +83,8 @@ class Project:
             local = Path(path)
             if not local.is_file():
                 raise NotFoundError(f"{local}: no such file")
-            landed = src.put(local, key_prefix + local.name if key_prefix else None)
+            copied = (lambda done, path=local: on_copy(path, done)) if on_copy is not None else None
+            landed = src.put(local, key_prefix + local.name if key_prefix else None, copied)
             engine.land_object(landed)
             pipelines = self.router.match(src.name, landed.key)
             targets: list[str | None] = list(pipelines) or [None]

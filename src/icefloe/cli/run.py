@@ -97,6 +97,16 @@ def _with_progress(project: Any, files: tuple[str, ...], source: str | None, key
             if event.id in reading:
                 bytes_bar.remove_task(reading.pop(event.id))
 
+        def copying(path: Any, done: int) -> None:
+            size = path.stat().st_size
+            if size < _BIG_FILE:
+                return
+            if path not in reading:
+                reading[path] = bytes_bar.add_task(f"landing {path.name}", total=size, records=0)
+            bytes_bar.update(reading[path], completed=done)
+            if done >= size:
+                bytes_bar.remove_task(reading.pop(path))
+
         def progress(event: Event, done: int, records: int) -> None:
             if event.size < _BIG_FILE:
                 return
@@ -105,7 +115,7 @@ def _with_progress(project: Any, files: tuple[str, ...], source: str | None, key
             bytes_bar.update(reading[event.id], completed=done, records=records)
 
         return project.ingest(  # type: ignore[no-any-return]
-            files, source=source, key_prefix=key_prefix, on_event=seen, on_progress=progress,
+            files, source=source, key_prefix=key_prefix, on_event=seen, on_progress=progress, on_copy=copying,
             on_landed=lambda n: files_bar.update(task, total=n),
         )  # fmt: skip
 

@@ -55,8 +55,9 @@ class Source(ABC):
         """A cheap fingerprint of the object's current version (no reading of its bytes)."""
 
     @abstractmethod
-    def put(self, local: Path, key: str | None = None) -> Landed:
-        """Land a local file on this source (used by `icefloe ingest`)."""
+    def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
+        """Land a local file on this source (used by `icefloe ingest`); `progress(bytes)` hears
+        how far the copy is."""
 
     @abstractmethod
     def open_path(self, key: str) -> Path:

@@ -74,7 +74,7 @@ class FolderSource(Source):
             raise ObjectChangedError(f"{path} changed while it was being hashed")
         return Landed(self.name, self.key_for(path), path.resolve(), size, digest.hexdigest(), before)
 
-    def put(self, local: Path, key: str | None = None) -> Landed:
+    def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
         local = local.resolve()
         if local.is_relative_to(self.root) and key is None:
             return self.describe(local)
@@ -90,6 +90,8 @@ class FolderSource(Source):
                 digest.update(chunk)
                 dst.write(chunk)
                 size += len(chunk)
+                if progress is not None:
+                    progress(size)
         os.replace(partial, target)
         return Landed(self.name, self.key_for(target), target.resolve(), size, digest.hexdigest(), self.stamp(target))
 
