@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from icefloe.errors import describe
-from icefloe.lake.maintain import MaintenancePolicy, MaintenanceReport, Maintainer
+from icefloe.lake.maintain import Maintainer, MaintenancePolicy, MaintenanceReport
 from icefloe.ledger.base import local_owner_alive
 
 if TYPE_CHECKING:
@@ -41,13 +41,6 @@ class Upkeep:
     def enabled(self, table: str) -> bool:
         return self.config.enabled_for(table)
 
-    def after_commit(self, table: str) -> MaintenanceReport | None:
-        """Count a commit; run maintenance now if that made it due. Never raises: a failed run is
-        recorded in the ledger and retried at the next trigger, while ingestion goes on."""
-        if not self.enabled(table) or not self.maintainer.after_commit(table):
-            return None
-        return self.run_quietly(table)
-
     def tick(self, tables: list[str]) -> None:
         """Scheduled runs (`maintenance.every`), checked while the worker is idle."""
         for table in tables:
@@ -55,6 +48,8 @@ class Upkeep:
                 self.run_quietly(table)
 
     def run_quietly(self, table: str) -> MaintenanceReport | None:
+        """`run`, but never raises: a failed run is recorded in the ledger and retried at the next
+        trigger, while ingestion goes on."""
         try:
             return self.run(table)
         except Exception as exc:  # noqa: BLE001 - maintenance must never stop ingestion

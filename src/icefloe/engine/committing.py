@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyiceberg.table import Table
 
 from icefloe.config import ProjectConfig, WriteConfig
 from icefloe.errors import SchemaError, describe, is_transient
@@ -75,9 +76,8 @@ class Committing:
     @property
     def upkeep(self) -> Upkeep:
         if self._upkeep is None:
-            from icefloe.upkeep import (
-                Upkeep,  # the lake's maintenance code loads on first use
-            )
+            # the lake's maintenance code loads on first use
+            from icefloe.upkeep import Upkeep
 
             self._upkeep = Upkeep(self.project, self.owner)
         return self._upkeep
@@ -128,6 +128,8 @@ class Committing:
         accepted: list[tuple[Event, EventOutput]] = []
         try:
             current = writer.load()
+            # each table this batch touches is loaded once: for the schema checks and its commit
+            tables: dict[str, Table | None] = {table: current}
             schemas = {table: current.schema().as_arrow() if current is not None else None}
             for ev, out in items:
                 # every table this event writes is checked before any is committed: a child
@@ -135,7 +137,7 @@ class Committing:
                 targets = [(table, out.data)]
                 targets += [(self._target_table(ev.pipeline or "", c), d) for c, d in out.children.items()]
                 try:
-                    merged = {name: merged_schema(self._schema_of(name, schemas), data.schema, name) for name, data in targets}
+                    merged = {name: merged_schema(self._schema_of(name, schemas, tables), data.schema, name) for name, data in targets}
                 except SchemaError as exc:
                     self._fail([ev], exc)
                     continue
@@ -146,7 +148,7 @@ class Committing:
                 return
             self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
             # children first: once the parent holds an event, its child rows are known to be in too
-            self._commit_children(accepted)
+            self._commit_children(accepted, tables)
             staged = [
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
@@ -173,13 +175,18 @@ class Committing:
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
 
-    def _schema_of(self, table: str, known: dict[str, pa.Schema | None]) -> pa.Schema | None:
+    def _loaded(self, table: str, loaded: dict[str, Table | None]) -> Table | None:
+        if table not in loaded:
+            loaded[table] = self.writer(table).load()
+        return loaded[table]
+
+    def _schema_of(self, table: str, known: dict[str, pa.Schema | None], loaded: dict[str, Table | None]) -> pa.Schema | None:
         if table not in known:
-            loaded = self.writer(table).load()
-            known[table] = loaded.schema().as_arrow() if loaded is not None else None
+            found = self._loaded(table, loaded)
+            known[table] = found.schema().as_arrow() if found is not None else None
         return known[table]
 
-    def _commit_children(self, accepted: list[tuple[Event, EventOutput]]) -> None:
+    def _commit_children(self, accepted: list[tuple[Event, EventOutput]], loaded: dict[str, Table | None]) -> None:
         """Each child table gets one commit carrying the same event ids as the parent's.
 
         Iceberg has no multi-table commit, so a crash can leave a child ahead of its parent for a
@@ -195,11 +202,11 @@ class Committing:
                 files = out.children_spilled.get(child, [])
                 children.setdefault(table, []).append(Staged(ev.id, out.source_ref, data, ev.landed_at, files))
         for table, staged in children.items():
-            writer = self.writer(table)
-            if all(s.data.num_columns <= len(META_COLUMNS) and not s.files for s in staged) and writer.load() is None:
+            known = self._loaded(table, loaded)
+            if all(s.data.num_columns <= len(META_COLUMNS) and not s.files for s in staged) and known is None:
                 continue  # nothing to write and no table whose old rows could need replacing
             staged.sort(key=lambda s: s.data.num_columns, reverse=True)  # a table is created from real columns
-            if writer.commit(staged)[1]:
+            if self.writer(table).commit(staged, table=known)[1]:
                 self._counted(table)
 
     def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
