@@ -1,8 +1,9 @@
 """SQL over the lake with DuckDB: Iceberg tables appear as views by name, the ledger as `icefloe.*`.
 
 pyiceberg plans each referenced table (snapshot, manifests, live data files, delete files); DuckDB
-reads the planned Parquet files directly, pushing projection and row-group statistics down. A
-table whose scan carries delete files is read through pyiceberg instead, so deletes are honoured.
+reads the planned Parquet files directly, matching columns by Iceberg field id (query/columns.py)
+and pushing projection and row-group statistics down. A table whose scan carries delete files, or
+whose schema DuckDB cannot map by field id, is read through pyiceberg instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow as pa
 from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError
+from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
 
 if TYPE_CHECKING:
@@ -111,7 +113,10 @@ class QueryEngine:
             summary = (snap or table.current_snapshot()).summary  # type: ignore[union-attr]
             total = int(summary["total-data-files"] or 0) if summary else len(tasks)
             self.plans[name] = {"files": total, "planned": len(tasks), "filter": str(row_filter)}
-            if any(task.delete_files for task in tasks):
+            problem = "it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)
+            self.plans[name]["reader"] = "pyiceberg" if problem and tasks else "duckdb"
+            if problem and tasks:
+                self.plans[name]["why"] = problem
                 data = f"__data_{len(self._registered)}"
                 self.con.register(data, scan.to_arrow())
                 self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {data}")
@@ -119,12 +124,11 @@ class QueryEngine:
                 self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
             else:
                 files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
-                # UNION ALL BY NAME with an empty table of the table's schema gives every column
-                # its table type, including columns added after older files were written
-                columns = ", ".join(_quote(f.name) for f in schema.fields)
+                # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
+                # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
                 self.con.execute(
-                    f"CREATE VIEW {view} AS SELECT {columns} FROM (SELECT * FROM {empty} UNION ALL BY NAME "
-                    f"SELECT * FROM read_parquet([{files}], union_by_name=true))"
+                    f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{files}], "
+                    f"schema = {field_id_schema(schema)}, hive_partitioning = false)"
                 )
         self._registered.add(name)
 
