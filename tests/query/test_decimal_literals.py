@@ -82,7 +82,9 @@ def test_a_struct_field_is_not_mistaken_for_a_top_level_column(tmp_path: Path) -
     project = Project(make_project(tmp_path / "p", {}, routes=[]))
     project.catalog.create_namespace_if_not_exists("s")
     point = StructType(NestedField(3, "x", LongType()))
-    table = project.catalog.create_table("s.u", schema=Schema(NestedField(1, "x", LongType()), NestedField(2, "p", point)))
+    table = project.catalog.create_table(
+        "s.u", schema=Schema(NestedField(1, "x", LongType()), NestedField(2, "p", point))
+    )
     arrow_p = pa.struct([pa.field("x", pa.int64())])
     for x, px in [(1, 5), (5, 1)]:  # two files: top-level x and p.x disagree
         table.append(pa.table({"x": pa.array([x], pa.int64()), "p": pa.array([{"x": px}], arrow_p)}))

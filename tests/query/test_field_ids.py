@@ -100,13 +100,27 @@ def test_widened_types_read_old_files(project: Project) -> None:
         NestedField(1, "i", IntegerType()), NestedField(2, "f", FloatType()), NestedField(3, "d", DecimalType(10, 2))
     )
     table = project.catalog.create_table("t.wide", schema=schema)
-    table.append(pa.table({"i": pa.array([7], pa.int32()), "f": pa.array([1.5], pa.float32()), "d": pa.array([Decimal("12345678.91")], pa.decimal128(10, 2))}))
+    table.append(
+        pa.table(
+            {
+                "i": pa.array([7], pa.int32()),
+                "f": pa.array([1.5], pa.float32()),
+                "d": pa.array([Decimal("12345678.91")], pa.decimal128(10, 2)),
+            }
+        )
+    )
     with table.update_schema() as update:
         update.update_column("i", LongType())
         update.update_column("f", DoubleType())
         update.update_column("d", DecimalType(14, 2))
     table = project.catalog.load_table("t.wide")
-    big = pa.table({"i": pa.array([2**40], pa.int64()), "f": pa.array([0.1], pa.float64()), "d": pa.array([Decimal("123456789012.34")], pa.decimal128(14, 2))})
+    big = pa.table(
+        {
+            "i": pa.array([2**40], pa.int64()),
+            "f": pa.array([0.1], pa.float64()),
+            "d": pa.array([Decimal("123456789012.34")], pa.decimal128(14, 2)),
+        }
+    )
     table.append(big)
     result = project.sql("select i, f, d from t.wide order by i")
     assert [str(t) for t in result.schema.types] == ["int64", "double", "decimal128(14, 2)"]
@@ -114,12 +128,16 @@ def test_widened_types_read_old_files(project: Project) -> None:
         {"i": 7, "f": 1.5, "d": Decimal("12345678.91")},
         {"i": 2**40, "f": 0.1, "d": Decimal("123456789012.34")},
     ]
-    assert result.to_pylist() == sorted(_oracle(project.catalog.load_table("t.wide"), ["i", "f", "d"]), key=lambda r: r["i"])
+    assert result.to_pylist() == sorted(
+        _oracle(project.catalog.load_table("t.wide"), ["i", "f", "d"]), key=lambda r: r["i"]
+    )
     assert project.sql("select count(*) as n from t.wide where d > 100000000").to_pylist() == [{"n": 1}]
 
 
 def test_a_list_column_is_read_by_field_id_through_duckdb(project: Project) -> None:
-    schema = Schema(NestedField(1, "id", LongType()), NestedField(2, "tags", ListType(3, IntegerType(), element_required=False)))
+    schema = Schema(
+        NestedField(1, "id", LongType()), NestedField(2, "tags", ListType(3, IntegerType(), element_required=False))
+    )
     table = project.catalog.create_table("t.lists", schema=schema)
     table.append(pa.table({"id": pa.array([1], pa.int64()), "tags": pa.array([[1, 2]], pa.list_(pa.int32()))}))
     with table.update_schema() as update:
@@ -132,7 +150,9 @@ def test_a_list_column_is_read_by_field_id_through_duckdb(project: Project) -> N
 def test_a_struct_with_a_renamed_child_is_read_through_pyiceberg(project: Project) -> None:
     # DuckDB matches struct children by name, so a renamed child would come back NULL there
     point = StructType(NestedField(3, "x", LongType()), NestedField(4, "y", LongType()))
-    table = project.catalog.create_table("t.points", schema=Schema(NestedField(1, "id", LongType()), NestedField(2, "p", point)))
+    table = project.catalog.create_table(
+        "t.points", schema=Schema(NestedField(1, "id", LongType()), NestedField(2, "p", point))
+    )
     arrow_point = pa.struct([pa.field("x", pa.int64()), pa.field("y", pa.int64())])
     table.append(pa.table({"id": pa.array([1], pa.int64()), "p": pa.array([{"x": 5, "y": 6}], arrow_point)}))
     with table.update_schema() as update:
@@ -141,15 +161,23 @@ def test_a_struct_with_a_renamed_child_is_read_through_pyiceberg(project: Projec
         rows = engine.query("select id, p.east as east, p.y as y from t.points").to_pylist()
         plan = engine.plans["t.points"]
     assert rows == [{"id": 1, "east": 5, "y": 6}]
-    assert (plan["reader"], plan["why"]) == ("pyiceberg", "column 'p' has type struct<3: east: optional long, 4: y: optional long>")
+    assert (plan["reader"], plan["why"]) == (
+        "pyiceberg",
+        "column 'p' has type struct<3: east: optional long, 4: y: optional long>",
+    )
 
 
 def test_partition_paths_are_not_taken_for_columns(tmp_path: Path) -> None:
-    pipeline = {"read": {"format": "csv", "schema": {"id": "long", "day": "date"}}, "write": {"table": "t.parts", "partition": ["day"]}}
+    pipeline = {
+        "read": {"format": "csv", "schema": {"id": "long", "day": "date"}},
+        "write": {"table": "t.parts", "partition": ["day"]},
+    }
     project = Project(make_project(tmp_path / "p", {"p": pipeline}))
     project.ingest([csv_file(tmp_path / "a.csv", "id,day", ["1,2026-01-01", "2,2026-01-02"])])
     with QueryEngine(project) as engine:
-        rows = engine.query("select * exclude (_icefloe_event, _icefloe_source, _icefloe_ingested_at) from t.parts order by id")
+        rows = engine.query(
+            "select * exclude (_icefloe_event, _icefloe_source, _icefloe_ingested_at) from t.parts order by id"
+        )
         assert rows.column_names == ["id", "day"]
         assert rows.num_rows == 2
     with QueryEngine(project) as engine:

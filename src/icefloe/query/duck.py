@@ -9,8 +9,8 @@ whose schema DuckDB cannot map by field id, is read through pyiceberg instead.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self
 
 import duckdb
 import pyarrow as pa
@@ -49,14 +49,14 @@ def resolve_as_of(table: Table, as_of: str | int | None) -> int | None:
 
 
 def _iso_millis(text: str) -> int:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 
 def _local(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
+    return path.removeprefix("file://")
 
 
 def _quote(name: str) -> str:
@@ -71,7 +71,7 @@ class QueryEngine:
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
 
-    def __enter__(self) -> QueryEngine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -83,7 +83,9 @@ class QueryEngine:
 
     def query(self, sql: str) -> pa.Table:
         lowered = sql.lower()
-        wanted = [n for n in self.tables() if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
+        wanted = [
+            n for n in self.tables() if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)
+        ]
         predicates = predicates_by_table(sql) if wanted else {}
         for name in wanted:
             self.register(name, predicates.get(name.lower(), []))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime
-from decimal import Decimal, localcontext
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal, localcontext
 from typing import Any
 
 import duckdb
+from pyiceberg.exceptions import ValidationError
 from pyiceberg.expressions import (
     AlwaysTrue,
     And,
@@ -28,7 +29,6 @@ from pyiceberg.expressions import (
     LessThan,
     LessThanOrEqual,
 )
-from pyiceberg.exceptions import ValidationError
 from pyiceberg.expressions.visitors import bind
 from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, DecimalType, IntegerType, LongType, NestedField, StringType, TimestampType
