@@ -9,7 +9,9 @@ whose schema DuckDB cannot map by field id, is read through pyiceberg instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import duckdb
@@ -18,6 +20,7 @@ from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError
 from icefloe.query.columns import field_id_schema, reader_problem
+from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
 
 if TYPE_CHECKING:
@@ -26,8 +29,13 @@ if TYPE_CHECKING:
 __all__ = ["QueryEngine", "resolve_as_of"]
 
 
-def resolve_as_of(table: Table, as_of: str | int | None) -> int | None:
-    """A snapshot id, or an ISO timestamp / epoch millis -> the snapshot current at that time."""
+def resolve_as_of(
+    table: Table, as_of: str | int | None, *, first_commit_ms: Callable[[], float | None] = lambda: None
+) -> int | None:
+    """A snapshot id, or an ISO timestamp / epoch millis -> the snapshot current at that time.
+
+    `first_commit_ms` (the ledger's first commit to the table) only sharpens the message when
+    no snapshot is left for that time."""
     if as_of is None:
         return None
     text = str(as_of).strip()
@@ -44,7 +52,7 @@ def resolve_as_of(table: Table, as_of: str | int | None) -> int | None:
         raise ConfigError(f"--as-of {as_of!r}: give a snapshot id or a timestamp like 2026-01-05T10:00:00") from None
     snapshot = table.snapshot_as_of_timestamp(millis)
     if snapshot is None:
-        raise NotFoundError(f"{'.'.join(table.name())} had no snapshot at {text}")
+        raise NotFoundError(no_snapshot_at(table, text, millis, first_commit_ms))
     return snapshot.snapshot_id
 
 
@@ -93,12 +101,18 @@ class QueryEngine:
             self._register_ledger()
         try:
             return self.con.sql(sql).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            known = [*self.tables(), "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
+            message = missing_table(sql, str(exc), known)
+            if message:
+                raise NotFoundError(message) from None
+            raise IcefloeError(f"query failed: {exc}") from None
         except duckdb.Error as exc:
             raise IcefloeError(f"query failed: {exc}") from None
 
     def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
         table = self.project.catalog.load_table(name)
-        snapshot_id = resolve_as_of(table, self.as_of)
+        snapshot_id = resolve_as_of(table, self.as_of, first_commit_ms=lambda: self._first_commit_ms(name))
         namespace, _, short = name.rpartition(".")
         view = f"{_quote(namespace)}.{_quote(short)}"
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(namespace)}")
@@ -134,6 +148,17 @@ class QueryEngine:
                 )
         self._registered.add(name)
 
+    def _first_commit_ms(self, table: str) -> float | None:
+        times = [
+            e.committed_at
+            for e in self.project.ledger.events(states=["committed"])
+            if e.table == table and e.committed_at
+        ]
+        return min(times) * 1000 if times else None
+
+    def _quarantine(self) -> list[Path]:
+        return sorted(self.project.quarantine_dir.glob("*/*.parquet"))
+
     def _register_ledger(self) -> None:
         if "icefloe" in self._registered:
             return
@@ -141,7 +166,7 @@ class QueryEngine:
         events = [e.to_dict() for e in self.project.ledger.events()]
         self.con.register("__events", _events_table(events))
         self.con.execute('CREATE VIEW "icefloe"."events" AS SELECT * FROM __events')
-        quarantine = sorted(self.project.quarantine_dir.glob("*/*.parquet"))
+        quarantine = self._quarantine()
         if quarantine:
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in quarantine)
             self.con.execute(

@@ -52,14 +52,14 @@ _FLIP = {
 Predicate = tuple[str, str, str, str]  # (column, op, literal kind, literal text)
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def walk(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
 
 
 def _name(ref: dict[str, Any]) -> str:
@@ -109,9 +109,9 @@ def predicates_by_table(sql: str) -> dict[str, list[Predicate]]:
         con.close()
     if tree.get("error"):
         return {}
-    refs = Counter(_name(n) for n in _walk(tree) if n.get("type") == "BASE_TABLE")
+    refs = Counter(_name(n) for n in walk(tree) if n.get("type") == "BASE_TABLE")
     found: dict[str, list[Predicate]] = {}
-    for node in _walk(tree):
+    for node in walk(tree):
         source, where = node.get("from_table"), node.get("where_clause")
         if not isinstance(source, dict) or source.get("type") != "BASE_TABLE" or not isinstance(where, dict):
             continue
