@@ -183,3 +183,47 @@ def test_partition_paths_are_not_taken_for_columns(tmp_path: Path) -> None:
     with QueryEngine(project) as engine:
         assert engine.query("select id from t.parts where day = '2026-01-02'").to_pylist() == [{"id": 2}]
         assert (engine.plans["t.parts"]["planned"], engine.plans["t.parts"]["reader"]) == (1, "duckdb")
+
+
+def test_every_primitive_type_reads_as_pyiceberg_reads_it(project: Project) -> None:
+    import datetime as dt
+    import uuid
+
+    from pyiceberg.types import (
+        BinaryType,
+        BooleanType,
+        DateType,
+        FixedType,
+        TimestampType,
+        TimestamptzType,
+        TimeType,
+        UUIDType,
+    )
+
+    types = [BooleanType(), IntegerType(), LongType(), FloatType(), DoubleType(), DecimalType(38, 10), DateType(),
+             TimeType(), TimestampType(), TimestamptzType(), StringType()]  # fmt: skip
+    values = [True, -7, 2**62, 0.5, 1e300, Decimal("1234567890123456789012345678.0123456789"), dt.date(1969, 12, 31),
+              dt.time(23, 59, 59, 999999), dt.datetime(2026, 1, 1, 1, 2, 3, 4),
+              dt.datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=dt.UTC), "ü ß 中"]  # fmt: skip
+    others = [BinaryType(), UUIDType(), FixedType(3)]
+    other_values = [b"\x00\xff", uuid.UUID("12345678-1234-5678-1234-567812345678"), b"abc"]
+    for name, column_types, column_values in [("t.prims", types, values), ("t.others", others, other_values)]:
+        schema = Schema(*(NestedField(i + 1, f"c{i}", t) for i, t in enumerate(column_types)))
+        table = project.catalog.create_table(name, schema=schema)
+        table.append(
+            pa.Table.from_pylist([{f"c{i}": v for i, v in enumerate(column_values)}], schema=schema.as_arrow())
+        )
+        with table.update_schema() as update:
+            for i in range(len(column_types)):
+                update.rename_column(f"c{i}", f"renamed {i}")
+        # DuckDB hands a UUID back to Arrow as its text form
+        expected = [
+            {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
+            for row in project.catalog.load_table(name).scan().to_arrow().to_pylist()
+        ]
+        with QueryEngine(project) as engine:
+            assert engine.query(f"select * from {name}").to_pylist() == expected
+            assert engine.plans[name]["reader"] == ("duckdb" if name == "t.prims" else "pyiceberg")
+    assert expected == [
+        {"renamed 0": b"\x00\xff", "renamed 1": "12345678-1234-5678-1234-567812345678", "renamed 2": b"abc"}
+    ]

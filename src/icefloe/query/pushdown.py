@@ -2,8 +2,9 @@
 
 pyiceberg then prunes data files by partition values and column min/max statistics before DuckDB
 opens any of them. Only what is certainly safe is pushed: `column <op> literal` conjuncts under a
-plain `FROM table` (no join), for a table the query references exactly once, with literal kinds
-that convert exactly to the column's type. Everything else stays DuckDB's job, and DuckDB still
+plain `FROM table` (no join), for a table the query references exactly once, naming the column
+bare or qualified by that table, with a literal that converts exactly to the column's type (the
+same rows DuckDB's own comparison selects; a conversion that fails is simply not pushed). Everything else stays DuckDB's job, and DuckDB still
 applies every predicate, so pushing less is never wrong, only slower.
 """
 
@@ -129,7 +130,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
 # plain notation only: DuckDB types `1e3` as DOUBLE and compares in floating point
 _NUMBER = re.compile(r"^-?\d+(_\d+)*(\.\d+(_\d+)*)?$")
-_INT_RANGE = {IntegerType: 2**31, LongType: 2**63}
+_INT_RANGE: dict[type, int] = {IntegerType: 2**31, LongType: 2**63}
 
 
 def _number(kind: str, text: str) -> Decimal | None:
