@@ -22,7 +22,7 @@ __all__ = ["missing_table", "no_snapshot_at"]
 def missing_table(sql: str, error: str, known: list[str]) -> str | None:
     """The first table the SQL names that neither the lake nor the ledger has, if DuckDB's
     catalog error is about it; None when the error is about something else (a function, say)."""
-    if "with name" not in error or "does not exist" not in error:
+    if "table with name" not in error.lower() or "does not exist" not in error:
         return None
     con = duckdb.connect()
     try:
