@@ -8,7 +8,7 @@ from pyiceberg.catalog import Catalog
 
 from icefloe.errors import ConfigError, NotInstalledError
 
-__all__ = ["open_catalog", "warehouse_uri", "catalog_uri_problem"]
+__all__ = ["catalog_uri_problem", "open_catalog", "warehouse_uri"]
 
 _SCHEMES = ("sqlite", "postgresql", "postgres", "http", "https", "rest")
 

@@ -89,27 +89,25 @@ def shared_table_problems(pipelines: dict[str, PipelineConfig]) -> list[Problem]
             first, key = upserts[0], pipelines[upserts[0]].write.key
             for name in upserts[1:]:
                 if pipelines[name].write.key != key:
-                    problems.append((
-                        ("pipelines", name, "write", "key"),
-                        f"{table} is upserted by key {key} in pipeline {first} but by {pipelines[name].write.key} "
-                        "here; one table has one key",
-                    ))  # fmt: skip
+                    other = pipelines[name].write.key
+                    message = f"{table} is upserted by key {key} in pipeline {first} but by {other} here; one table has one key"
+                    problems.append((("pipelines", name, "write", "key"), message))
             for name in names:
                 declared = pipelines[name].declared_columns()
                 lacking = [k for k in key if declared is not None and k not in declared]
                 if name not in upserts and lacking:
-                    problems.append((
-                        ("pipelines", name, "read", "schema"),
+                    message = (
                         f"this pipeline writes {table}, which pipeline {first} upserts by key {key}, but its rows "
-                        f"have no {lacking[0]!r} column (the upsert could never match them); declare it",
-                    ))  # fmt: skip
+                        f"have no {lacking[0]!r} column (the upsert could never match them); declare it"
+                    )
+                    problems.append((("pipelines", name, "read", "schema"), message))
         partitioned = [n for n in names if pipelines[n].write.partition]
         for name in partitioned[1:]:
             first, spec = partitioned[0], pipelines[partitioned[0]].write.partition
             if pipelines[name].write.partition != spec:
-                problems.append((
-                    ("pipelines", name, "write", "partition"),
+                message = (
                     f"{table} is partitioned by {spec} in pipeline {first} but by {pipelines[name].write.partition} "
-                    "here; one table has one partition spec",
-                ))  # fmt: skip
+                    "here; one table has one partition spec"
+                )
+                problems.append((("pipelines", name, "write", "partition"), message))
     return problems
