@@ -9,6 +9,8 @@ import pytest
 from icefloe import Project
 from icefloe.cli import EXIT_USAGE, main
 from icefloe.errors import ConfigError
+from icefloe.ledger import Event
+from icefloe.pipelines.runner import EventOutput, PipelineRunner
 from tests.helpers import csv_file, make_project
 
 SCHEMA = {"id": "long", "v": "string"}
@@ -128,3 +130,26 @@ def test_the_cli_exits_2_on_a_table_it_cannot_honour(tmp_path: Path, capsys: pyt
         main(["run", "--once", "-p", str(root)])
     assert exit_.value.code == EXIT_USAGE
     assert "icefloe.yaml:10: pipelines.second.write.key" in capsys.readouterr().err
+
+
+def test_a_retrying_upsert_holds_back_a_newer_append_to_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipelines = {"base": BASE, "changes": {**CHANGES, "retry": {"backoff": "20ms", "max_backoff": "20ms"}}}
+    project = Project(make_project(tmp_path / "p", pipelines, ROUTES))
+    real_run, failures = PipelineRunner.run, []
+
+    def flaky(self: PipelineRunner, event: Event, *args: object, **kwargs: object) -> EventOutput:
+        if self.name == "changes" and not failures:
+            failures.append(event.id)
+            raise OSError("the disk hiccuped")  # transient: the event retries
+        return real_run(self, event, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PipelineRunner, "run", flaky)
+    up = csv_file(tmp_path / "up1.csv", "id,v", ["1,b"])
+    base = csv_file(tmp_path / "base1.csv", "id,v", ["1,a"])
+    events = project.ingest([up, base])  # the upsert landed first, and fails once
+    assert [e.state for e in events] == ["committed", "committed"] and failures == [events[0].id]
+    # landing order held: the upsert committed before the newer append, so both rows remain
+    assert [h["events"] for h in project.history("t.mix")] == [[events[0].id], [events[1].id]]
+    assert _rows(project) == [(1, "a"), (1, "b")]
