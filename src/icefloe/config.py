@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,12 +210,13 @@ class PipelineConfig(_Model):
     write: WriteConfig
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    # set by load_config: where a value under this pipeline came from (file line, env var, flag)
-    _where: Callable[[tuple[Any, ...]], str] | None = PrivateAttr(default=None)
+    # set by load_config: where each value came from, and this pipeline's place in the config
+    _origins: Origins | None = PrivateAttr(default=None)
+    _at: tuple[Any, ...] = PrivateAttr(default=())
 
     def where(self, *loc: Any) -> str:
         """`icefloe.yaml:LINE` (or the env var / --set flag) of the value at `loc` in this pipeline."""
-        return self._where(loc) if self._where is not None else ".".join(str(p) for p in loc)
+        return self._origins.describe(self._at + loc) if self._origins is not None else ".".join(map(str, loc))
 
     def declared_columns(self) -> set[str] | None:
         """The columns every row is known to have before a file is read, or None when only the data
@@ -349,7 +349,7 @@ class ProjectConfig(_Model):
     def _bind(self, origins: Origins) -> None:
         self._origins = origins
         for name, pipeline in self.pipelines.items():
-            pipeline._where = lambda loc, name=name: self.where("pipelines", name, *loc)
+            pipeline._origins, pipeline._at = origins, ("pipelines", name)
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str], origins: Origins | None = None) -> None:

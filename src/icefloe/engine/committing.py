@@ -269,7 +269,7 @@ class Committing:
         """Record the failure of each event; returns their new states."""
         transient = is_transient(exc)
         text = describe(exc)
-        states = []
+        states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
             state = self.ledger.mark_failed(

@@ -26,7 +26,7 @@ def config_problems(config: ProjectConfig) -> list[Problem]:
 
 def pipeline_problems(name: str, cfg: PipelineConfig) -> list[Problem]:
     at = ("pipelines", name)
-    problems = [(at + loc, message) for loc, message in _read_problems(cfg)]
+    problems: list[Problem] = [(at + loc, message) for loc, message in _read_problems(cfg)]
     checks_ok = True
     for i, check in enumerate(cfg.checks):
         try:
