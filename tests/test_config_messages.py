@@ -84,3 +84,15 @@ def test_a_check_on_an_inferred_column_the_file_lacks_names_the_check_line(tmp_p
     assert event.state == "dead" and event.error is not None
     assert "landing:a.csv" in event.error and "check not_null names column 'amount'" in event.error
     assert "icefloe.yaml:13" in event.error
+
+
+def test_a_partition_on_an_inferred_column_the_file_lacks_names_the_partition_line(tmp_path: Path) -> None:
+    config = CONFIG.replace("ordres", "orders").replace("      mode: upsert\n      key: [id]\n", '      partition: ["day(ts)"]\n')
+    project = Project(_config(tmp_path, config.replace("    checks:\n      - not_null: [amount]\n", "")))
+    (event,) = project.ingest([csv_file(tmp_path / "a.csv", "id,amount", ["1,2.50"])])
+    assert event.state == "dead" and event.error is not None
+    assert "partition 'day(ts)' names column 'ts', which the file lacks" in event.error and "icefloe.yaml:14" in event.error
+    # the file that has the column creates the table, partitioned as configured
+    (event,) = project.ingest([csv_file(tmp_path / "b.csv", "id,ts", ["1,2026-01-01 10:00:00"])])
+    assert event.state == "committed"
+    assert [f.name for f in project.catalog.load_table("sales.orders").spec().fields] == ["ts_day"]

@@ -19,6 +19,7 @@ from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.readers.base import CHILD_KEY
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
+from icefloe.types import parse_partition
 
 __all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
 
@@ -207,7 +208,7 @@ class PipelineRunner:
 
 
 def _required_columns(config: PipelineConfig) -> list[tuple[str, str, str]]:
-    """(column, what needs it, where the config says so) for checks, the upsert key and dedupe."""
+    """(column, what needs it, where the config says so) for checks, keys and partitions."""
     required = []
     for i, check in enumerate(config.checks):
         kind, columns = check_columns(check)
@@ -216,6 +217,8 @@ def _required_columns(config: PipelineConfig) -> list[tuple[str, str, str]]:
         required += [(column, "the upsert key write.key", config.where("write", "key")) for column in config.write.key]
     if config.dedupe is not None:
         required += [(column, "dedupe.key", config.where("dedupe", "key")) for column in config.dedupe.key]
+    for j, spec in enumerate(config.write.partition):
+        required.append((parse_partition(spec)[0], f"partition {spec!r}", config.where("write", "partition", j)))
     return required
 
 
