@@ -12,22 +12,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from icefloe.config_origins import ConfigProblems, Origins, Problem, flag_label, line_index, report
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
 
 __all__ = [
     "CONFIG_FILE",
-    "SourceConfig",
-    "RouteConfig",
-    "ReadConfig",
-    "WriteConfig",
     "BatchConfig",
-    "RetryConfig",
-    "PipelineConfig",
     "MaintenanceConfig",
+    "PipelineConfig",
     "ProjectConfig",
+    "ReadConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "SourceConfig",
+    "WriteConfig",
     "load_config",
     "parse_duration",
     "parse_size",
@@ -209,6 +210,22 @@ class PipelineConfig(_Model):
     write: WriteConfig
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # set by load_config: where each value came from, and this pipeline's place in the config
+    _origins: Origins | None = PrivateAttr(default=None)
+    _at: tuple[Any, ...] = PrivateAttr(default=())
+
+    def where(self, *loc: Any) -> str:
+        """`icefloe.yaml:LINE` (or the env var / --set flag) of the value at `loc` in this pipeline."""
+        return self._origins.describe(self._at + loc) if self._origins is not None else ".".join(map(str, loc))
+
+    def declared_columns(self) -> set[str] | None:
+        """The columns every row is known to have before a file is read, or None when only the data
+        can tell (no schema declared, or a transform reshapes the rows)."""
+        if self.transform:
+            return None
+        if self.read.format == "xml":
+            return {*(self.read.fields or {}), *(self.read.header or {}), *self.read.schema_}
+        return set(self.read.schema_) or None
 
     @model_validator(mode="after")
     def _children_have_tables(self) -> PipelineConfig:
@@ -293,47 +310,64 @@ class ProjectConfig(_Model):
 
     _d = field_validator("lease", mode="before")(lambda v: parse_duration(v))
 
+    # set by load_config: where each value came from
+    _origins: Origins | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _references_exist(self) -> ProjectConfig:
-        for route in self.routes:
+        # raised as ConfigProblems, not ValueError: pydantic would blame a model validator's
+        # error on the top of the file, and each problem has a place of its own
+        problems = self.cross_problems()
+        if problems:
+            raise ConfigProblems(problems)
+        return self
+
+    def cross_problems(self) -> list[Problem]:
+        """What no single section can check: references between sections."""
+        problems: list[Problem] = []
+        for i, route in enumerate(self.routes):
             if route.source not in self.sources:
-                raise ValueError(f"route names unknown source {route.source!r}")
-            for name in route.pipeline:
+                problems.append((("routes", i, "source"), f"route names unknown source {route.source!r}"))
+            for j, name in enumerate(route.pipeline):
                 if name not in self.pipelines:
-                    raise ValueError(f"route names unknown pipeline {name!r}")
+                    problems.append((("routes", i, "pipeline", j), f"route names unknown pipeline {name!r}"))
         owners: dict[str, str] = {}
         for name, pipeline in self.pipelines.items():
             for table in pipeline.write.children.values():
                 if owners.setdefault(table, name) != name or any(p.write.table == table for p in self.pipelines.values()):
-                    raise ValueError(f"child table {table} must be written by one pipeline only")
-        return self
+                    problems.append((("pipelines", name, "write", "children"), f"child table {table} must be written by one pipeline only"))
+        return problems
+
+    def where(self, *loc: Any) -> str:
+        """Where the value at `loc` came from: `icefloe.yaml:LINE`, `ICEFLOE__...` or `--set ...`."""
+        return self._origins.describe(loc) if self._origins is not None else CONFIG_FILE
+
+    def invalid(self, problems: list[Problem]) -> ConfigError:
+        """The error for problems found after loading (by checks that need more than the config)."""
+        return ConfigError(report(problems, self.where))
+
+    def _bind(self, origins: Origins) -> None:
+        self._origins = origins
+        for name, pipeline in self.pipelines.items():
+            pipeline._origins, pipeline._at = origins, ("pipelines", name)
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map every key path in the YAML document to its 1-based line."""
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines[path + (key.value,)] = key.start_mark.line + 1
-            lines.update({p: ln for p, ln in _line_index(value, path + (key.value,)).items() if p != path + (key.value,)})
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_line_index(item, path + (index,)))
-    return lines
-
-
-def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
+def _env_overrides(data: dict[str, Any], environ: dict[str, str], origins: Origins | None = None) -> None:
     """ICEFLOE__CATALOG=..., ICEFLOE__PIPELINES__ORDERS__BATCH__MAX_ROWS=... (YAML-typed values)."""
     for name, raw in sorted(environ.items()):
         if not name.startswith("ICEFLOE__"):
             continue
         keys = [part.lower() for part in name[len("ICEFLOE__") :].split("__") if part]
         target = data
-        for key in keys[:-1]:
+        for n, key in enumerate(keys[:-1], 1):
             target = target.setdefault(key, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"{name}: {key} is not a section")
+            if origins is not None:
+                origins.marks.setdefault(tuple(keys[:n]), name)
         target[keys[-1]] = yaml.safe_load(raw) if raw else raw
+        if origins is not None:
+            origins.replace(tuple(keys), name)
 
 
 def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -369,21 +403,25 @@ def load_config(
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: the top level must be a mapping")
-    lines = _line_index(node) if node is not None else {}
+    lines = line_index(node) if node is not None else {}
+    origins = Origins(file, lines)
     if env is not None:
         if env not in data.get("environments", {}):
             raise ConfigError(f"{file}: no environment {env!r} under environments:")
-        data = _deep_merge(data, data["environments"][env])
-    _env_overrides(data, dict(os.environ if environ is None else environ))
+        overlay = data["environments"][env]
+        here = origins.describe(("environments", env))
+        origins.overlay(data, overlay, lambda path, _v: origins.marks.get(("environments", env, *path), here))
+        data = _deep_merge(data, overlay)
+    _env_overrides(data, dict(os.environ if environ is None else environ), origins)
     if overrides:
+        origins.overlay(data, overrides, flag_label)
         data = _deep_merge(data, overrides)
     try:
-        return ProjectConfig.model_validate(data)
+        config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-            dotted = ".".join(str(p) for p in loc) or "(top)"
-            problems.append(f"{file}:{line or '?'}: {dotted}: {error['msg']}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+        problems = [(tuple(error["loc"]), error["msg"]) for error in exc.errors()]
+        raise ConfigError(report(problems, lambda *loc: origins.describe(loc))) from None
+    except ConfigProblems as exc:
+        raise ConfigError(report(exc.problems, lambda *loc: origins.describe(loc))) from None
+    config._bind(origins)
+    return config

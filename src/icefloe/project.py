@@ -28,6 +28,7 @@ class Project:
     ) -> None:
         self.root = Path(path).resolve()
         self.config: ProjectConfig = load_config(self.root, env=env, overrides=overrides)
+        _refuse_what_cannot_run(self.config)
         self.router = Router(self.config.routes)
         self.quarantine_dir = self.root / ".icefloe" / "quarantine"
 
@@ -188,3 +189,16 @@ class Project:
         engine = getattr(self.__dict__.get("catalog"), "engine", None)
         if engine is not None:
             engine.dispose()  # SqlCatalog's connection pool (a PostgreSQL catalog holds sockets)
+
+
+def _refuse_what_cannot_run(config: ProjectConfig) -> None:
+    """Config mistakes that need the readers or the lake to see: refused at load, with their lines,
+    rather than found by the first file that arrives."""
+    from icefloe.lake.catalog import catalog_uri_problem
+    from icefloe.pipelines.validate import config_problems
+
+    problems = config_problems(config)
+    if (catalog := catalog_uri_problem(config.catalog)) is not None:
+        problems.insert(0, (("catalog",), catalog))
+    if problems:
+        raise config.invalid(problems)

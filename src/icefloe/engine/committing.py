@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
 from icefloe.config import ProjectConfig, WriteConfig
+from icefloe.engine.shared import in_runs, pipeline_write, table_write
 from icefloe.errors import SchemaError, describe, is_transient
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
@@ -49,20 +50,36 @@ class Committing:
     table_of: dict[str, str]
     child_writes: dict[str, WriteConfig]
     ordered: list[str]
+    order_groups: dict[str, str]
+    pipeline_writers: dict[str, TableWriter]
     buffers: dict[str, _Buffer]
     on_event: Callable[[Event, str], None] | None
     _held_back: set[str]
     _upkeep: Upkeep | None
     _maintain_due: set[str]
 
-    def writer(self, table: str) -> TableWriter:
+    def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
+        """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
+        if pipeline is not None and self.table_of.get(pipeline) == table:
+            return self._pipeline_writer(pipeline)
         if table not in self.writers:
             if table in self.child_writes:
                 config = self.child_writes[table]
             else:
-                config = self.config.pipelines[next(p for p, t in self.table_of.items() if t == table)].write
+                config = table_write(self.config, table)
             self.writers[table] = TableWriter(self.project.catalog, config)
         return self.writers[table]
+
+    def _pipeline_writer(self, pipeline: str) -> TableWriter:
+        if pipeline not in self.pipeline_writers:
+            table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
+            shared = self.writer(table)
+            self.pipeline_writers[pipeline] = shared if shared.config == config else TableWriter(self.project.catalog, config)
+        return self.pipeline_writers[pipeline]
+
+    def _order_group(self, pipeline: str) -> set[str]:
+        group = self.order_groups.get(pipeline)
+        return {p for p, g in self.order_groups.items() if g == group} if group is not None else {pipeline}
 
     def _target_table(self, pipeline: str, target: str | None) -> str:
         return self.config.pipelines[pipeline].write.children[target] if target else self.table_of[pipeline]
@@ -124,7 +141,6 @@ class Committing:
 
     def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
         writer = self.writer(table)
-        started = time.time()
         accepted: list[tuple[Event, EventOutput]] = []
         try:
             current = writer.load()
@@ -147,6 +163,31 @@ class Committing:
             if not accepted:
                 return
             self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
+        except Exception as exc:  # noqa: BLE001
+            self._fail([ev for ev, _ in accepted], exc)
+            return
+        # pipelines sharing the table each commit in their own mode, in landing order
+        waiting: set[str] = set()  # order groups with an event that will retry: the newer ones wait
+        for run in in_runs(accepted, key=lambda ev: self.writer(table, ev.pipeline).config):
+            self._put_back([item for item in run if item[0].pipeline in waiting])
+            ready = [item for item in run if item[0].pipeline not in waiting]
+            if ready:
+                waiting |= self._commit_run(table, ready, tables)
+
+    def _put_back(self, items: list[tuple[Event, EventOutput]]) -> None:
+        """Hand events back untried (an older one of their order group must commit first)."""
+        if items:
+            self.ledger.release([ev.id for ev, _ in items], self.owner)
+            for ev, out in items:
+                self._discard(ev.pipeline or "", out)
+
+    def _commit_run(self, table: str, accepted: list[tuple[Event, EventOutput]], tables: dict[str, Table | None]) -> set[str]:
+        """Commit events that share one write config (one pipeline's mode): one snapshot. Returns
+        the pipelines whose newer events must wait (those of a failed event that will retry)."""
+        writer = self.writer(table, accepted[0][0].pipeline)
+        current = tables[table]
+        started = time.time()
+        try:
             # children first: once the parent holds an event, its child rows are known to be in too
             self._commit_children(accepted, tables)
             staged = [
@@ -161,10 +202,14 @@ class Committing:
                 history = committed_event_ids(loaded) if loaded is not None else {}
                 snapshots.update({i: history.get(i) for i in ids if i not in snapshots})
         except Exception as exc:  # noqa: BLE001
-            self._fail([ev for ev, _ in accepted], exc)
-            return
+            events = [ev for ev, _ in accepted]
+            states = self._fail(events, exc)
+            retrying = [ev.pipeline for ev, state in zip(events, states, strict=True) if state == "retrying"]
+            return {p for name in retrying if name in self.ordered for p in self._order_group(name)}
         ended = time.time()
         if newly:
+            # the next run of this batch starts from the table this commit left
+            tables[table] = self.writer(table).last_table = writer.last_table
             self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
             self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
@@ -174,6 +219,7 @@ class Committing:
             self._notify(ev, "committed")
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+        return set()
 
     def _loaded(self, table: str, loaded: dict[str, Table | None]) -> Table | None:
         if table not in loaded:
@@ -219,9 +265,11 @@ class Committing:
         pq.write_table(out.quarantine, partial)
         os.replace(partial, target)
 
-    def _fail(self, events: list[Event], exc: BaseException) -> None:
+    def _fail(self, events: list[Event], exc: BaseException) -> list[str]:
+        """Record the failure of each event; returns their new states."""
         transient = is_transient(exc)
         text = describe(exc)
+        states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
             state = self.ledger.mark_failed(
@@ -232,15 +280,18 @@ class Committing:
             self._notify(ev, state)
             if state == "retrying" and ev.pipeline in self.ordered:
                 self._hold_back(ev)
+            states.append(state)
+        return states
 
     def _hold_back(self, failed: Event) -> None:
-        """An ordered pipeline's event will retry: newer ones of that pipeline wait for it."""
+        """An ordered pipeline's event will retry: newer ones of its order group wait for it."""
         assert failed.pipeline is not None
-        self._held_back.add(failed.pipeline)
+        group = self._order_group(failed.pipeline)
+        self._held_back.update(group)
         buf = self.buffers.get(self.table_of[failed.pipeline])
         if buf is None:
             return
-        newer = [(ev, out) for ev, out in buf.items if ev.pipeline == failed.pipeline and ev.landed_at >= failed.landed_at]
+        newer = [(ev, out) for ev, out in buf.items if ev.pipeline in group and ev.landed_at >= failed.landed_at]
         if newer:
             buf.items = [item for item in buf.items if item not in newer]
             buf.rows -= sum(out.data.num_rows for _, out in newer)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from icefloe.config import WriteConfig
 from icefloe.engine.committing import Committing, _Buffer
 from icefloe.engine.landing import Landing
+from icefloe.engine.shared import order_groups
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import Event, local_owner_alive, owner_id
@@ -45,6 +46,9 @@ class Engine(Landing, Committing):
         }
         # where the newest landed object must win, events commit in landing order
         self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
+        # pipelines sharing a table with an ordered one follow its landing order too
+        self.ordered, self.order_groups = order_groups(self.config, self.ordered)
+        self.pipeline_writers: dict[str, TableWriter] = {}
         self._held_back: set[str] = set()
         self.buffers: dict[str, _Buffer] = {}
         self._candidates: dict[Path, tuple[Source, bool]] = {}
@@ -58,7 +62,9 @@ class Engine(Landing, Committing):
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
         self._land_candidates()
-        events = self.ledger.lease(self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered)
+        events = self.ledger.lease(
+            self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered, groups=self.order_groups
+        )
         self._skip_already_committed(events)
         self._held_back = set()
         for ev in events:
@@ -99,14 +105,14 @@ class Engine(Landing, Committing):
             if ev.pipeline not in self.runners:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
             runner = self.runners[ev.pipeline]
-            writer = self.writer(self.table_of[ev.pipeline])
+            writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
             path = source.open_path(ev.key)
             if self._superseded(ev, source, path):
                 return
             # only modes that append whole files can write rows ahead of the commit
             can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
             pipeline = ev.pipeline
-            spill = (lambda target: self.writer(self._target_table(pipeline, target)).stream()) if can_spill else None
+            spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream()) if can_spill else None
             tell = self.progress
             progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
             out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)

@@ -8,7 +8,16 @@ from pyiceberg.catalog import Catalog
 
 from icefloe.errors import ConfigError, NotInstalledError
 
-__all__ = ["open_catalog", "warehouse_uri"]
+__all__ = ["catalog_uri_problem", "open_catalog", "warehouse_uri"]
+
+_SCHEMES = ("sqlite", "postgresql", "postgres", "http", "https", "rest")
+
+
+def catalog_uri_problem(uri: str) -> str | None:
+    """Why `open_catalog` would refuse this URI, known without opening it (checked at load)."""
+    if uri.partition("://")[0].split("+")[0] in _SCHEMES:
+        return None
+    return f"unknown catalog {uri!r}; use sqlite:///file.db, postgresql://..., or http(s):// (REST)"
 
 
 def warehouse_uri(warehouse: str, root: Path) -> str:
@@ -47,4 +56,4 @@ def open_catalog(uri: str, warehouse: str, root: Path, name: str = "icefloe") ->
         from pyiceberg.catalog.rest import RestCatalog
 
         return RestCatalog(name, uri=uri.replace("rest://", "http://", 1), warehouse=location)
-    raise ConfigError(f"unknown catalog {uri!r}; use sqlite:///file.db, postgresql://..., or http(s):// (REST)")
+    raise ConfigError(catalog_uri_problem(uri) or f"unknown catalog {uri!r}")

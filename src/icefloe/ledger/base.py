@@ -21,7 +21,7 @@ import hashlib
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -167,13 +167,21 @@ class Ledger(ABC):
 
     @abstractmethod
     def lease(
-        self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None, ordered: Iterable[str] = ()
+        self,
+        owner: str,
+        *,
+        limit: int,
+        ttl: float,
+        pipelines: Iterable[str] | None = None,
+        ordered: Iterable[str] = (),
+        groups: Mapping[str, str] | None = None,
     ) -> list[Event]:
         """Take up to `limit` runnable events (queued, retry due, or lease expired) -> running.
 
         For `ordered` pipelines (upsert, overwrite, replace_source: the last landed must win) an
         event is not taken while an older one of its pipeline is retrying or held by another
-        live worker, so commits follow landing order."""
+        live worker, so commits follow landing order. `groups` (pipeline -> group name) widens
+        "its pipeline" to every ordered pipeline of its group (the pipelines sharing a table)."""
 
     @abstractmethod
     def release(self, ids: list[str], owner: str) -> None:

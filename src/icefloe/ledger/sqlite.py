@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,14 @@ class SqliteLedger(Ledger):
         return created
 
     def lease(
-        self, owner: str, *, limit: int, ttl: float, pipelines: Iterable[str] | None = None, ordered: Iterable[str] = ()
+        self,
+        owner: str,
+        *,
+        limit: int,
+        ttl: float,
+        pipelines: Iterable[str] | None = None,
+        ordered: Iterable[str] = (),
+        groups: Mapping[str, str] | None = None,
     ) -> list[Event]:
         now = time.time()
         where = (
@@ -147,12 +154,13 @@ class SqliteLedger(Ledger):
         params: list[Any] = [now, now]
         strict = list(ordered)
         if strict:
+            same, same_params = _same_group(strict, groups or {})
             where += (
                 f" AND NOT (pipeline IN ({', '.join('?' * len(strict))}) AND EXISTS (SELECT 1 FROM events o"
-                " WHERE o.pipeline = events.pipeline AND o.landed_at < events.landed_at AND"
+                f" WHERE {same} AND o.landed_at < events.landed_at AND"
                 " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))))"
             )
-            params += [*strict, owner, now]
+            params += [*strict, *same_params, owner, now]
         if pipelines is not None:
             names = list(pipelines)
             where += f" AND pipeline IN ({', '.join('?' * len(names))})"
@@ -396,3 +404,18 @@ class SqliteLedger(Ledger):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _same_group(ordered: list[str], groups: Mapping[str, str]) -> tuple[str, list[str]]:
+    """SQL saying event `o` is in the order group of `events`: its pipeline, or an ordered pipeline
+    of the same group."""
+    members: dict[str, list[str]] = {}
+    for name in ordered:
+        if name in groups:
+            members.setdefault(groups[name], []).append(name)
+    clauses, params = ["o.pipeline = events.pipeline"], []
+    for names in members.values():
+        marks = ", ".join("?" * len(names))
+        clauses.append(f"(events.pipeline IN ({marks}) AND o.pipeline IN ({marks}))")
+        params += [*names, *names]
+    return "(" + " OR ".join(clauses) + ")", params

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from icefloe.errors import ConfigError, DataError
 
-__all__ = ["CHECK_COLUMN", "validate_checks", "apply_checks"]
+__all__ = ["CHECK_COLUMN", "validate_checks", "apply_checks", "check_columns"]
 
 CHECK_COLUMN = "_icefloe_check"
 KINDS = ("not_null", "range", "accepted_values", "regex")
@@ -34,6 +34,12 @@ def validate_checks(checks: list[dict[str, Any]]) -> None:
             raise ConfigError(f"{kind} takes a mapping of column -> rule")
         if kind == "range" and any(not isinstance(v, list) or len(v) != 2 for v in arg.values()):
             raise ConfigError("range takes {column: [min, max]} (null for unbounded)")
+
+
+def check_columns(check: dict[str, Any]) -> tuple[str, list[str]]:
+    """(kind, the columns it names) of one validated check."""
+    kind, arg = next(iter(check.items()))
+    return kind, [str(c) for c in arg]
 
 
 def _bound(value: Any, type_: pa.DataType) -> pa.Scalar:

@@ -12,12 +12,14 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from icefloe.config import PipelineConfig
+from icefloe.errors import DataError
 from icefloe.ledger.base import Event
-from icefloe.pipelines.checks import apply_checks, validate_checks
+from icefloe.pipelines.checks import apply_checks, check_columns, validate_checks
 from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.readers.base import CHILD_KEY
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
+from icefloe.types import parse_partition
 
 __all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
 
@@ -66,6 +68,7 @@ class PipelineRunner:
         implicit = [{"not_null": list(config.write.key)}] if config.write.mode == "upsert" else []
         self.checks = [*config.checks, *implicit]
         validate_checks(self.checks)
+        self.required = _required_columns(config)
         self.transforms = compile_transforms(config.transform, root)
         self.schema = config.read.arrow_schema()
 
@@ -185,6 +188,7 @@ class PipelineRunner:
                         table = transform(table)
                     timer.add("transform", started)
                 started = time.time()
+                self._require_columns(table, event)
                 with user_code_boundary(step="checks", **ctx):
                     passed, failed = apply_checks(table, self.checks)
                 timer.add("checks", started)
@@ -193,6 +197,29 @@ class PipelineRunner:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops a parallel reader's worker processes when we stop early
+
+
+    def _require_columns(self, table: pa.Table, event: Event) -> None:
+        """A column the config names but the data lacks (only inferred columns can be missing:
+        load refuses an undeclared one) fails the event, naming the config line that needs it."""
+        for column, what, where in self.required:
+            if column not in table.column_names:
+                raise DataError(f"{what} names column {column!r}, which the file lacks (see {where})", file=event.object_ref)
+
+
+def _required_columns(config: PipelineConfig) -> list[tuple[str, str, str]]:
+    """(column, what needs it, where the config says so) for checks, keys and partitions."""
+    required = []
+    for i, check in enumerate(config.checks):
+        kind, columns = check_columns(check)
+        required += [(column, f"check {kind}", config.where("checks", i)) for column in columns]
+    if config.write.mode == "upsert":
+        required += [(column, "the upsert key write.key", config.where("write", "key")) for column in config.write.key]
+    if config.dedupe is not None:
+        required += [(column, "dedupe.key", config.where("dedupe", "key")) for column in config.dedupe.key]
+    for j, spec in enumerate(config.write.partition):
+        required.append((parse_partition(spec)[0], f"partition {spec!r}", config.where("write", "partition", j)))
+    return required
 
 
 class _Meta:

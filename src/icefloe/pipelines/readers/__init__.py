@@ -25,8 +25,20 @@ from icefloe.pipelines.readers.base import (
     Source,
     check_options,
     detect_format,
+    option_check,
+    option_names,
     read_batches,
     register_reader,
 )
 
-__all__ = ["READERS", "ReaderFn", "Source", "check_options", "detect_format", "read_batches", "register_reader"]
+__all__ = [
+    "READERS",
+    "ReaderFn",
+    "Source",
+    "check_options",
+    "detect_format",
+    "option_check",
+    "option_names",
+    "read_batches",
+    "register_reader",
+]

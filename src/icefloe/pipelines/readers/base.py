@@ -26,13 +26,38 @@ ReaderFn = Callable[["Source", dict[str, pa.DataType], dict[str, Any], int], Ite
 
 READERS: dict[str, ReaderFn] = {}
 _EXTENSIONS: dict[str, str] = {}
+_OPTIONS: dict[str, tuple[str, ...]] = {}
+_CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {}
 MiB = 1 << 20
 
 
-def register_reader(name: str, fn: ReaderFn, extensions: Sequence[str] = ()) -> None:
+def register_reader(
+    name: str,
+    fn: ReaderFn,
+    extensions: Sequence[str] = (),
+    options: Sequence[str] | None = None,
+    check: Callable[[dict[str, Any]], object] | None = None,
+) -> None:
+    """`options` (the read option names the reader takes) and `check` (validates the options,
+    raising ConfigError) let config load refuse a mistake before any file arrives; without them
+    the reader finds it only when it reads."""
     READERS[name] = fn
     for ext in extensions:
         _EXTENSIONS[ext.lower()] = name
+    if options is not None:
+        _OPTIONS[name] = tuple(options)
+    if check is not None:
+        _CHECKS[name] = check
+
+
+def option_names(fmt: str) -> tuple[str, ...] | None:
+    """The read option names a format's reader registered (None: it did not say)."""
+    return _OPTIONS.get(fmt)
+
+
+def option_check(fmt: str) -> Callable[[dict[str, Any]], object] | None:
+    """The format reader's own check of its options (raises ConfigError), if it registered one."""
+    return _CHECKS.get(fmt)
 
 
 def detect_format(name: str) -> str | None:

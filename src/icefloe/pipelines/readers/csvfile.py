@@ -97,4 +97,4 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
             yield batch
 
 
-register_reader("csv", _read_csv, (".csv", ".tsv"))
+register_reader("csv", _read_csv, (".csv", ".tsv"), options=_CSV_OPTIONS)

@@ -30,4 +30,4 @@ def _read_parquet(src: Source, schema: dict, options: dict, batch_rows: int) -> 
             raise src.error(f"corrupt parquet file: {exc}") from exc
 
 
-register_reader("parquet", _read_parquet, (".parquet", ".pq"))
+register_reader("parquet", _read_parquet, (".parquet", ".pq"), options=())

@@ -32,7 +32,7 @@ import pyarrow as pa
 from icefloe.errors import DataError
 from icefloe.pipelines.readers.base import CHILD_KEY, Source, register_reader
 from icefloe.pipelines.readers.xmlpool import Runner
-from icefloe.pipelines.readers.xmlspec import parse_spec, stylesheets
+from icefloe.pipelines.readers.xmlspec import OPTION_KEYS, parse_spec, stylesheets
 from icefloe.pipelines.readers.xmlsplit import read_document
 
 __all__ = ["read_xml"]
@@ -106,4 +106,4 @@ def _is_zip(path: str) -> bool:
     return zipfile.is_zipfile(path)
 
 
-register_reader("xml", read_xml, extensions=(".xml",))
+register_reader("xml", read_xml, extensions=(".xml",), options=OPTION_KEYS, check=parse_spec)
