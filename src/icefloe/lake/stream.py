@@ -21,6 +21,7 @@ from pyiceberg.table.locations import load_location_provider
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
+from icefloe.lake.compat import transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
 
 __all__ = ["DataFileStream"]
@@ -52,7 +53,7 @@ class DataFileStream:
         if schema_change(schema, chunk.schema, self.identifier) is not None:
             # a column this file's schema lacks: finish the file, evolve the table, go on
             self._finish_file()
-            with self.table.transaction() as tx:
+            with transaction(self.table) as tx:
                 evolve_schema(tx, schema, chunk.schema, self.identifier)
             schema = self.table.schema()
         aligned = align_to_table(chunk, schema)
