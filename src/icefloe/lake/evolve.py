@@ -1,7 +1,10 @@
 """Schema evolution rules: new columns and safe promotions apply, anything else is a SchemaError.
 
-Safe: int -> long, float -> double, decimal(P,S) -> decimal(P',S) with P' >= P, string widths.
-Data narrower than the table (an int into a long column, an int into a double) is cast on write.
+Safe: int -> long, float -> double, decimal(P,S) -> decimal(P',S) with P' >= P, string widths,
+and a new field in a struct (at any depth, structs inside lists too), which is a new column of the
+table in Iceberg's terms. Each of these applies inside structs and lists as at the top level.
+Data narrower than the table (an int into a long column, an int into a double, a struct without
+some of the table's fields) is cast on write.
 """
 
 from __future__ import annotations
@@ -54,6 +57,20 @@ def _widen(table_t: pa.DataType, data_t: pa.DataType) -> pa.DataType | None:
         return a
     if pa.types.is_timestamp(a) and pa.types.is_timestamp(b) and (a.tz is None) == (b.tz is None):
         return a
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {f.name: f for f in a}  # the table's fields keep their places; new ones go last
+        for field in b:
+            if field.name not in fields:
+                fields[field.name] = field
+                continue
+            wide = _widen(fields[field.name].type, field.type)
+            if wide is None:
+                return None
+            fields[field.name] = fields[field.name].with_type(wide)
+        return pa.struct(list(fields.values()))
+    if pa.types.is_large_list(a) and pa.types.is_large_list(b):
+        element = _widen(a.value_type, b.value_type)
+        return None if element is None else pa.large_list(pa.field("element", element))
     return None
 
 
@@ -101,10 +118,31 @@ def align_to_table(data: pa.Table, schema: Schema) -> pa.Table:
     columns = []
     for field in target:
         if field.name in data.column_names:
-            columns.append(data[field.name].cast(field.type))
+            columns.append(_conform(data[field.name], field.type))
         else:
             columns.append(pa.nulls(data.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=target)
+
+
+def _conform(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """`values` cast to `target`, struct fields matched by name (a missing one is null)."""
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([_conform(chunk, target) for chunk in values.chunks], target)
+    if values.type == target:
+        return values
+    if pa.types.is_struct(target) and pa.types.is_struct(values.type):
+        names = {values.type.field(i).name for i in range(values.type.num_fields)}
+        children = [
+            _conform(values.field(f.name), f.type) if f.name in names else pa.nulls(len(values), f.type) for f in target
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=values.is_null() if values.null_count else None)
+    nested = pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
+    if pa.types.is_large_list(target) and nested:
+        # offsets index the whole child array (a slice keeps its parent's), so conform all of it
+        elements = _conform(values.values, target.value_type)
+        mask = values.is_null() if values.null_count else None
+        return pa.LargeListArray.from_arrays(values.offsets.cast(pa.int64()), elements, type=target, mask=mask)
+    return values.cast(target)
 
 
 def apply_partition_spec(table: Table, specs: list[str]) -> None:
