@@ -30,8 +30,8 @@ __all__ = ["DataFileStream"]
 class DataFileStream:
     """`write(chunk)` any number of times, then `close()` for the DataFiles (or `abort()`)."""
 
-    def __init__(self, open_table: Callable[[pa.Schema], Table], identifier: str) -> None:
-        self._open_table, self.identifier = open_table, identifier
+    def __init__(self, open_table: Callable[[pa.Schema], Table], identifier: str, *, evolution: str = "add_columns") -> None:
+        self._open_table, self.identifier, self.evolution = open_table, identifier, evolution
         self._table: Table | None = None
         self.files: list[DataFile] = []
         self._writer: ParquetFormatWriter | None = None
@@ -50,11 +50,11 @@ class DataFileStream:
         if self._table is None:
             self._table = self._open_table(chunk.schema)
         schema = self.table.schema()
-        if schema_change(schema, chunk.schema, self.identifier) is not None:
+        if schema_change(schema, chunk.schema, self.identifier, evolution=self.evolution) is not None:
             # a column this file's schema lacks: finish the file, evolve the table, go on
             self._finish_file()
             with transaction(self.table) as tx:
-                evolve_schema(tx, schema, chunk.schema, self.identifier)
+                evolve_schema(tx, schema, chunk.schema, self.identifier, evolution=self.evolution)
             schema = self.table.schema()
         aligned = align_to_table(chunk, schema)
         if not self.table.spec().is_unpartitioned():

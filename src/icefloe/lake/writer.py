@@ -106,7 +106,10 @@ class TableWriter:
         """A writer for one event's rows ahead of its commit (append and replace_source only)."""
         if self.config.mode not in ("append", "replace_source"):
             raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
-        return DataFileStream(lambda schema: self.load() or self._create(schema), self.identifier)
+        def open_table(schema: pa.Schema) -> Table:
+            return self.load() or self._create(schema)
+
+        return DataFileStream(open_table, self.identifier, evolution=self.config.schema_evolution)
 
     def discard(self, files: list[DataFile]) -> None:
         """Delete data files written ahead for an event that will not commit them."""
@@ -160,7 +163,7 @@ class TableWriter:
             if table.properties.get(RETRY_PROPERTY) == "0":
                 # set by icefloe before 0.x on every table it created; other engines honour it
                 tx.remove_properties(RETRY_PROPERTY)
-            evolve_schema(tx, table.schema(), data.schema, self.identifier)
+            evolve_schema(tx, table.schema(), data.schema, self.identifier, evolution=self.config.schema_evolution)
             data = align_to_table(data, tx.table_metadata.schema())
             if replaced:
                 # the old rows of these objects go in the snapshot that adds their new rows
