@@ -86,8 +86,9 @@ def test_spilled_relanding_on_a_partitioned_table_is_one_snapshot(tmp_path: Path
     assert [list(_object_versions(table, h["snapshot_id"], "v").values()) for h in history] == [[{"one"}], [{"two"}]]
 
 
-def test_replace_source_at_the_writer_names_each_snapshot_by_what_it_did(catalog: Catalog) -> None:
-    writer = TableWriter(catalog, WriteConfig(table="s.t", mode="replace_source"))
+@pytest.mark.parametrize("partition", [[], ["bucket(4, id)"]])
+def test_replace_source_at_the_writer_names_each_snapshot_by_what_it_did(catalog: Catalog, partition: list[str]) -> None:
+    writer = TableWriter(catalog, WriteConfig(table="s.t", mode="replace_source", partition=partition))
     writer.commit([_staged("e1", "src:a", [1, 2]), _staged("e2", "src:b", [10])])
     writer.commit([_staged("e3", "src:a", [5])])
     writer.commit([_staged("e4", "src:c", [7])])  # an object landing for the first time deletes nothing

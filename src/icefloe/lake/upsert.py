@@ -325,6 +325,8 @@ class _KeyedRewrite:
         matched = hits.drop_null()
         if not len(matched):
             return _Probe(task, matched, matched, matched, None)
+        if not self.compare and len(matched) == len(hits):  # every row goes: nothing more to read
+            return _Probe(task, matched, matched, matched.slice(0, 0), self.target.empty_table(), len(matched))
         others = keys if likely or not rest else self._read(task, rest)
         full = pa.Table.from_arrays([keys[n] if n in self.key else others[n] for n in self.target.names], schema=self.target)
         drop = pc.is_valid(hits)
