@@ -26,7 +26,7 @@ from pyiceberg.transforms import (
 
 from icefloe.errors import ConfigError
 
-__all__ = ["arrow_type", "TYPE_NAMES", "parse_partition"]
+__all__ = ["arrow_type", "TYPE_NAMES", "parse_partition", "with_undeclared"]
 
 _SIMPLE: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
@@ -130,6 +130,21 @@ class _TypeParser:
                 self.at += 1
                 return pa.struct(fields)
             self._expect(",")
+
+
+def with_undeclared(declared: pa.DataType, actual: pa.DataType) -> pa.DataType:
+    """`declared` plus the struct fields (at any depth) that `actual` has and `declared` lacks.
+
+    Undeclared keys of a declared struct are inferred like undeclared columns, not cast away."""
+    if pa.types.is_struct(declared) and pa.types.is_struct(actual):
+        found = {f.name: f.type for f in actual}
+        known = [f.with_type(with_undeclared(f.type, found[f.name])) if f.name in found else f for f in declared]
+        return pa.struct(known + [f for f in actual if f.name not in {k.name for k in declared}])
+    lists = (pa.types.is_list, pa.types.is_large_list)
+    if any(t(declared) for t in lists) and any(t(actual) for t in lists):
+        element = declared.value_field.with_type(with_undeclared(declared.value_type, actual.value_type))
+        return pa.list_(element) if pa.types.is_list(declared) else pa.large_list(element)
+    return declared
 
 
 _TRANSFORM = re.compile(r"^\s*(\w+)\s*\(\s*(?:(\d+)\s*,\s*)?(\w+)\s*\)\s*$")

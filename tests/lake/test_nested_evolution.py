@@ -110,3 +110,14 @@ def test_nested_type_names(text: str, expected: pa.DataType) -> None:
 def test_bad_nested_type_names_are_config_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         arrow_type(text)
+
+
+def test_a_key_a_declared_struct_lacks_is_inferred_not_dropped(tmp_path: Path) -> None:
+    project = _project(tmp_path, {"id": "long", "user": "struct<name: string>", "lines": "list<struct<sku: string>>"})
+    first = [{"id": 1, "user": {"name": "ann"}, "lines": [{"sku": "a"}]}]
+    second = [{"id": 2, "user": {"name": "bob", "email": "b@x.org"}, "lines": [{"sku": "b", "qty": 2}]}]
+    project.ingest([_ndjson(tmp_path / "one.ndjson", first)])
+    (event,) = project.ingest([_ndjson(tmp_path / "two.ndjson", second)])
+    assert event.state == "committed", event.error
+    rows = project.sql("select id, user.email as email, lines[1].qty as qty from s.users order by id").to_pylist()
+    assert rows == [{"id": 1, "email": None, "qty": None}, {"id": 2, "email": "b@x.org", "qty": 2}]
