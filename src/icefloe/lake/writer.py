@@ -161,7 +161,7 @@ class TableWriter:
         # schema change and data land in one transaction: readers never see one without the other
         with transaction(table) as tx:
             if table.properties.get(RETRY_PROPERTY) == "0":
-                # set by icefloe before 0.x on every table it created; other engines honour it
+                # earlier icefloe versions set it on every table they created; other engines honour it
                 tx.remove_properties(RETRY_PROPERTY)
             evolve_schema(tx, table.schema(), data.schema, self.identifier, evolution=self.config.schema_evolution)
             data = align_to_table(data, tx.table_metadata.schema())
