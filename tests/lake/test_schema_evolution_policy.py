@@ -60,9 +60,12 @@ def test_strict_holds_for_rows_written_ahead_of_the_commit_too(tmp_path: Path) -
     project = _project(tmp_path, {"schema_evolution": "strict"}, **SPILLING)
     project.ingest([csv_file(tmp_path / "a.csv", "id,name", [f"{i},x" for i in range(1_000)])])
     (wider,) = project.ingest([csv_file(tmp_path / "b.csv", "id,name,email", [f"{i},y,e" for i in range(1_000)])])
-    assert wider.state == "dead" and "strict" in (wider.error or "")
+    assert wider.state == "dead" and "strict" in (wider.error or "") and "b.csv" in (wider.error or "")
     assert _columns(project) == ["id", "name"]
     assert project.sql("select count(*) as n from s.t").to_pylist() == [{"n": 1_000}]
+    (misread,) = project.ingest([csv_file(tmp_path / "c.csv", "id;name", [f"{i};z" for i in range(1_000)])])
+    assert misread.state == "dead" and "c.csv" in (misread.error or "") and "delimiter" in (misread.error or "")
+    assert _columns(project) == ["id", "name"]
 
 
 def test_a_bad_schema_evolution_value_is_a_config_error_with_its_line(tmp_path: Path) -> None:

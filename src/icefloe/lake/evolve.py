@@ -144,11 +144,13 @@ def _added(before: pa.Schema | pa.DataType, after: pa.Schema | pa.DataType, pref
     return []
 
 
-def schema_change(current: Schema, incoming: pa.Schema, table: str, *, evolution: str = "add_columns") -> pa.Schema | None:
+def schema_change(
+    current: Schema, incoming: pa.Schema, table: str, *, evolution: str = "add_columns", source: str | None = None
+) -> pa.Schema | None:
     """The incoming columns as the table must take them, if that changes the table; else None.
 
     Raises SchemaError when the data cannot be written without an unsafe change."""
-    merged = merged_schema(current.as_arrow(), incoming, table, evolution=evolution)
+    merged = merged_schema(current.as_arrow(), incoming, table, evolution=evolution, source=source)
     if merged == nullable(current.as_arrow()):
         return None
     # only the incoming columns (without the table's field ids) go to union_by_name

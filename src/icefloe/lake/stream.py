@@ -30,8 +30,10 @@ __all__ = ["DataFileStream"]
 class DataFileStream:
     """`write(chunk)` any number of times, then `close()` for the DataFiles (or `abort()`)."""
 
-    def __init__(self, open_table: Callable[[pa.Schema], Table], identifier: str, *, evolution: str = "add_columns") -> None:
-        self._open_table, self.identifier, self.evolution = open_table, identifier, evolution
+    def __init__(
+        self, open_table: Callable[[pa.Schema], Table], identifier: str, *, evolution: str = "add_columns", source: str | None = None
+    ) -> None:
+        self._open_table, self.identifier, self.evolution, self.source = open_table, identifier, evolution, source
         self._table: Table | None = None
         self.files: list[DataFile] = []
         self._writer: ParquetFormatWriter | None = None
@@ -50,7 +52,7 @@ class DataFileStream:
         if self._table is None:
             self._table = self._open_table(chunk.schema)
         schema = self.table.schema()
-        if schema_change(schema, chunk.schema, self.identifier, evolution=self.evolution) is not None:
+        if schema_change(schema, chunk.schema, self.identifier, evolution=self.evolution, source=self.source) is not None:
             # a column this file's schema lacks: finish the file, evolve the table, go on
             self._finish_file()
             with transaction(self.table) as tx:

@@ -102,14 +102,15 @@ class TableWriter:
             table = self.catalog.load_table(self.identifier)
         return table
 
-    def stream(self) -> DataFileStream:
-        """A writer for one event's rows ahead of its commit (append and replace_source only)."""
+    def stream(self, source: str | None = None) -> DataFileStream:
+        """A writer for one event's rows ahead of its commit (append and replace_source only);
+        `source` names the event's object in schema errors."""
         if self.config.mode not in ("append", "replace_source"):
             raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
         def open_table(schema: pa.Schema) -> Table:
             return self.load() or self._create(schema)
 
-        return DataFileStream(open_table, self.identifier, evolution=self.config.schema_evolution)
+        return DataFileStream(open_table, self.identifier, evolution=self.config.schema_evolution, source=source)
 
     def discard(self, files: list[DataFile]) -> None:
         """Delete data files written ahead for an event that will not commit them."""
