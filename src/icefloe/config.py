@@ -146,6 +146,8 @@ class WriteConfig(_Model):
     partition: list[str] = Field(default_factory=list)
     # child name (from read.children) -> table; written with the parent, in the same mode
     children: dict[str, str] = Field(default_factory=dict)
+    # add_columns: a file's new columns join the table; strict: a column the table lacks is refused
+    schema_evolution: Literal["add_columns", "strict"] = "add_columns"
 
     @field_validator("table")
     @classmethod

@@ -152,8 +152,14 @@ class Committing:
                 # table must not take rows of an event its parent table would then refuse
                 targets = [(table, out.data)]
                 targets += [(self._target_table(ev.pipeline or "", c), d) for c, d in out.children.items()]
+                evolution = self.config.pipelines[ev.pipeline or ""].write.schema_evolution
                 try:
-                    merged = {name: merged_schema(self._schema_of(name, schemas, tables), data.schema, name) for name, data in targets}
+                    merged = {
+                        name: merged_schema(
+                            self._schema_of(name, schemas, tables), data.schema, name, evolution=evolution, source=ev.object_ref
+                        )
+                        for name, data in targets
+                    }
                 except SchemaError as exc:
                     self._fail([ev], exc)
                     continue

@@ -112,7 +112,7 @@ class Engine(Landing, Committing):
             # only modes that append whole files can write rows ahead of the commit
             can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
             pipeline = ev.pipeline
-            spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream()) if can_spill else None
+            spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
             tell = self.progress
             progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
             out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)

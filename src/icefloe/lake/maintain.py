@@ -28,6 +28,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, NotFoundError, describe
+from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_compact import compact
 from icefloe.lake.maintain_expire import expire
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES, MAINTENANCE_PROPERTY, file_size, live_entries, manifests_of, reach
@@ -124,7 +125,7 @@ def _load(catalog: Catalog, identifier: str) -> Table:
 def _set_properties(catalog: Catalog, identifier: str, table: Table, properties: dict[str, str]) -> Table:
     for attempt in range(6):
         try:
-            with table.transaction() as tx:
+            with transaction(table) as tx:
                 tx.set_properties(properties)
             return table
         except CommitFailedException:

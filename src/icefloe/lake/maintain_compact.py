@@ -8,7 +8,7 @@ Tiered, not greedy: a big file joins a rewrite only when the files merged into i
 as big as it is. Re-packing one growing file with every trickle of new small files would rewrite
 the whole partition on every run; this way every byte is rewritten at most log2(N) times.
 
-Races: tables commit with `commit.retry.num-retries=0`, so a conflict comes back here. On a
+Races: commits go without pyiceberg's retry (`compat.transaction`): a conflict comes back here. On a
 conflict the table is reloaded; a bin whose inputs are all still live is committed again with the
 same output files (a racing append changes nothing for it), a bin that lost an input to a racing
 delete or replace is dropped and its output deleted. Rows are never lost or doubled: a bin's
@@ -39,6 +39,7 @@ from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.typedef import Record
 
 from icefloe.errors import ConfigError
+from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
 
 __all__ = ["plan_bins", "compact", "CompactionResult"]
@@ -246,7 +247,7 @@ def compact(
     for attempt in range(ATTEMPTS):
         if _before_commit is not None:
             _before_commit(attempt)
-        tx = table.transaction()
+        tx = transaction(table)
         replace = _ReplaceFiles(operation=Operation.OVERWRITE, transaction=tx, io=table.io)
         for b in bins:
             for f in b.inputs:

@@ -20,6 +20,7 @@ from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
 
+from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_files import MAINTENANCE_PROPERTY, Walk, delete_files, file_size
 from icefloe.lake.writer import EVENTS_PROPERTY
 
@@ -114,7 +115,7 @@ def expire(
             # before the commit: once the snapshots are gone the table can no longer say which
             # events it holds, so the caller records them elsewhere first (or raises to veto)
             on_expire(dict(plan.events))
-        tx = table.transaction()
+        tx = transaction(table)
         if properties:
             tx.set_properties(properties)
         if plan.expire:

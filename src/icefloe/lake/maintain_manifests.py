@@ -26,6 +26,7 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import _SnapshotProducer
 from pyiceberg.utils.properties import property_as_int
 
+from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_files import as_replace
 
 __all__ = ["rewrite_manifests", "ManifestResult"]
@@ -100,7 +101,7 @@ def rewrite_manifests(catalog: Catalog, identifier: str, table: Table, *, max_ma
             data_specs = {m.partition_spec_id for m in manifests if m.content == ManifestContent.DATA}
             result.after = len(data_specs) + sum(m.content != ManifestContent.DATA for m in manifests)
             return result
-        tx = table.transaction()
+        tx = transaction(table)
         try:
             _RewriteManifests(operation=Operation.OVERWRITE, transaction=tx, io=table.io).commit()
             table = tx.commit_transaction()

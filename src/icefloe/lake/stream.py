@@ -21,6 +21,7 @@ from pyiceberg.table.locations import load_location_provider
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
+from icefloe.lake.compat import transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
 
 __all__ = ["DataFileStream"]
@@ -29,8 +30,10 @@ __all__ = ["DataFileStream"]
 class DataFileStream:
     """`write(chunk)` any number of times, then `close()` for the DataFiles (or `abort()`)."""
 
-    def __init__(self, open_table: Callable[[pa.Schema], Table], identifier: str) -> None:
-        self._open_table, self.identifier = open_table, identifier
+    def __init__(
+        self, open_table: Callable[[pa.Schema], Table], identifier: str, *, evolution: str = "add_columns", source: str | None = None
+    ) -> None:
+        self._open_table, self.identifier, self.evolution, self.source = open_table, identifier, evolution, source
         self._table: Table | None = None
         self.files: list[DataFile] = []
         self._writer: ParquetFormatWriter | None = None
@@ -49,11 +52,11 @@ class DataFileStream:
         if self._table is None:
             self._table = self._open_table(chunk.schema)
         schema = self.table.schema()
-        if schema_change(schema, chunk.schema, self.identifier) is not None:
+        if schema_change(schema, chunk.schema, self.identifier, evolution=self.evolution, source=self.source) is not None:
             # a column this file's schema lacks: finish the file, evolve the table, go on
             self._finish_file()
-            with self.table.transaction() as tx:
-                evolve_schema(tx, schema, chunk.schema, self.identifier)
+            with transaction(self.table) as tx:
+                evolve_schema(tx, schema, chunk.schema, self.identifier, evolution=self.evolution)
             schema = self.table.schema()
         aligned = align_to_table(chunk, schema)
         if not self.table.spec().is_unpartitioned():

@@ -54,6 +54,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Transaction
 from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update.snapshot import (
     UpdateSnapshot,
     _SnapshotProducer,
@@ -122,15 +123,26 @@ def upsert(tx: Transaction, data: pa.Table, key: list[str], *, snapshot_properti
     )
 
 
-def delete_keys(tx: Transaction, keys: pa.Table, key: list[str], *, snapshot_properties: dict[str, str] | None = None) -> DeleteResult:
-    """Delete every row whose `key` equals a row of `keys` (null keys match nothing)."""
+def delete_keys(
+    tx: Transaction,
+    keys: pa.Table,
+    key: list[str],
+    *,
+    snapshot_properties: dict[str, str] | None = None,
+    add: pa.Table | None = None,
+    add_files: list[DataFile] | None = None,
+) -> DeleteResult:
+    """Delete every row whose `key` equals a row of `keys` (null keys match nothing); the rows
+    `add` and the data files `add_files` (already written) are added in the same snapshot."""
     job = _KeyedRewrite(tx, key, compare=False)
     target = job.schema.select(*key).as_arrow()
     keys = pa.Table.from_arrays([keys[f.name].cast(f.type) for f in target], schema=target)
     keys = keys.drop_null().group_by(key, use_threads=False).aggregate([])
     with job.on(keys):
         found = job.run()
-        job.commit(snapshot_properties or {})
+        if add is not None and add.num_rows:
+            job.write(align_to_table(add, job.schema))
+        job.commit(snapshot_properties or {}, add_files or [])
     return DeleteResult(rows_deleted=found.rows_dropped, files_rewritten=found.rewritten, files_scanned=found.scanned)
 
 
@@ -313,6 +325,8 @@ class _KeyedRewrite:
         matched = hits.drop_null()
         if not len(matched):
             return _Probe(task, matched, matched, matched, None)
+        if not self.compare and len(matched) == len(hits):  # every row goes: nothing more to read
+            return _Probe(task, matched, matched, matched.slice(0, 0), self.target.empty_table(), len(matched))
         others = keys if likely or not rest else self._read(task, rest)
         full = pa.Table.from_arrays([keys[n] if n in self.key else others[n] for n in self.target.names], schema=self.target)
         drop = pc.is_valid(hits)
@@ -361,12 +375,14 @@ class _KeyedRewrite:
                     pass
         self._writes, self._deleted = [], []
 
-    def commit(self, snapshot_properties: dict[str, str]) -> None:
-        added = [f for future in self._writes for f in future.result()]
+    def commit(self, snapshot_properties: dict[str, str], extra: list[DataFile] | None = None) -> None:
+        added = [f for future in self._writes for f in future.result()] + (extra or [])
         if not added and not self._deleted and not snapshot_properties:
             return
+        # the operation names what the snapshot did, as the Iceberg spec defines them
+        operation = Operation.OVERWRITE if added else Operation.DELETE
         producer: _SnapshotProducer[Any] = (
-            OneReadOverwrite(self.entries, self.tx, self.io, self._uuid, snapshot_properties)
+            OneReadOverwrite(self.entries, self.tx, self.io, self._uuid, snapshot_properties, operation=operation)
             if self._deleted
             else UpdateSnapshot(self.tx, self.io, snapshot_properties=snapshot_properties).fast_append()
         )

@@ -28,8 +28,8 @@ class OneReadOverwrite(_OverwriteFiles):
 
     _kept: list[ManifestFile] | None = None
 
-    def __init__(self, known: dict[str, list[ManifestEntry]], *args: Any) -> None:
-        super().__init__(Operation.OVERWRITE, *args)
+    def __init__(self, known: dict[str, list[ManifestEntry]], *args: Any, operation: Operation = Operation.OVERWRITE) -> None:
+        super().__init__(operation, *args)
         self._known = known  # manifests are immutable: entries read while planning stay valid
 
     def _deleted_entries(self) -> list[ManifestEntry]:

@@ -5,29 +5,34 @@ atomic metadata swap. Before every attempt the writer re-reads the table and dro
 already appear in its history, so a crash between commit and ledger update, a lease that expired
 under a slow worker, or a second delivery never writes the same event twice. Conflicts with other
 writers surface from the catalog's compare-and-swap and are retried on fresh metadata.
+
+One commit batch is one snapshot, whatever the mode: the rows an event replaces (replace_source,
+overwrite, upsert) leave the table in the same snapshot its rows arrive in, so no reader, nor any
+engine's time travel, sees a state in between.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
-from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
-from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table
+from pyiceberg.manifest import DataFile, ManifestContent
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.update.snapshot import _OverwriteFiles
 
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
+from icefloe.lake.compat import RETRY_PROPERTY, transaction
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
-from icefloe.lake.upsert import upsert
+from icefloe.lake.upsert import delete_keys, upsert
 from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
@@ -46,6 +51,9 @@ class Staged:
     landed_at: float = 0.0
     # data files already written (via `TableWriter.stream`) for rows that did not fit in memory
     files: list[DataFile] = field(default_factory=list)
+    # delete the rows of `source_ref` the table already holds, in the snapshot that adds these
+    # (always so in replace_source mode; in append mode for a changed version of an object)
+    replaces_source: bool = False
 
 
 def committed_event_ids(table: Table) -> dict[str, int]:
@@ -84,20 +92,25 @@ class TableWriter:
             # streaming on two threads): the SQL catalog's loser sees a unique-key violation
             if not self.catalog.namespace_exists(namespace):
                 raise
-        # pyiceberg's own commit retry would re-apply our append on top of whatever won the race,
-        # skipping the event-id check below; conflicts must come back to us instead
-        properties = {"commit.retry.num-retries": "0", **BOUNDED_METADATA_PROPERTIES}
-        table = self.catalog.create_table_if_not_exists(self.identifier, schema=nullable(schema), properties=properties)
+        # pyiceberg's own commit retry is off in `compat.transaction`, not in the table's
+        # properties: other engines writing this table read those too
+        table = self.catalog.create_table_if_not_exists(
+            self.identifier, schema=nullable(schema), properties=dict(BOUNDED_METADATA_PROPERTIES)
+        )
         if self.config.partition and table.spec().is_unpartitioned():
             apply_partition_spec(table, self.config.partition)
             table = self.catalog.load_table(self.identifier)
         return table
 
-    def stream(self) -> DataFileStream:
-        """A writer for one event's rows ahead of its commit (append and replace_source only)."""
+    def stream(self, source: str | None = None) -> DataFileStream:
+        """A writer for one event's rows ahead of its commit (append and replace_source only);
+        `source` names the event's object in schema errors."""
         if self.config.mode not in ("append", "replace_source"):
             raise ValueError(f"cannot pre-write files in {self.config.mode} mode")
-        return DataFileStream(lambda schema: self.load() or self._create(schema), self.identifier)
+        def open_table(schema: pa.Schema) -> Table:
+            return self.load() or self._create(schema)
+
+        return DataFileStream(open_table, self.identifier, evolution=self.config.schema_evolution, source=source)
 
     def discard(self, files: list[DataFile]) -> None:
         """Delete data files written ahead for an event that will not commit them."""
@@ -136,32 +149,36 @@ class TableWriter:
     def _commit_once(self, table: Table, todo: list[Staged]) -> int | None:
         mode = self.config.mode
         superseded: list[DataFile] = []
-        if mode in ("replace_source", "overwrite"):
-            kept = _latest_per(todo, by_source=mode == "replace_source")
+        replaced: list[str] = []
+        if mode in ("replace_source", "overwrite", "append"):
+            kept = _latest_per(todo, mode)
             superseded = [f for old, new in zip(todo, kept, strict=True) if new is not old for f in old.files]
             todo = kept
+            if mode != "overwrite":
+                replaced = sorted({s.source_ref for s in todo if s.replaces_source or mode == "replace_source"})
         data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
         props = {EVENTS_PROPERTY: ",".join(s.event_id for s in todo)}
         prewritten = [f for s in todo for f in s.files]
         # schema change and data land in one transaction: readers never see one without the other
-        with warnings.catch_warnings(), table.transaction() as tx:
-            # replacing rows of an object landing for the first time deletes nothing: not news
-            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-            evolve_schema(tx, table.schema(), data.schema, self.identifier)
+        with transaction(table) as tx:
+            if table.properties.get(RETRY_PROPERTY) == "0":
+                # earlier icefloe versions set it on every table they created; other engines honour it
+                tx.remove_properties(RETRY_PROPERTY)
+            evolve_schema(tx, table.schema(), data.schema, self.identifier, evolution=self.config.schema_evolution)
             data = align_to_table(data, tx.table_metadata.schema())
-            if mode == "replace_source":
-                tx.delete(_from_sources(todo), snapshot_properties=props)
-            if prewritten:
+            if replaced:
+                # the old rows of these objects go in the snapshot that adds their new rows
+                sources = pa.table({SOURCE_COLUMN: pa.array(replaced, pa.large_string())})
+                delete_keys(tx, sources, [SOURCE_COLUMN], snapshot_properties=props, add=data, add_files=prewritten)
+            elif mode == "overwrite":
+                _replace_all(tx, data, prewritten, props)
+            elif mode == "append":
                 with tx.update_snapshot(snapshot_properties=props).fast_append() as append:
                     for data_file in prewritten:
                         append.append_data_file(data_file)
                     if data.num_rows:
                         for data_file in _dataframe_to_data_files(tx.table_metadata, data, table.io, append.commit_uuid):
                             append.append_data_file(data_file)
-            elif mode in ("append", "replace_source"):
-                tx.append(data, snapshot_properties=props)
-            elif mode == "overwrite":
-                tx.overwrite(data, snapshot_properties=props)
             else:
                 # one row per key, the newest landed wins; only files holding the keys are rewritten
                 data = keep_last_by_key(data, self.config.key)
@@ -172,26 +189,51 @@ class TableWriter:
         return snapshot.snapshot_id if snapshot else None
 
 
-def _from_sources(staged: list[Staged]) -> BooleanExpression:
-    # pyiceberg's pydantic-generated signature for In hides the positional form from mypy
-    return In(SOURCE_COLUMN, sorted({s.source_ref for s in staged}))  # type: ignore[call-arg, arg-type]
+def _replace_all(tx: Transaction, data: pa.Table, prewritten: list[DataFile], props: dict[str, str]) -> None:
+    """Overwrite: every live data file out, the batch's rows in, in one snapshot.
+
+    pyiceberg's `Transaction.overwrite` commits a delete snapshot and then an append snapshot,
+    and the empty table between them is a state time travel would show."""
+    snapshot = tx.table_metadata.current_snapshot()
+    live = [
+        entry.data_file
+        for manifest in (snapshot.manifests(tx._table.io) if snapshot else [])
+        if manifest.content == ManifestContent.DATA
+        for entry in manifest.fetch_manifest_entry(tx._table.io, discard_deleted=True)
+    ]
+    if not live:
+        operation = Operation.APPEND
+    else:
+        operation = Operation.OVERWRITE if data.num_rows or prewritten else Operation.DELETE
+    with _OverwriteFiles(operation, tx, tx._table.io, snapshot_properties=props) as overwrite:
+        for data_file in live:
+            overwrite.delete_data_file(data_file)
+        for data_file in prewritten:
+            overwrite.append_data_file(data_file)
+        if data.num_rows:
+            for data_file in _dataframe_to_data_files(tx.table_metadata, data, tx._table.io, overwrite.commit_uuid):
+                overwrite.append_data_file(data_file)
 
 
-def _latest_per(staged: list[Staged], *, by_source: bool) -> list[Staged]:
-    """Overwrite keeps only the newest event; replace_source the newest event per source object.
+def _latest_per(staged: list[Staged], mode: str) -> list[Staged]:
+    """What each event adds once the batch's replacements are applied, in the order given.
 
+    Overwrite keeps only the newest event; replace_source the newest per source object; in append
+    mode an event that replaces its source drops the events of that source landed before it.
     The superseded events still count as committed (their ids go into the summary) because the
     table state is exactly what it would be had they been committed one by one.
     """
     def group(s: Staged) -> str:
-        return s.source_ref if by_source else ""
+        return "" if mode == "overwrite" else s.source_ref
 
-    newest: dict[str, Staged] = {}
-    for s in staged:
-        if group(s) not in newest or s.landed_at >= newest[group(s)].landed_at:
-            newest[group(s)] = s
+    # the newest replacing event per group, ties to the later one in the batch
+    newest: dict[str, tuple[float, int]] = {}
+    for at, s in enumerate(staged):
+        replacing = mode != "append" or s.replaces_source
+        if replacing and (group(s) not in newest or (s.landed_at, at) >= newest[group(s)]):
+            newest[group(s)] = (s.landed_at, at)
     # same order as given, so callers can pair each input with what became of it
-    return [s if newest[group(s)] is s else _empty_like(s) for s in staged]
+    return [s if newest.get(group(s), (-1.0, -1)) <= (s.landed_at, at) else _empty_like(s) for at, s in enumerate(staged)]
 
 
 def _empty_like(staged: Staged) -> Staged:

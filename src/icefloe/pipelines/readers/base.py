@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from icefloe.errors import ConfigError, DataError
 from icefloe.pipelines.readers import locate
-from icefloe.types import arrow_type
+from icefloe.types import arrow_type, with_undeclared
 
 ReaderFn = Callable[["Source", dict[str, pa.DataType], dict[str, Any], int], Iterator[pa.RecordBatch]]
 """`fn(source, schema, options, batch_rows)`; may yield any batch size and plain `string` columns."""
@@ -175,7 +175,7 @@ def _conform(batch: pa.RecordBatch, schema: dict[str, pa.DataType], src: Source,
     arrays, names = [], []
     for field, column in zip(batch.schema, batch.columns):
         target = schema.get(field.name)
-        target = _large(field.type) if target is None else target
+        target = _large(field.type) if target is None else with_undeclared(target, _large(field.type))
         if column.type != target:
             column = _cast(column, target, field.name, src, row)
         arrays.append(column)

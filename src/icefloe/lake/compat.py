@@ -1,0 +1,47 @@
+"""The pyiceberg internals icefloe relies on for its commits, in one place (pinned by tests/lake/test_compat.py).
+
+pyiceberg 0.12's `Transaction.commit_transaction` retries a commit that lost a race by rebuilding
+its registered snapshot producers on the new table head, up to the table property
+`commit.retry.num-retries` (default 4) times. icefloe must see every conflict itself: before each
+attempt it re-reads which event ids the table already holds, and a silent re-apply would skip that
+check and write an event twice. Setting the property on the table would also turn retries off for
+Spark, Flink and Trino writing the same table, so it is done here, for icefloe's transactions only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.table import Table, Transaction
+
+__all__ = ["RETRY_PROPERTY", "NoRetryTransaction", "transaction"]
+
+RETRY_PROPERTY = "commit.retry.num-retries"
+
+
+class NoRetryTransaction(Transaction):
+    """A transaction whose commit fails on the first conflict, whatever the table's properties say.
+
+    pyiceberg retries only while the transaction has snapshot producers registered (a transaction
+    without them has nothing to rebuild), so they are held aside for the catalog call and only
+    used for what they are also needed for: deleting the manifests of a commit that did not land.
+    """
+
+    def commit_transaction(self) -> Table:
+        producers: list[Any] = self._snapshot_producers
+        if not self._updates or not producers:
+            # nothing pyiceberg would retry; an empty update with producers validates concurrency
+            return super().commit_transaction()
+        self._snapshot_producers = []
+        try:
+            return super().commit_transaction()
+        except (CommitFailedException, ValidationException):
+            for producer in producers:  # the commit did not land: what it wrote is garbage
+                producer._clean_all_uncommitted()
+            raise
+
+
+def transaction(table: Table) -> Transaction:
+    """`table.transaction()` for icefloe's own commits: conflicts come back to the caller."""
+    return NoRetryTransaction(table)
