@@ -17,8 +17,9 @@ __all__ = ["RunSummary", "Tally"]
 
 @dataclass(frozen=True)
 class RunSummary:
-    """The outcome of `Project.run` (and `icefloe run`): events this engine took to each state,
-    the rows it committed, and how many events the ledger still holds pending (any worker's)."""
+    """The outcome of `Project.run` (and `icefloe run`): events this engine took to each state
+    (`retrying`: left waiting for a retry), the rows it committed, and `pending`: events the
+    ledger still holds unfinished at the end, any worker's, retries included."""
 
     committed: int = 0
     dead: int = 0
@@ -37,8 +38,8 @@ class RunSummary:
 
     def line(self) -> str:
         return (
-            f"committed {self.committed} ({self.rows} rows), dead {self.dead}, discarded {self.discarded},"
-            f" retrying {self.retrying}, pending {self.pending}"
+            f"committed {self.committed}, dead {self.dead}, discarded {self.discarded}, retrying {self.retrying},"
+            f" pending {self.pending}, rows {self.rows}"
         )
 
 
