@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import click
-
 import time
 from typing import Any
+
+import click
 
 from icefloe.cli import EXIT_DEAD
 from icefloe.cli.common import format_option, open_project, output, project_options

@@ -9,7 +9,7 @@ from pyiceberg.catalog import Catalog
 
 from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError
 
-__all__ = ["open_catalog", "warehouse_uri", "catalog_outage", "redacted"]
+__all__ = ["catalog_outage", "open_catalog", "redacted", "warehouse_uri"]
 
 
 def warehouse_uri(warehouse: str, root: Path) -> str:
@@ -87,7 +87,7 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
         from pyiceberg.catalog.sql import SqlCatalog
 
         rest = uri.partition("://")[2]
-        path = rest[1:] if rest.startswith("/") else rest
+        path = rest.removeprefix("/")
         if not rest.startswith("//") and path != ":memory:":
             file = root / path
             file.parent.mkdir(parents=True, exist_ok=True)

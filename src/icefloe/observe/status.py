@@ -80,7 +80,7 @@ def _table_row(project: Project, name: str) -> dict[str, Any]:
         table = project.catalog.load_table(name)
     except NoSuchTableError:
         return {"kind": "table", "name": name, "exists": False}
-    except Exception as exc:  # noqa: BLE001 - the ledger's rows are worth showing without the catalog
+    except Exception as exc:
         outage = catalog_outage(exc, project.config.catalog)
         if outage is None:
             raise

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from icefloe.ledger.base import Event
     from icefloe.project import Project
 
-__all__ = ["trace", "events_for_object"]
+__all__ = ["events_for_object", "trace"]
 
 
 def trace(project: Project, ref: str) -> dict[str, Any]:
