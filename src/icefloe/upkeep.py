@@ -10,6 +10,7 @@ is about to be gone.
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ class Upkeep:
         self.config = project.config.maintenance
         # a job row older than this is a dead worker's: maintenance of one table never takes this long
         self.stale_after = max(3600.0, project.config.lease * 10)
+        self._quiet_until = 0.0
 
     @cached_property
     def maintainer(self) -> Maintainer:
@@ -48,10 +50,13 @@ class Upkeep:
 
     def tick(self, tables: list[str]) -> None:
         """Scheduled runs (`maintenance.every`), checked while the worker is idle."""
+        if time.time() < self._quiet_until:
+            return
         try:
             due = [table for table in tables if self.enabled(table) and self.maintainer.due(table)]
         except Exception as exc:  # noqa: BLE001 - the catalog is down: maintenance waits, ingestion goes on
-            log.warning("maintenance check skipped: %s", describe(exc))
+            self._quiet_until = time.time() + 30  # an idle worker ticks every few ms: not a warning each time
+            log.warning("maintenance check skipped for 30 s: %s", describe(exc))
             return
         for table in due:
             self.run_quietly(table)

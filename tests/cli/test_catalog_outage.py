@@ -34,8 +34,8 @@ def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
     return code, out, err
 
 
-def _project(tmp_path: Path, catalog: str, retry: dict[str, object] = FAST_RETRY) -> Path:
-    root = make_project(tmp_path / "p", {"orders": {**ORDERS, "retry": retry}}, catalog=catalog)
+def _project(tmp_path: Path, catalog: str, retry: dict[str, object] = FAST_RETRY, **top: object) -> Path:
+    root = make_project(tmp_path / "p", {"orders": {**ORDERS, "retry": retry}}, catalog=catalog, **top)
     csv_file(root / "landing" / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,2.50"])
     return root
 
@@ -84,7 +84,8 @@ def test_ledger_only_commands_work_while_the_catalog_is_down(
 
 
 def test_a_serving_worker_survives_the_outage_and_dead_letters(tmp_path: Path) -> None:
-    root = _project(tmp_path, UNREACHABLE["sqlite"])
+    # scheduled maintenance asks for the catalog whenever the worker is idle: it must wait too
+    root = _project(tmp_path, UNREACHABLE["sqlite"], maintenance={"every": "50ms"})
     project, stop = Project(root), threading.Event()
     outcome: list[object] = []
     worker = threading.Thread(target=lambda: outcome.append(project.run(stop=stop)))
