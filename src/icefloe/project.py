@@ -105,7 +105,8 @@ class Project:
             engine.drain(stop)
         else:
             engine.serve(stop or threading.Event())
-        return engine.summary()  # type: ignore[no-any-return]
+        summary: RunSummary = engine.summary()
+        return summary
 
     def _source(self, name: str | None) -> Source:
         if name is None:

@@ -14,7 +14,7 @@ import click
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError
 
-__all__ = ["main", "cli", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DEAD", "EXIT_NOT_FOUND", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_DEAD", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "cli", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
