@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -16,6 +16,9 @@ from icefloe.errors import ConfigError, NotFoundError
 from icefloe.ledger import Event, Ledger, event_id, open_ledger
 from icefloe.routing import Router
 from icefloe.sources import Source, open_source
+
+if TYPE_CHECKING:
+    from icefloe.engine.summary import RunSummary
 
 __all__ = ["Project"]
 
@@ -95,12 +98,16 @@ class Project:
         engine.drain()
         return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
 
-    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> None:
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> RunSummary:
+        """Process events (until none is pending with `once`, else until `stop`); returns what
+        this run did: events it committed, dead-lettered, discarded, left retrying."""
         engine = self.engine()
         if once:
             engine.drain(stop)
         else:
             engine.serve(stop or threading.Event())
+        summary: RunSummary = engine.summary()
+        return summary
 
     def _source(self, name: str | None) -> Source:
         if name is None:
@@ -123,10 +130,12 @@ class Project:
 
         return status(self)
 
-    def trace(self, event_id: str) -> dict[str, Any]:
+    def trace(self, ref: str) -> dict[str, Any]:
+        """One event's steps; `ref` is an event id (or prefix) or the object it came from
+        (`source:key`, a key, a path under a source, a file name)."""
         from icefloe.observe.trace import trace
 
-        return trace(self, event_id)
+        return trace(self, ref)
 
     def tables(self) -> list[dict[str, Any]]:
         from icefloe.observe.tables import list_tables

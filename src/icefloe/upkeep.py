@@ -10,6 +10,8 @@ is about to be gone.
 from __future__ import annotations
 
 import logging
+import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from icefloe.errors import describe
@@ -33,19 +35,31 @@ class Upkeep:
     def __init__(self, project: Project, owner: str) -> None:
         self.project, self.owner = project, owner
         self.config = project.config.maintenance
-        policies = {table: policy_for(project, table) for table in self.config.tables}
-        self.maintainer = Maintainer(project.catalog, policies, policy_for(project))
         # a job row older than this is a dead worker's: maintenance of one table never takes this long
         self.stale_after = max(3600.0, project.config.lease * 10)
+        self._quiet_until = 0.0
+
+    @cached_property
+    def maintainer(self) -> Maintainer:
+        # opened on first use: a worker whose catalog is down must still start and retry its events
+        policies = {table: policy_for(self.project, table) for table in self.config.tables}
+        return Maintainer(self.project.catalog, policies, policy_for(self.project))
 
     def enabled(self, table: str) -> bool:
         return self.config.enabled_for(table)
 
     def tick(self, tables: list[str]) -> None:
         """Scheduled runs (`maintenance.every`), checked while the worker is idle."""
-        for table in tables:
-            if self.enabled(table) and self.maintainer.due(table):
-                self.run_quietly(table)
+        if time.time() < self._quiet_until:
+            return
+        try:
+            due = [table for table in tables if self.enabled(table) and self.maintainer.due(table)]
+        except Exception as exc:  # noqa: BLE001 - the catalog is down: maintenance waits, ingestion goes on
+            self._quiet_until = time.time() + 30  # an idle worker ticks every few ms: not a warning each time
+            log.warning("maintenance check skipped for 30 s: %s", describe(exc))
+            return
+        for table in due:
+            self.run_quietly(table)
 
     def run_quietly(self, table: str) -> MaintenanceReport | None:
         """`run`, but never raises: a failed run is recorded in the ledger and retried at the next

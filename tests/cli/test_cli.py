@@ -75,7 +75,7 @@ def test_dead_event_exit_code_then_dlq_list_show_replay_discard(project: Path, t
     code, out, _ = invoke(capsys, "dlq", "show", "-p", str(project), "--format", "json", dead["event"])
     assert json.loads(out)[0]["state"] == "dead"
     code, _, err = invoke(capsys, "dlq", "replay", "-p", str(project), "--now", dead["event"])
-    assert code == 0 and "committed 0, dead 1" in err  # still bad data: dead again, with the same reason
+    assert code == EXIT_DEAD and "committed 0, dead 1" in err  # still bad data: dead again, and the exit code says so
     code, _, err = invoke(capsys, "dlq", "discard", "-p", str(project), "--all")
     assert code == 0 and "discarded 1" in err
     code, out, _ = invoke(capsys, "dlq", "list", "-p", str(project), "--format", "json")

@@ -1,7 +1,7 @@
 """The `icefloe` command: thin wrappers over `icefloe.Project`, one module per noun.
 
 Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 done but some events dead-lettered,
-4 not found.
+4 not found, 130 stopped (Ctrl-C, SIGTERM) before `run --once` or `dlq replay --now` was done.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import click
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError
 
-__all__ = ["main", "cli", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DEAD", "EXIT_NOT_FOUND"]
+__all__ = ["EXIT_DEAD", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "cli", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

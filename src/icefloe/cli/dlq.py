@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import click
 
+from icefloe.cli import EXIT_DEAD
 from icefloe.cli.common import format_option, open_project, output, project_options
 
 __all__ = ["COMMANDS"]
@@ -33,10 +37,22 @@ def list_(project_dir: str, env: str | None, fmt: str) -> None:
 @format_option
 @click.argument("event_id")
 def show(project_dir: str, env: str | None, fmt: str, event_id: str) -> None:
-    """One dead event, whole."""
+    """One event, whole: a field per line, the error in full."""
     with open_project(project_dir, env) as project:
         event = project.event(event_id)
-    output(fmt).rows([event.to_dict()])
+    row = event.to_dict()
+    if fmt != "table":
+        output(fmt).rows([row])
+        return
+    shown = {k: _when(v) if k.endswith("_at") else v for k, v in row.items()}
+    output(fmt).record(shown, title=f"event {event.id} ({event.state})", long=("error",))
+
+
+def _when(ts: Any) -> Any:
+    """Epoch seconds as UTC time for people; scripts keep the numbers (--format json)."""
+    if not isinstance(ts, (int, float)) or not ts:
+        return ts
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
 def _ids(event_ids: tuple[str, ...], all_: bool) -> list[str] | None:
@@ -59,6 +75,8 @@ def replay(project_dir: str, env: str | None, all_: bool, now: bool, event_ids: 
             project.run(once=True)
             states = [project.event(i).state for i in done]
             click.echo(f"committed {states.count('committed')}, dead {states.count('dead')}", err=True)
+            if "dead" in states:  # replayed and dead again: not a success
+                raise click.exceptions.Exit(EXIT_DEAD)
 
 
 @dlq.command()

@@ -26,6 +26,10 @@ class Output(ABC):
     @abstractmethod
     def message(self, text: str) -> None: ...
 
+    def record(self, row: dict[str, Any], title: str | None = None, long: tuple[str, ...] = ()) -> None:
+        """One object. Scripts get it as a one-row listing, so its shape matches `rows`."""
+        self.rows([row], title=title)
+
 
 class TextOutput(Output):
     def __init__(self) -> None:
@@ -46,6 +50,21 @@ class TextOutput(Output):
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
+
+    def record(self, row: dict[str, Any], title: str | None = None, long: tuple[str, ...] = ()) -> None:
+        """One object as `key  value` lines: a row of 25 columns folds into an unreadable strip.
+        The `long` fields (an error, say) follow in full, unwrapped, so they can be copied whole."""
+        table = Table(title=title, show_header=False, box=None, padding=(0, 2, 0, 0))
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for key, value in row.items():
+            if key not in long:
+                table.add_row(key, _cell(value))
+        self.console.print(table)
+        for key in long:
+            if row.get(key):
+                self.console.print(f"{key}:", style="bold", highlight=False)
+                self.console.print(_cell(row[key]), highlight=False, markup=False, soft_wrap=True)
 
 
 class JsonOutput(Output):

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from icefloe.cli import EXIT_DEAD, EXIT_INTERRUPTED
 from icefloe.cli.common import format_option, open_project, output, project_options
 from icefloe.ledger import Event
 
@@ -35,16 +36,16 @@ def run(project_dir: str, env: str | None, once: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_project(project_dir, env) as project:
-        before = Counter(e.state for e in project.ledger.events())
         if not once:
             click.echo(f"icefloe: watching {', '.join(project.sources) or 'no sources'} (Ctrl-C to stop)", err=True)
-        project.run(once=once, stop=stop)
-        after = Counter(e.state for e in project.ledger.events())
-        click.echo(
-            f"committed {after['committed'] - before['committed']}, dead {after['dead'] - before['dead']},"
-            f" pending {sum(after[s] for s in ('queued', 'running', 'retrying'))}",
-            err=True,
-        )
+        summary = project.run(once=once, stop=stop)
+    # only what this process did: other workers' commits meanwhile are theirs
+    click.echo(summary.line(), err=True)
+    if once:
+        if stop.is_set() and not summary.done:
+            raise click.exceptions.Exit(EXIT_INTERRUPTED)  # stopped with work left: not done
+        if summary.dead:
+            raise click.exceptions.Exit(EXIT_DEAD)
 
 
 @click.command()
@@ -63,7 +64,7 @@ def ingest(project_dir: str, env: str | None, fmt: str, source: str | None, key_
             events = project.ingest(files, source=source, key_prefix=key_prefix)
         out.rows([_event_row(e) for e in events], title="ingested")
         if any(e.state == "dead" for e in events):
-            raise click.exceptions.Exit(3)
+            raise click.exceptions.Exit(EXIT_DEAD)
 
 
 def _with_progress(project: Any, files: tuple[str, ...], source: str | None, key_prefix: str) -> list[Event]:

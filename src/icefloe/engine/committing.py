@@ -16,7 +16,9 @@ from pyiceberg.table import Table
 
 from icefloe.config import ProjectConfig, WriteConfig
 from icefloe.engine.shared import in_runs, pipeline_write, table_write
+from icefloe.engine.summary import Tally
 from icefloe.errors import SchemaError, describe, is_transient
+from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event, Ledger
@@ -57,6 +59,7 @@ class Committing:
     _held_back: set[str]
     _upkeep: Upkeep | None
     _maintain_due: set[str]
+    tally: Tally
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
@@ -86,9 +89,12 @@ class Committing:
 
     def _discard(self, pipeline: str, out: EventOutput) -> None:
         """Delete the files an event wrote ahead of a commit that will not happen."""
-        self.writer(self.table_of[pipeline]).discard(out.spilled)
-        for child, files in out.children_spilled.items():
-            self.writer(self._target_table(pipeline, child)).discard(files)
+        try:
+            self.writer(self.table_of[pipeline]).discard(out.spilled)
+            for child, files in out.children_spilled.items():
+                self.writer(self._target_table(pipeline, child)).discard(files)
+        except Exception as exc:  # noqa: BLE001 - the catalog is down; the orphan sweep removes them later
+            log.warning("could not delete files written ahead for pipeline %s: %s", pipeline, describe(exc))
 
     @property
     def upkeep(self) -> Upkeep:
@@ -273,16 +279,20 @@ class Committing:
 
     def _fail(self, events: list[Event], exc: BaseException) -> list[str]:
         """Record the failure of each event; returns their new states."""
+        exc = catalog_outage(exc, self.config.catalog) or exc  # a catalog outage says so, and retries
         transient = is_transient(exc)
         text = describe(exc)
         states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
+            last = transient and ev.attempts >= ev.max_attempts
             state = self.ledger.mark_failed(
-                ev.id, error=text, kind=type(exc).__name__, transient=transient,
+                ev.id, error=f"{text} (gave up after {ev.attempts} attempts)" if last else text,
+                kind=type(exc).__name__, transient=transient,
                 backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0,
             )  # fmt: skip
             log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
+            ev.state = state
             self._notify(ev, state)
             if state == "retrying" and ev.pipeline in self.ordered:
                 self._hold_back(ev)
@@ -307,6 +317,7 @@ class Committing:
                 self._discard(failed.pipeline, out)
 
     def _notify(self, ev: Event, state: str) -> None:
+        self.tally.seen(ev.id, state)
         if self.on_event is not None:
             self.on_event(ev, state)
 

@@ -13,6 +13,7 @@ from icefloe.config import WriteConfig
 from icefloe.engine.committing import Committing, _Buffer
 from icefloe.engine.landing import Landing
 from icefloe.engine.shared import order_groups
+from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import Event, local_owner_alive, owner_id
@@ -58,6 +59,11 @@ class Engine(Landing, Committing):
         self.progress: Callable[[Event, int, int], None] | None = None
         self._upkeep: Upkeep | None = None
         self._maintain_due: set[str] = set()
+        self.tally = Tally()
+
+    def summary(self) -> RunSummary:
+        """What this engine did so far (other workers' commits are theirs, not counted)."""
+        return self.tally.summary(self.ledger)
 
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
@@ -68,7 +74,7 @@ class Engine(Landing, Committing):
         self._skip_already_committed(events)
         self._held_back = set()
         for ev in events:
-            if ev.state == "committed":
+            if ev.state != "running":  # found committed, or failed before it could start
                 continue
             if ev.pipeline in self._held_back:
                 self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
@@ -81,19 +87,23 @@ class Engine(Landing, Committing):
 
     def _skip_already_committed(self, events: list[Event]) -> None:
         """After a crash between commit and ledger update the table history has the answer."""
-        retried = [ev for ev in events if ev.attempts > 1 and ev.pipeline]
-        tables = {self.table_of[ev.pipeline] for ev in retried if ev.pipeline}
+        retried = [ev for ev in events if ev.attempts > 1 and ev.pipeline in self.table_of]
         history = {}
-        for table in tables:
-            loaded = self.writer(table).load()
+        for table in {self.table_of[ev.pipeline or ""] for ev in retried}:
+            try:
+                loaded = self.writer(table).load()
+            except Exception as exc:  # noqa: BLE001 - the catalog is down: these events retry later
+                self._fail([ev for ev in retried if self.table_of[ev.pipeline or ""] == table], exc)
+                continue
             history[table] = committed_event_ids(loaded) if loaded is not None else {}
         for ev in retried:
             table = self.table_of[ev.pipeline or ""]
-            if ev.id in history[table]:
+            if ev.state == "running" and ev.id in history.get(table, {}):
                 staged = [s.detail for s in self.ledger.steps(ev.id) if s.step == "staged"]
                 stats = {ev.id: staged[-1]} if staged else {}
                 self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats=stats)
                 ev.state = "committed"
+                self._notify(ev, "committed")
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
 
     def _process(self, ev: Event) -> None:

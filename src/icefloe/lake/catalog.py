@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog
 
-from icefloe.errors import ConfigError, NotInstalledError
+from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError
 
-__all__ = ["catalog_uri_problem", "open_catalog", "warehouse_uri"]
+__all__ = ["catalog_outage", "catalog_uri_problem", "open_catalog", "redacted", "warehouse_uri"]
 
 _SCHEMES = ("sqlite", "postgresql", "postgres", "http", "https", "rest")
 
@@ -30,14 +31,72 @@ def warehouse_uri(warehouse: str, root: Path) -> str:
     return f"file://{path.resolve()}"
 
 
+def redacted(uri: str) -> str:
+    """The URI without its password: it goes into the ledger, logs and `status`."""
+    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
+
+
+def catalog_outage(exc: BaseException, uri: str) -> StorageUnavailableError | None:
+    """A catalog that cannot be reached right now (refused, unresolvable, timed out, a database
+    file that cannot be opened, a REST server answering 5xx), as the transient error it is; None
+    for anything else, which keeps its own type and its own retry decision."""
+    if isinstance(exc, StorageUnavailableError):
+        return exc
+    outage: tuple[type[BaseException], ...] = ()
+    try:
+        from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+        outage += (OperationalError, InterfaceError, DisconnectionError)
+    except ImportError:  # pragma: no cover - pyiceberg's SQL catalog needs it
+        pass
+    try:
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import Timeout
+
+        outage += (RequestsConnectionError, Timeout)
+    except ImportError:  # pragma: no cover - pyiceberg's REST catalog needs it
+        pass
+    from pyiceberg.exceptions import ServerError, ServiceUnavailableError
+
+    outage += (ServerError, ServiceUnavailableError)
+    if not isinstance(exc, outage):
+        return None
+    reason = _first_line(getattr(exc, "orig", None) or exc)
+    error = StorageUnavailableError(f"catalog {redacted(uri)} is unavailable: {reason}")
+    error.__cause__ = exc
+    return error
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def open_catalog(uri: str, warehouse: str, root: Path, name: str = "icefloe") -> Catalog:
+    """Raises `StorageUnavailableError` when the catalog cannot be opened now (a retry may work),
+    `ConfigError` when no retry can help."""
+    try:
+        return _open(uri, warehouse, root, name)
+    except (ConfigError, NotInstalledError):
+        raise
+    except OSError as exc:  # a folder for the database file or the warehouse cannot be made
+        if (outage := catalog_outage(exc, uri)) is not None:
+            raise outage from exc
+        raise StorageUnavailableError(f"catalog {redacted(uri)} cannot be opened: {exc}") from exc
+    except Exception as exc:
+        if (outage := catalog_outage(exc, uri)) is not None:
+            raise outage from exc
+        raise
+
+
+def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
     scheme = uri.partition("://")[0].split("+")[0]
     location = warehouse_uri(warehouse, root)
     if scheme == "sqlite":
         from pyiceberg.catalog.sql import SqlCatalog
 
         rest = uri.partition("://")[2]
-        path = rest[1:] if rest.startswith("/") else rest
+        path = rest.removeprefix("/")
         if not rest.startswith("//") and path != ":memory:":
             file = root / path
             file.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from icefloe.observe.backlog import waiting_objects
+
 if TYPE_CHECKING:
     from icefloe.project import Project
 
@@ -15,44 +17,74 @@ _PENDING = ("landed", "queued", "running", "retrying")
 
 
 def status(project: Project) -> list[dict[str, Any]]:
-    """One row per source, pipeline and table. Lag = age of the oldest event still pending."""
+    """One row per source, pipeline and table. Backlog = events still pending plus objects in the
+    source not landed yet (`waiting`); lag = age of the oldest of them. Table rows need the
+    catalog: when it cannot be opened they say why (`unavailable`), and the rest still shows."""
     now = time.time()
     events = project.ledger.events()
+    waiting = waiting_objects(project)
     rows: list[dict[str, Any]] = []
     for name in project.config.sources:
         mine = [e for e in events if e.source == name]
         objects = {(e.key, e.content_hash) for e in mine}
         rows.append({
             "kind": "source", "name": name, "objects": len(objects),
+            "waiting": sum(w.source == name for w in waiting),
             "unrouted": sum(e.state == "unrouted" for e in mine),
             "last_landed": _iso(max((e.landed_at for e in mine), default=None)),
         })  # fmt: skip
+    quarantined: Counter[str] = Counter()
     for name, cfg in project.config.pipelines.items():
         mine = [e for e in events if e.pipeline == name]
         states = Counter(e.state for e in mine)
         pending = [e for e in mine if e.state in _PENDING]
+        unlanded = [w for w in waiting if name in w.pipelines]
+        since = [e.landed_at for e in pending] + [w.modified_at for w in unlanded]
+        bad = sum(e.rows_quarantined or 0 for e in mine if e.state == "committed")
+        quarantined[cfg.write.table] += bad
         rows.append({
             "kind": "pipeline", "name": name, "table": cfg.write.table,
-            "backlog": len(pending), "running": states["running"], "retrying": states["retrying"],
-            "committed": states["committed"], "dead": states["dead"],
-            "lag_s": round(now - min(e.landed_at for e in pending), 3) if pending else 0.0,
+            "backlog": len(pending) + len(unlanded), "waiting": len(unlanded),
+            "running": states["running"], "retrying": states["retrying"],
+            "committed": states["committed"], "dead": states["dead"], "quarantined": bad,
+            "lag_s": round(max(now - min(since), 0.0), 3) if since else 0.0,
             "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
             "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
         })  # fmt: skip
     tables = {cfg.write.table for cfg in project.config.pipelines.values()}
     tables |= {t for cfg in project.config.pipelines.values() for t in cfg.write.children.values()}
+    down = _catalog_down(project)
     for table in sorted(tables):
-        rows.append(_table_row(project, table))
+        row = _table_row(project, table) if down is None else {"kind": "table", "name": table, "exists": None, "unavailable": down}
+        rows.append({**row, "quarantined": quarantined[table]})
     return rows
+
+
+def _catalog_down(project: Project) -> str | None:
+    """Why the catalog cannot be opened now, if it cannot (asked once, not once per table)."""
+    from icefloe.errors import StorageUnavailableError
+
+    try:
+        project.catalog  # noqa: B018 - opening it is the question
+    except StorageUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 def _table_row(project: Project, name: str) -> dict[str, Any]:
     from pyiceberg.exceptions import NoSuchTableError
 
+    from icefloe.lake.catalog import catalog_outage
+
     try:
         table = project.catalog.load_table(name)
     except NoSuchTableError:
         return {"kind": "table", "name": name, "exists": False}
+    except Exception as exc:
+        outage = catalog_outage(exc, project.config.catalog)
+        if outage is None:
+            raise
+        return {"kind": "table", "name": name, "exists": None, "unavailable": str(outage)}
     snapshot = table.current_snapshot()
     summary = snapshot.summary if snapshot else None
     return {

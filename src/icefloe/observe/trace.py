@@ -1,17 +1,41 @@
-"""`trace`: one event from landing to snapshot, every step with its timing."""
+"""`trace`: one event from landing to snapshot, every step with its timing.
+
+The event is named by its id (or a unique prefix), or by the object it came from: `source:key`,
+a key, a path under a source, or a file name. An object can have several events (each landed
+version, each pipeline it fans out to): the newest is traced and all of them are listed.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icefloe.errors import IcefloeError, NotFoundError
+
 if TYPE_CHECKING:
+    from icefloe.ledger.base import Event
     from icefloe.project import Project
 
-__all__ = ["trace"]
+__all__ = ["events_for_object", "trace"]
 
 
-def trace(project: Project, event_id: str) -> dict[str, Any]:
-    event = project.event(event_id)
+def trace(project: Project, ref: str) -> dict[str, Any]:
+    found, ambiguous = None, None
+    if re.fullmatch(r"[0-9a-f]+", ref):
+        try:
+            found = project.ledger.find(ref)
+        except IcefloeError as exc:  # a prefix of several ids, unless it is also an object's name
+            ambiguous = exc
+    others: list[Event] = []
+    if found is None:
+        others = events_for_object(project, ref)
+        if not others and ambiguous is not None:
+            raise ambiguous
+        if not others:
+            raise NotFoundError(f"no event {ref!r}, nor an object by that name (give an event id, source:key, a key or a path)")
+        found = others[0]
+    event = found
     steps = project.ledger.steps(event.id)
     origin = steps[0].started_at if steps else event.landed_at
     return {
@@ -26,4 +50,35 @@ def trace(project: Project, event_id: str) -> dict[str, Any]:
             for s in steps
         ],
         "total_ms": round(((event.committed_at or steps[-1].ended_at) - origin) * 1000, 2) if steps else None,
+        # every event of the object, newest first, when it has more than the one traced
+        "events": [_summary(e) for e in others] if len(others) > 1 else [],
     }
+
+
+def events_for_object(project: Project, ref: str) -> list[Event]:
+    """The events of the object `ref` names, newest landing first."""
+    wanted = _object_keys(project, ref)
+    events = project.ledger.events()
+    matched = [e for e in events if (e.source, e.key) in wanted or (None, e.key) in wanted]
+    if not matched:  # a bare file name: the objects whose key ends in it
+        name = ref.strip("/")
+        matched = [e for e in events if "/" not in name and e.key.rsplit("/", 1)[-1] == name]
+    return sorted(matched, key=lambda e: (e.landed_at, e.id), reverse=True)
+
+
+def _object_keys(project: Project, ref: str) -> set[tuple[str | None, str]]:
+    keys: set[tuple[str | None, str]] = {(None, ref)}
+    source, sep, key = ref.partition(":")
+    if sep and source in project.config.sources:
+        keys.add((source, key))
+    for name, src in project.sources.items():
+        for path in (Path(ref), project.root / ref):
+            try:
+                keys.add((name, src.key_for(path)))
+            except (IcefloeError, OSError, ValueError):  # not under this source
+                continue
+    return keys
+
+
+def _summary(e: Event) -> dict[str, Any]:
+    return {"event": e.id, "object": e.object_ref, "pipeline": e.pipeline, "state": e.state, "landed_at": e.landed_at}

@@ -1,0 +1,69 @@
+"""What one engine did: the events it settled, by final state, for `run`'s line and exit code.
+
+Counting the ledger's states before and after a run would credit this process with whatever
+other workers committed meanwhile; the engine counts only the events it leased itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from icefloe.ledger.base import Ledger
+
+__all__ = ["RunSummary", "Tally"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The outcome of `Project.run` (and `icefloe run`): events this engine took to each state
+    (`retrying`: left waiting for a retry), the rows it committed, and `pending`: events the
+    ledger still holds unfinished at the end, any worker's, retries included."""
+
+    committed: int = 0
+    dead: int = 0
+    discarded: int = 0
+    retrying: int = 0
+    pending: int = 0
+    rows: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to do: no event waits for a retry or a worker."""
+        return self.retrying == 0 and self.pending == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"committed {self.committed}, dead {self.dead}, discarded {self.discarded}, retrying {self.retrying},"
+            f" pending {self.pending}, rows {self.rows}"
+        )
+
+
+class Tally:
+    """The last state this engine moved each event to."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def seen(self, event_id: str, state: str) -> None:
+        self.last[event_id] = state
+
+    def summary(self, ledger: Ledger) -> RunSummary:
+        counts = dict.fromkeys(("committed", "dead", "discarded", "retrying"), 0)
+        rows = 0
+        for event_id, state in self.last.items():
+            if state == "retrying":
+                # a retry may since have been finished by another worker: then it is theirs
+                ev = ledger.get(event_id)
+                if ev is None or ev.state not in ("retrying", "queued", "running"):
+                    continue
+            if state == "committed":
+                ev = ledger.get(event_id)
+                rows += (ev.rows_out or 0) if ev is not None else 0
+            if state in counts:
+                counts[state] += 1
+        return RunSummary(**counts, pending=ledger.pending_count(), rows=rows)
