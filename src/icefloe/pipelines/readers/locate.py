@@ -129,31 +129,60 @@ def locate_csv(
     header: bool,
     skip_rows: int,
     make_check: Callable[[list[str]], tuple[Check[list[str]], dict[int, Any]]],
+    newlines_in_values: bool = True,
 ) -> None:
     """Raise a DataError for the first bad CSV row; return if none is found.
 
     `make_check(header_names)` gives a function that converts a list of rows exactly like the fast
-    reader does, plus the Arrow type per column index (for the message).
+    reader does, plus the Arrow type per column index (for the message). Unless
+    `newlines_in_values`, a quoted value holding a line break is an error (almost always a quote
+    that was never closed); either way a quote still open at the end of the file is one.
     """
     check_gzip(src)
     quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE
     with src.open() as stream:
-        texts = (text for _, _, _, text in iter_lines(stream, src.name))
-        reader = csv.reader(texts, delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
+        seen: list[str] = []  # the lines of the row being read: the reader takes one at a time
+
+        def texts() -> Iterator[str]:
+            for _, _, _, text in iter_lines(stream, src.name):
+                seen.append(text)
+                yield text
+
+        reader = csv.reader(texts(), delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
         names: list[str] | None = None
         check: Check[list[str]] | None = None
         types: dict[int, Any] = {}
         pending: list[tuple[int, list[str]]] = []
+        last: tuple[int, list[str], str] | None = None
         end = 0
+
+        def flush() -> None:
+            # rows before a structural error are converted first: the first bad line is reported
+            if pending and names is not None:
+                _csv_chunk(src.name, pending, check, names, types)
+            pending.clear()
+
         while True:
             start = end + 1
+            seen.clear()
             try:
                 row = next(reader, None)
             except csv.Error as exc:
+                flush()
                 raise DataError(f"malformed CSV: {exc}", file=src.name, line=reader.line_num) from exc
             end = reader.line_num
             if row is None:
                 break
+            last = (start, row, "".join(seen))
+            if quote_char and not newlines_in_values:
+                broken = _line_break_at(row, start)
+                if broken is not None:
+                    flush()
+                    raise DataError(
+                        f"the quoted value opened on line {broken} runs onto the next line: a quote that is "
+                        "never closed? (if values may hold line breaks, set read.options.newlines_in_values: true)",
+                        file=src.name, line=broken,
+                    )  # fmt: skip
             if skip_rows > 0:
                 skip_rows -= 1
                 continue
@@ -165,13 +194,41 @@ def locate_csv(
                 if header:
                     continue
             if len(row) != len(names):
+                flush()
                 raise DataError(f"expected {len(names)} columns, got {len(row)}", file=src.name, line=start)
             pending.append((start, row))
             if len(pending) >= _CHUNK:
-                _csv_chunk(src.name, pending, check, names, types)
-                pending = []
-        if pending and names is not None:
-            _csv_chunk(src.name, pending, check, names, types)
+                flush()
+        if quote_char and last is not None:
+            opened = _open_at_end(last, delimiter, quote_char)
+            if opened is not None:
+                flush()
+                raise DataError(f"the quote opened on line {opened} is never closed", file=src.name, line=opened)
+        flush()
+
+
+def _line_break_at(row: list[str], start: int) -> int | None:
+    """The line where the first field holding a line break begins (the row begins on `start`)."""
+    line = start
+    for value in row:
+        if "\n" in value or "\r" in value:
+            return line
+        line += value.count("\n")
+    return None
+
+
+def _open_at_end(last: tuple[int, list[str], str], delimiter: str, quote_char: str) -> int | None:
+    """The line of a quote still open at the end of the file, if the file's last row has one.
+
+    The stdlib reader silently closes it; its strict mode says so ("unexpected end of data")."""
+    start, row, text = last
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return start + sum(value.count("\n") for value in row[:-1])
+    return None
 
 
 def _csv_chunk(name: str, pending: list[tuple[int, list[str]]], check: Any, names: list[str], types: dict) -> None:
