@@ -153,8 +153,11 @@ class Committing:
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
             ]
-            snapshot_id, newly = writer.commit(staged, table=current)
             ids = [ev.id for ev, _ in accepted]
+            if current is None and not any(s.data.num_rows or s.files for s in staged):
+                snapshot_id, newly = None, ids  # no rows and no table yet: nothing to create or replace
+            else:
+                snapshot_id, newly = writer.commit(staged, table=current)
             snapshots: dict[str, int | None] = dict.fromkeys(newly, snapshot_id)
             if len(newly) < len(ids):  # another worker committed some meanwhile: theirs is the snapshot
                 loaded = writer.load()

@@ -195,15 +195,14 @@ def locate_csv(
                     continue
             if len(row) != len(names):
                 flush()
+                _raise_if_open(last, delimiter, quote_char, src.name)  # a row cut short by a quote left open
                 raise DataError(f"expected {len(names)} columns, got {len(row)}", file=src.name, line=start)
             pending.append((start, row))
             if len(pending) >= _CHUNK:
                 flush()
-        if quote_char and last is not None:
-            opened = _open_at_end(last, delimiter, quote_char)
-            if opened is not None:
-                flush()
-                raise DataError(f"the quote opened on line {opened} is never closed", file=src.name, line=opened)
+        if last is not None:
+            flush()
+            _raise_if_open(last, delimiter, quote_char, src.name)
         flush()
 
 
@@ -217,18 +216,20 @@ def _line_break_at(row: list[str], start: int) -> int | None:
     return None
 
 
-def _open_at_end(last: tuple[int, list[str], str], delimiter: str, quote_char: str) -> int | None:
-    """The line of a quote still open at the end of the file, if the file's last row has one.
+def _raise_if_open(row: tuple[int, list[str], str] | None, delimiter: str, quote_char: str | None, name: str) -> None:
+    """A DataError if `row` (first line, values, text) ends inside a quote, i.e. ran to the end of the file.
 
-    The stdlib reader silently closes it; its strict mode says so ("unexpected end of data")."""
-    start, row, text = last
+    The stdlib reader silently closes such a quote; its strict mode says so ("unexpected end of data")."""
+    if row is None or not quote_char:
+        return
+    start, values, text = row
     try:
         for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char, strict=True):
             pass
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            return start + sum(value.count("\n") for value in row[:-1])
-    return None
+            line = start + sum(value.count("\n") for value in values[:-1])
+            raise DataError(f"the quote opened on line {line} is never closed", file=name, line=line) from None
 
 
 def _csv_chunk(name: str, pending: list[tuple[int, list[str]]], check: Any, names: list[str], types: dict) -> None:
