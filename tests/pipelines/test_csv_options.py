@@ -27,7 +27,7 @@ def _ingest(project: Project, tmp_path: Path, name: str, data: bytes) -> Any:
     return event
 
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize(
