@@ -90,3 +90,9 @@ def test_newlines_in_values_must_be_a_boolean(tmp_path: Path) -> None:
     project = _project(tmp_path, options={"newlines_in_values": "yes"})
     event = _ingest(project, tmp_path, "a.csv", b"id\n1\n")
     assert event.state == "dead" and "newlines_in_values" in (event.error or "")
+
+
+def test_with_newlines_allowed_a_header_with_a_quote_open_at_the_end_is_dead(tmp_path: Path) -> None:
+    project = _project(tmp_path, options={"newlines_in_values": True})
+    event = _ingest(project, tmp_path, "q.csv", b'id,"name\n')
+    assert event.state == "dead" and "landing:q.csv:1: the quote opened on line 1" in (event.error or ""), event.error

@@ -169,7 +169,8 @@ class Committing:
         ended = time.time()
         if newly:
             self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
-            self._counted(table)
+            if snapshot_id is not None:  # None: zero rows for a table not created yet, nothing committed
+                self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
         for sid in dict.fromkeys(snapshots.values()):
             self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)

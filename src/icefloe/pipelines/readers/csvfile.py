@@ -138,15 +138,17 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
                 batch = reader.read_next_batch()
                 if quote and not newlines and _breaks_line(batch.columns):
                     raise fail(ValueError("a quoted value holds a line break"))
-                last = batch
+                last = batch if batch.num_rows else last
                 batch = finish(batch, names)
             except StopIteration:
                 break
             except pa.ArrowException as exc:
                 raise fail(exc) from exc
             yield batch
-    if quote and newlines and last is not None and last.num_rows and _ends_line(last.column(last.num_columns - 1)):
-        # a quote open at the end of the file makes the last value run to the end, line break and all
+    # a quote open at the end of the file makes the last value (or header name) run to the end,
+    # line break and all; only then is the file re-read, to tell that from a value ending in one
+    tail = last.column(last.num_columns - 1) if last is not None else pa.array(names[-1:])
+    if quote and newlines and _ends_line(tail):
         find()
 
 
@@ -186,7 +188,7 @@ def _breaks_line(columns: list[pa.Array]) -> bool:
 
 
 def _ends_line(column: pa.Array) -> bool:
-    value = column[len(column) - 1].as_py() if _is_text(column.type) else None
+    value = column[len(column) - 1].as_py() if len(column) and _is_text(column.type) else None
     return isinstance(value, (str, bytes)) and value[-1:] in ("\n", "\r", b"\n", b"\r")
 
 
