@@ -27,8 +27,9 @@ def _project(tmp_path: Path, **read: Any) -> Project:
         b"id,name\n1,a\n2,b c\n\n\n\n",
         b"id,name\n1,a\n2,b c",
         b'id,name\n1,"a"\n2,"b c"',
+        b"id,name\r1,a\r2,b c\r",
     ],
-    ids=["bom", "crlf", "bom-crlf-quoted-blank-lines", "blank-lines-at-end", "no-final-newline", "quoted-no-final-newline"],
+    ids=["bom", "crlf", "bom-crlf-quoted-blank-lines", "blank-lines-at-end", "no-final-newline", "quoted-no-final-newline", "cr"],
 )
 def test_messy_but_valid_files_commit_exactly_their_rows(tmp_path: Path, data: bytes) -> None:
     project = _project(tmp_path, schema={"id": "long"})
@@ -49,3 +50,11 @@ def test_odd_column_names_are_kept_as_written(tmp_path: Path) -> None:
     assert table.select(["Order ID", "unit-price", "2nd", "a.b", "x,y"]).to_pylist() == [
         {"Order ID": 1, "unit-price": 2.5, "2nd": "z", "a.b": "w", "x,y": "v"}
     ]
+
+
+def test_a_bad_row_in_a_file_with_cr_line_endings_is_named_by_its_line(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"id,name\r1,a\r2,b,c\r3,d\r")
+    (event,) = project.ingest([path])
+    assert event.state == "dead" and "landing:cr.csv:3: expected 2 columns, got 3" in (event.error or ""), event.error

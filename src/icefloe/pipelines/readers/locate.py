@@ -144,9 +144,11 @@ def locate_csv(
         seen: list[str] = []  # the lines of the row being read: the reader takes one at a time
 
         def texts() -> Iterator[str]:
-            for _, _, _, text in iter_lines(stream, src.name):
-                seen.append(text)
-                yield text
+            for _, _, _, line in iter_lines(stream, src.name):
+                # a lone CR ends a row for pyarrow too (files from old Macs): one line each
+                for text in filter(None, _LONE_CR.split(line)) if "\r" in line else (line,):
+                    seen.append(text)
+                    yield text
 
         reader = csv.reader(texts(), delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
         names: list[str] | None = None
@@ -206,13 +208,15 @@ def locate_csv(
         flush()
 
 
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+_BREAK = re.compile(r"\r\n?|\n")
+
+
 def _line_break_at(row: list[str], start: int) -> int | None:
     """The line where the first field holding a line break begins (the row begins on `start`)."""
-    line = start
     for value in row:
         if "\n" in value or "\r" in value:
-            return line
-        line += value.count("\n")
+            return start
     return None
 
 
@@ -228,7 +232,7 @@ def _raise_if_open(row: tuple[int, list[str], str] | None, delimiter: str, quote
             pass
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            line = start + sum(value.count("\n") for value in values[:-1])
+            line = start + sum(len(_BREAK.findall(value)) for value in values[:-1])
             raise DataError(f"the quote opened on line {line} is never closed", file=name, line=line) from None
 
 
