@@ -39,7 +39,7 @@ def _rows(project: Project) -> list[dict[str, Any]]:
     ids=["issue", "at-end", "crlf", "first-column", "many-blocks"],
 )
 def test_an_unterminated_quote_is_dead_at_the_line_where_it_opened(tmp_path: Path, data: bytes, line: int) -> None:
-    project = _project(tmp_path)
+    project = _project(tmp_path, batch_rows=1000)  # pyarrow parses 1 MiB blocks then
     good = _ingest(project, tmp_path, "good.csv", b"id,name\n10,ok\n")
     event = _ingest(project, tmp_path, "q.csv", data)
     assert event.state == "dead" and event.error_kind == "DataError", event.error
@@ -69,11 +69,12 @@ def test_a_quoted_value_with_a_line_break_needs_newlines_in_values(tmp_path: Pat
         (b'id,name\n1,"x\n2,b\n3,c\n', 2),
         (b'id,name\n1,"two\nlines"\n2,"b', 4),
         (b'id,name\n1,a\n"2,b\n3,c\n', 3),
+        (b'id,name\n1,a\n2,"b\n' + b"".join(b"%d,v\n" % i for i in range(3, 200_000)), 3),
     ],
-    ids=["last-column", "after-a-good-multiline-value", "first-column"],
+    ids=["last-column", "after-a-good-multiline-value", "first-column", "many-blocks"],
 )
 def test_with_newlines_allowed_a_quote_open_at_the_end_is_still_dead(tmp_path: Path, data: bytes, line: int) -> None:
-    project = _project(tmp_path, options={"newlines_in_values": True})
+    project = _project(tmp_path, batch_rows=1000, options={"newlines_in_values": True})
     event = _ingest(project, tmp_path, "q.csv", data)
     assert event.state == "dead", event.error
     assert f"landing:q.csv:{line}: the quote opened on line {line} is never closed" in (event.error or "")
@@ -96,3 +97,11 @@ def test_with_newlines_allowed_a_header_with_a_quote_open_at_the_end_is_dead(tmp
     project = _project(tmp_path, options={"newlines_in_values": True})
     event = _ingest(project, tmp_path, "q.csv", b'id,"name\n')
     assert event.state == "dead" and "landing:q.csv:1: the quote opened on line 1" in (event.error or ""), event.error
+
+
+def test_with_newlines_allowed_values_spanning_lines_over_many_blocks_commit(tmp_path: Path) -> None:
+    project = _project(tmp_path, batch_rows=1000, options={"newlines_in_values": True})
+    data = b"id,name\n" + b"".join(b'%d,"line\nbreak %d"\n' % (i, i) for i in range(100_000))
+    event = _ingest(project, tmp_path, "m.csv", data)
+    assert event.state == "committed" and event.rows_out == 100_000, event.error
+    assert project.sql("select count(*) as n from t.rows where name like 'line\nbreak %'").to_pylist() == [{"n": 100_000}]
