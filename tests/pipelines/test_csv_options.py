@@ -115,3 +115,11 @@ def test_timestamp_format_must_be_a_format_or_a_list_of_them(tmp_path: Path, val
     path.write_text("id\n1\n")
     with pytest.raises(ConfigError, match="timestamp_format"):
         list(read_batches(path, options={"timestamp_format": value}))
+
+
+def test_a_bad_value_in_a_declared_encoding_file_is_dead_at_its_line(tmp_path: Path) -> None:
+    project = _project(tmp_path, schema={"id": "long"}, options={"encoding": "latin-1"})
+    data = "id,name\n1,café\n2,Müller\nx,Søren\n".encode("latin-1")
+    event = _ingest(project, tmp_path, "e.csv.gz", gzip.compress(data))
+    assert event.state == "dead", event.error
+    assert "landing:e.csv.gz:4: column 'id': cannot convert 'x'" in (event.error or "")

@@ -10,6 +10,7 @@ a column twice (or two names differing only in case), and an unnamed column hold
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -43,21 +44,42 @@ _CSV_OPTIONS = (
 )
 
 
-def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str
+    header: bool
+    quote: str | None
+    nulls: list[str]
+    skip: int
+    newlines: bool
+    encoding: str
+    formats: list[str]
+
+
+def csv_options(options: dict[str, Any], tsv: bool = False) -> CsvOptions:
+    """The CSV read options, checked: a ConfigError names the bad one (no file needed)."""
     check_options(options, _CSV_OPTIONS, "csv")
-    tsv = any(n.lower().removesuffix(".gz").endswith(".tsv") for n in (src.path, src.name))
-    delimiter = option(options, "delimiter", "\t" if tsv else ",", is_char, "a single character")
-    header = option(options, "header", True, lambda v: isinstance(v, bool), "true or false")
-    quote = option(options, "quote_char", '"', lambda v: not v or is_char(v), "a single character or false") or None
-    nulls = option(options, "null_values", ["", "NULL", "null"], is_str_list, "a list of strings")
-    skip = option(options, "skip_rows", 0, lambda v: type(v) is int and v >= 0, "a non-negative integer")
-    newlines = option(options, "newlines_in_values", False, lambda v: isinstance(v, bool), "true or false")
-    encoding = check_encoding(options.get("encoding", "utf-8"))
     formats = option(
         options, "timestamp_format", None, lambda v: v is None or (bool(v) and is_str_list(v if isinstance(v, list) else [v])),
         'a strptime format such as "%d/%m/%Y %H:%M", or a list of them',
     )  # fmt: skip
-    formats = [] if formats is None else formats if isinstance(formats, list) else [formats]
+    return CsvOptions(
+        delimiter=option(options, "delimiter", "\t" if tsv else ",", is_char, "a single character"),
+        header=option(options, "header", True, lambda v: isinstance(v, bool), "true or false"),
+        quote=option(options, "quote_char", '"', lambda v: not v or is_char(v), "a single character or false") or None,
+        nulls=option(options, "null_values", ["", "NULL", "null"], is_str_list, "a list of strings"),
+        skip=option(options, "skip_rows", 0, lambda v: type(v) is int and v >= 0, "a non-negative integer"),
+        newlines=option(options, "newlines_in_values", False, lambda v: isinstance(v, bool), "true or false"),
+        encoding=check_encoding(options.get("encoding", "utf-8")),
+        formats=[] if formats is None else formats if isinstance(formats, list) else [formats],
+    )
+
+
+def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    tsv = any(n.lower().removesuffix(".gz").endswith(".tsv") for n in (src.path, src.name))
+    opts = csv_options(options, tsv)
+    delimiter, header, quote, nulls, skip = opts.delimiter, opts.header, opts.quote, opts.nulls, opts.skip
+    newlines, encoding, formats = opts.newlines, opts.encoding, opts.formats
     text = src if is_utf8(encoding) else Decoded(src, encoding)  # what pyarrow and `locate` both read
 
     keys = list(schema)
