@@ -150,6 +150,8 @@ def _batches(
     valued: set[str] = set()  # declared columns with a value somewhere (sparse formats)
     for batch in reader(src, schema, options, batch_rows):
         child = CHILD_KEY in (batch.schema.metadata or {})
+        if not child and not row:
+            _distinct_names(src, batch.schema.names)
         if not child and missing == "error" and batch.num_rows:
             _require(src, schema, batch.schema.names)
         if not child and missing == "sparse":
@@ -162,6 +164,16 @@ def _batches(
         absent = [c for c in schema if c not in valued and not _has_key(src, c)]
         if absent:
             _require(src, schema, [c for c in schema if c not in absent])
+
+
+def _distinct_names(src: Source, names: Sequence[str]) -> None:
+    # DuckDB (and Iceberg in places) match names regardless of case: one would hide the other
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name or names.count(name) > 1:
+            pair = f"{name!r} twice" if other == name else f"{other!r} and {name!r}, which differ only in case"
+            raise src.error(f"the file has columns {pair}; rename one")
 
 
 def _require(src: Source, schema: dict[str, pa.DataType], names: Sequence[str]) -> None:
