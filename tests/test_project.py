@@ -163,7 +163,6 @@ BAD_INPUTS = {
     "malformed.csv": (b"id,ts,amount\n1,2026-01-01 00:00:00,1\n2,2026-01-01 00:00:00,1,extra\n", ":3"),
     "wrongtype.csv": (b"id,ts,amount\n1,2026-01-01 00:00:00,1\nx,2026-01-01 00:00:00,1\n", ":3"),
     "badutf8.csv": (b"id,ts,amount\n1,2026-01-01 00:00:00,1\n2,2026-01-01 00:00:00,1\n3,\xff\xfe,1\n", ":4"),
-    "empty.csv": (b"", "empty"),
     "truncated.csv.gz": (gzip.compress(b"id,ts,amount\n" + b"1,2026-01-01 00:00:00,1\n" * 2000)[:-40], "gzip"),
 }
 

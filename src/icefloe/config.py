@@ -94,6 +94,8 @@ class ReadConfig(_Model):
     schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
     options: dict[str, Any] = Field(default_factory=dict)
     batch_rows: int = Field(default=65536, gt=0)
+    # a declared column missing from a file is an error unless this says to read it as NULL
+    nullable_missing: bool = False
     # format: xml takes its record spec at this level (the reader validates the contents)
     record: str | None = None
     fields: dict[str, Any] | None = None

@@ -104,7 +104,7 @@ def test_declared_columns_missing_from_the_file_become_null(tmp_path):
     json_path = write(tmp_path / "a.ndjson", '{"id": 1}\n')
     schema = {"id": pa.int64(), "added": pa.decimal128(12, 2)}
     for path in (csv_path, json_path):
-        table = read(path, schema=schema)
+        table = read(path, schema=schema, nullable_missing=True)
         assert table.schema.field("added").type == pa.decimal128(12, 2)
         assert table.column("added").to_pylist() == [None]
 
@@ -140,7 +140,7 @@ def test_json_file_holding_one_object_per_line_is_read_as_ndjson(tmp_path):
 def test_parquet_is_read_and_cast_to_the_schema(tmp_path):
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"id": pa.array([1, 2], pa.int32()), "name": ["a", "b"]}), path)
-    table = read(path, schema={"id": pa.int64(), "gone": pa.int32()})
+    table = read(path, schema={"id": pa.int64(), "gone": pa.int32()}, nullable_missing=True)
     assert table.schema == pa.schema([("id", pa.int64()), ("name", pa.large_string()), ("gone", pa.int32())])
     assert table.to_pylist() == [{"id": 1, "name": "a", "gone": None}, {"id": 2, "name": "b", "gone": None}]
 
@@ -185,10 +185,8 @@ def test_batches_of_different_files_share_string_types(tmp_path):
     [b"", gzip.compress(b"")],
     ids=["zero-bytes", "empty-after-gunzip"],
 )
-def test_empty_file_is_a_data_error(tmp_path, data):
-    err = data_error(write(tmp_path / "a.csv.gz", data))
-    assert err.message == "file is empty"
-    assert str(err).startswith("landing:in/file")
+def test_empty_file_has_no_rows(tmp_path, data):
+    assert list(read_batches(write(tmp_path / "a.csv.gz", data), display_name="landing:in/file")) == []
 
 
 def test_csv_row_with_wrong_column_count_names_its_line(tmp_path):
@@ -199,7 +197,7 @@ def test_csv_row_with_wrong_column_count_names_its_line(tmp_path):
 
 def test_line_numbers_count_quoted_newlines(tmp_path):
     path = write(tmp_path / "a.csv", 'a,b\n1,"two\nlines"\n3\n')
-    assert data_error(path).line == 4
+    assert data_error(path, options={"newlines_in_values": True}).line == 4
 
 
 @pytest.mark.parametrize(

@@ -206,8 +206,11 @@ class Committing:
                 Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
                 for ev, out in accepted
             ]
-            snapshot_id, newly = writer.commit(staged, table=current)
             ids = [ev.id for ev, _ in accepted]
+            if current is None and not any(s.data.num_rows or s.files for s in staged):
+                snapshot_id, newly = None, ids  # no rows and no table yet: nothing to create or replace
+            else:
+                snapshot_id, newly = writer.commit(staged, table=current)
             snapshots: dict[str, int | None] = dict.fromkeys(newly, snapshot_id)
             if len(newly) < len(ids):  # another worker committed some meanwhile: theirs is the snapshot
                 loaded = writer.load()
@@ -223,7 +226,8 @@ class Committing:
             # the next run of this batch starts from the table this commit left
             tables[table] = self.writer(table).last_table = writer.last_table
             self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
-            self._counted(table)
+            if snapshot_id is not None:  # None: zero rows for a table not created yet, nothing committed
+                self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
         for sid in dict.fromkeys(snapshots.values()):
             self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)

@@ -168,6 +168,7 @@ class PipelineRunner:
             batch_rows=self.config.read.batch_rows,
             display_name=event.object_ref,
             progress=progress,
+            nullable_missing=self.config.read.nullable_missing,
         )
         try:
             while True:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ READERS: dict[str, ReaderFn] = {}
 _EXTENSIONS: dict[str, str] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
 _CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {}
+_SPARSE: set[str] = set()
 MiB = 1 << 20
 
 
@@ -37,10 +40,14 @@ def register_reader(
     extensions: Sequence[str] = (),
     options: Sequence[str] | None = None,
     check: Callable[[dict[str, Any]], object] | None = None,
+    *,
+    sparse: bool = False,
 ) -> None:
     """`options` (the read option names the reader takes) and `check` (validates the options,
     raising ConfigError) let config load refuse a mistake before any file arrives; without them
-    the reader finds it only when it reads."""
+    the reader finds it only when it reads. `sparse`: the reader yields every declared column
+    whether the file has it or not (JSON: a record may leave a key out), so a declared column is
+    only known missing from the file when no record has its key."""
     READERS[name] = fn
     for ext in extensions:
         _EXTENSIONS[ext.lower()] = name
@@ -48,6 +55,8 @@ def register_reader(
         _OPTIONS[name] = tuple(options)
     if check is not None:
         _CHECKS[name] = check
+    if sparse:
+        _SPARSE.add(name)
 
 
 def option_names(fmt: str) -> tuple[str, ...] | None:
@@ -127,9 +136,12 @@ def read_batches(
     batch_rows: int = 65536,
     display_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    nullable_missing: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Stream `path` as batches of at most `batch_rows` rows (see the module docstring).
 
+    A file with rows that lacks a declared column is a DataError, unless `nullable_missing` (then
+    the column is all NULL). A file of 0 bytes (after gunzip) has no rows and is no error.
     Errors can surface after some batches were yielded; callers treat the file as a whole.
     A batch whose schema metadata has `icefloe.child` belongs to a child table (XML): it is
     conformed without the declared `schema` and keeps its metadata.
@@ -145,26 +157,77 @@ def read_batches(
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
     types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
-    return _batches(reader, path, name, types, dict(options or {}), batch_rows, progress)
+    missing = "null" if nullable_missing else "sparse" if fmt in _SPARSE else "error"
+    return _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing)
 
 
 def _batches(
-    reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int, progress: Any = None
-) -> Iterator[pa.RecordBatch]:
+    reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int, progress: Any = None,
+    missing: str = "null",
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
     with open(path, "rb") as raw:
         magic = raw.read(2)
     gz = magic == b"\x1f\x8b" or path.lower().endswith(".gz") or name.lower().endswith(".gz")
     src = Source(path, name, gzip=gz, progress=progress)
     with src.open() as stream:
         if not stream.read(1):
-            raise src.error("file is empty")
+            return  # an empty file is zero rows, in every format
     row = 0
+    valued: set[str] = set()  # declared columns with a value somewhere (sparse formats)
     for batch in reader(src, schema, options, batch_rows):
         child = CHILD_KEY in (batch.schema.metadata or {})
+        if not child and not row:
+            _distinct_names(src, batch.schema.names)
+        if not child and missing == "error" and batch.num_rows:
+            _require(src, schema, batch.schema.names)
+        if not child and missing == "sparse":
+            valued.update(c for c in schema if c in batch.schema.names and batch.column(c).null_count < batch.num_rows)
         batch = _conform(batch, {} if child else schema, src, row)
         for start in range(0, batch.num_rows, batch_rows):
             yield batch.slice(start, batch_rows)
         row += 0 if child else batch.num_rows
+    if missing == "sparse" and row:
+        absent = [c for c in schema if c not in valued and not _has_key(src, c)]
+        if absent:
+            _require(src, schema, [c for c in schema if c not in absent])
+
+
+def _distinct_names(src: Source, names: Sequence[str]) -> None:
+    # DuckDB (and Iceberg in places) match names regardless of case: one would hide the other
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name or names.count(name) > 1:
+            pair = f"{name!r} twice" if other == name else f"{other!r} and {name!r}, which differ only in case"
+            raise src.error(f"the file has columns {pair}; rename one")
+
+
+def _require(src: Source, schema: dict[str, pa.DataType], names: Sequence[str]) -> None:
+    absent = [c for c in schema if c not in names]
+    if not absent:
+        return
+    folded = {n.casefold(): n for n in names}
+    near = [f"{folded[c.casefold()]!r} for {c!r}" for c in absent if c.casefold() in folded]
+    hint = f" (it has {', '.join(near)}: names are matched exactly)" if near else ""
+    listed = ", ".join(map(repr, absent))
+    raise src.error(
+        f"declared column{'s' if len(absent) > 1 else ''} {listed} not in the file{hint}; "
+        "set read.nullable_missing: true to read missing columns as NULL"
+    )
+
+
+def _has_key(src: Source, key: str) -> bool:
+    """Whether some JSON object in the file has `key` (a raw search, run only for a declared
+    column that is NULL in every row)."""
+    pattern = re.compile(re.escape(json.dumps(key, ensure_ascii=False).encode()) + rb"\s*:")
+    tail = b""
+    with src.open() as stream:
+        while chunk := stream.read(MiB):
+            data = tail + chunk
+            if pattern.search(data):
+                return True
+            tail = data[-(len(pattern.pattern) + 64) :]
+    return False
 
 
 CHILD_KEY = b"icefloe.child"

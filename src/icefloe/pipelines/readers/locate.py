@@ -129,31 +129,62 @@ def locate_csv(
     header: bool,
     skip_rows: int,
     make_check: Callable[[list[str]], tuple[Check[list[str]], dict[int, Any]]],
+    newlines_in_values: bool = True,
 ) -> None:
     """Raise a DataError for the first bad CSV row; return if none is found.
 
     `make_check(header_names)` gives a function that converts a list of rows exactly like the fast
-    reader does, plus the Arrow type per column index (for the message).
+    reader does, plus the Arrow type per column index (for the message). Unless
+    `newlines_in_values`, a quoted value holding a line break is an error (almost always a quote
+    that was never closed); either way a quote still open at the end of the file is one.
     """
     check_gzip(src)
     quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE
     with src.open() as stream:
-        texts = (text for _, _, _, text in iter_lines(stream, src.name))
-        reader = csv.reader(texts, delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
+        seen: list[str] = []  # the lines of the row being read: the reader takes one at a time
+
+        def texts() -> Iterator[str]:
+            for _, _, _, line in iter_lines(stream, src.name):
+                # a lone CR ends a row for pyarrow too (files from old Macs): one line each
+                for text in filter(None, _LONE_CR.split(line)) if "\r" in line else (line,):
+                    seen.append(text)
+                    yield text
+
+        reader = csv.reader(texts(), delimiter=delimiter, quotechar=quote_char or '"', quoting=quoting, strict=False)
         names: list[str] | None = None
         check: Check[list[str]] | None = None
         types: dict[int, Any] = {}
         pending: list[tuple[int, list[str]]] = []
+        last: tuple[int, list[str], str] | None = None
         end = 0
+
+        def flush() -> None:
+            # rows before a structural error are converted first: the first bad line is reported
+            if pending and names is not None:
+                _csv_chunk(src.name, pending, check, names, types)
+            pending.clear()
+
         while True:
             start = end + 1
+            seen.clear()
             try:
                 row = next(reader, None)
             except csv.Error as exc:
+                flush()
                 raise DataError(f"malformed CSV: {exc}", file=src.name, line=reader.line_num) from exc
             end = reader.line_num
             if row is None:
                 break
+            last = (start, row, "".join(seen))
+            if quote_char and not newlines_in_values:
+                broken = _line_break_at(row, start)
+                if broken is not None:
+                    flush()
+                    raise DataError(
+                        f"the quoted value opened on line {broken} runs onto the next line: a quote that is "
+                        "never closed? (if values may hold line breaks, set read.options.newlines_in_values: true)",
+                        file=src.name, line=broken,
+                    )  # fmt: skip
             if skip_rows > 0:
                 skip_rows -= 1
                 continue
@@ -165,13 +196,44 @@ def locate_csv(
                 if header:
                     continue
             if len(row) != len(names):
+                flush()
+                _raise_if_open(last, delimiter, quote_char, src.name)  # a row cut short by a quote left open
                 raise DataError(f"expected {len(names)} columns, got {len(row)}", file=src.name, line=start)
             pending.append((start, row))
             if len(pending) >= _CHUNK:
-                _csv_chunk(src.name, pending, check, names, types)
-                pending = []
-        if pending and names is not None:
-            _csv_chunk(src.name, pending, check, names, types)
+                flush()
+        if last is not None:
+            flush()
+            _raise_if_open(last, delimiter, quote_char, src.name)
+        flush()
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _line_break_at(row: list[str], start: int) -> int | None:
+    """The line where the first field holding a line break begins (the row begins on `start`)."""
+    for value in row:
+        if "\n" in value or "\r" in value:
+            return start
+    return None
+
+
+def _raise_if_open(row: tuple[int, list[str], str] | None, delimiter: str, quote_char: str | None, name: str) -> None:
+    """A DataError if `row` (first line, values, text) ends inside a quote, i.e. ran to the end of the file.
+
+    The stdlib reader silently closes such a quote; its strict mode says so ("unexpected end of data")."""
+    if row is None or not quote_char:
+        return
+    start, values, text = row
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            line = start + sum(len(_BREAK.findall(value)) for value in values[:-1])
+            raise DataError(f"the quote opened on line {line} is never closed", file=name, line=line) from None
 
 
 def _csv_chunk(name: str, pending: list[tuple[int, list[str]]], check: Any, names: list[str], types: dict) -> None:
