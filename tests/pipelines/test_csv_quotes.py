@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from icefloe import Project
+from icefloe.errors import ConfigError
 from tests.helpers import make_project
 
 
@@ -88,9 +89,9 @@ def test_with_newlines_allowed_a_closed_value_ending_in_a_line_break_commits(tmp
 
 
 def test_newlines_in_values_must_be_a_boolean(tmp_path: Path) -> None:
-    project = _project(tmp_path, options={"newlines_in_values": "yes"})
-    event = _ingest(project, tmp_path, "a.csv", b"id\n1\n")
-    assert event.state == "dead" and "newlines_in_values" in (event.error or "")
+    # refused when the config loads, before any file arrives (item 12)
+    with pytest.raises(ConfigError, match=r"icefloe.yaml:\d+: .*newlines_in_values' must be true or false"):
+        _project(tmp_path, options={"newlines_in_values": "yes"})
 
 
 def test_with_newlines_allowed_a_header_with_a_quote_open_at_the_end_is_dead(tmp_path: Path) -> None:
