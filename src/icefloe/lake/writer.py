@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
-from pyiceberg.expressions import BooleanExpression, In
+from pyiceberg.expressions import In
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -46,6 +46,9 @@ class Staged:
     landed_at: float = 0.0
     # data files already written (via `TableWriter.stream`) for rows that did not fit in memory
     files: list[DataFile] = field(default_factory=list)
+    # delete rows of this source_ref already in the table in the same snapshot as adding its
+    # rows (append mode: a new version of an object replaces the rows its earlier one brought)
+    replaces_source: bool = False
 
 
 def committed_event_ids(table: Table) -> dict[str, int]:
@@ -136,8 +139,11 @@ class TableWriter:
     def _commit_once(self, table: Table, todo: list[Staged]) -> int | None:
         mode = self.config.mode
         superseded: list[DataFile] = []
-        if mode in ("replace_source", "overwrite"):
-            kept = _latest_per(todo, by_source=mode == "replace_source")
+        replacing = {s.source_ref for s in todo if s.replaces_source} if mode == "append" else set()
+        if mode in ("replace_source", "overwrite") or replacing:
+            kept = _latest_per(todo, by_source=mode != "overwrite")
+            if replacing:  # only the objects that changed: other events append as they are
+                kept = [new if old.source_ref in replacing else old for old, new in zip(todo, kept, strict=True)]
             superseded = [f for old, new in zip(todo, kept, strict=True) if new is not old for f in old.files]
             todo = kept
         data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
@@ -149,8 +155,9 @@ class TableWriter:
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             evolve_schema(tx, table.schema(), data.schema, self.identifier)
             data = align_to_table(data, tx.table_metadata.schema())
-            if mode == "replace_source":
-                tx.delete(_from_sources(todo), snapshot_properties=props)
+            if mode == "replace_source" or replacing:
+                refs = replacing or {s.source_ref for s in todo}
+                tx.delete(In(SOURCE_COLUMN, sorted(refs)), snapshot_properties=props)  # type: ignore[call-arg, arg-type]
             if prewritten:
                 with tx.update_snapshot(snapshot_properties=props).fast_append() as append:
                     for data_file in prewritten:
@@ -170,11 +177,6 @@ class TableWriter:
             table.io.delete(data_file.file_path)
         snapshot = table.current_snapshot()
         return snapshot.snapshot_id if snapshot else None
-
-
-def _from_sources(staged: list[Staged]) -> BooleanExpression:
-    # pyiceberg's pydantic-generated signature for In hides the positional form from mypy
-    return In(SOURCE_COLUMN, sorted({s.source_ref for s in staged}))  # type: ignore[call-arg, arg-type]
 
 
 def _latest_per(staged: list[Staged], *, by_source: bool) -> list[Staged]:
