@@ -14,7 +14,7 @@ from icefloe.engine.committing import Committing, _Buffer, held_key
 from icefloe.engine.landing import Landing
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
-from icefloe.ledger.base import Event, local_owner_alive, owner_id
+from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import PipelineRunner
 from icefloe.sources.base import Source
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 log = logging.getLogger("icefloe")
-
-# seconds between heartbeats (and checks for dead local workers)
-HOUSEKEEP_EVERY = 2.0
 
 
 class Engine(Landing, Committing):
@@ -176,7 +173,7 @@ class Engine(Landing, Committing):
         """Every few seconds: say this worker is alive, and take back work of dead local workers
         at once instead of after their lease runs out."""
         now = time.time()
-        if not force and now - self._housekept < HOUSEKEEP_EVERY:
+        if not force and now - self._housekept < HEARTBEAT_EVERY:
             return
         self._housekept = now
         self.ledger.heartbeat(self.owner)

@@ -39,6 +39,7 @@ __all__ = [
     "Step",
     "Job",
     "WorkerInfo",
+    "HEARTBEAT_EVERY",
     "JobState",
     "Ledger",
     "event_id",
@@ -69,6 +70,10 @@ def event_id(source: str, key: str, content_hash: str, pipeline: str | None, ver
     snapshot summaries written before versions existed already hold."""
     parts = (source, key, content_hash, pipeline or "") + ((str(version),) if version else ())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+# a worker says it is alive (and looks for dead local workers) this often, in seconds
+HEARTBEAT_EVERY = 2.0
 
 
 def owner_id() -> str:

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS steps (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS steps_event ON steps(event_id);
-CREATE INDEX IF NOT EXISTS events_content ON events(pipeline, content_hash);
+CREATE INDEX IF NOT EXISTS events_content ON events(content_hash, pipeline);
 """
 _COLUMNS = [
     "id", "source", "key", "uri", "content_hash", "size", "pipeline", "state", "attempts",
