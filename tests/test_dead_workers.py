@@ -52,7 +52,7 @@ def held(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     proc = subprocess.Popen([sys.executable, "-m", "icefloe", "run", "-p", str(root)], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         with Project(root) as project:
-            owned = lambda: [e for e in project.ledger.events(states=["running"]) if f":{proc.pid}:" in (e.lease_owner or "")]  # noqa: E731
+            owned = lambda: [e for e in project.ledger.events(states=["running"]) if f":{proc.pid}:" in (e.lease_owner or "")]
             assert _wait_for(lambda: bool(owned())), (tmp_path / "worker.log").read_text()
         yield root, proc
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from icefloe.ledger import event_id, open_ledger
 
@@ -49,7 +50,7 @@ def test_an_old_ledger_opens_twice_and_versions_continue_from_its_events(tmp_pat
         assert [e.version for e in ledger.events()] == [0, 0]
         ledger.close()
     ledger = open_ledger("sqlite:///ledger.db", tmp_path)
-    land = dict(source="landing", key="a.csv", uri="file:///a.csv", size=1, pipelines=["orders"])
+    land: dict[str, Any] = {"source": "landing", "key": "a.csv", "uri": "file:///a.csv", "size": 1, "pipelines": ["orders"]}
     assert ledger.land(content_hash="hB", **land) == []  # B is the current version: nothing new
     (again,) = ledger.land(content_hash="hA", **land)  # A again: a new version
     assert again.version == 1 and again.id == event_id("landing", "a.csv", "hA", "orders", 1)

@@ -184,7 +184,8 @@ class Engine(Landing, Committing):
     def start(self) -> None:
         self._housekeep(force=True)
 
-    def stop(self) -> None:
+    def sign_off(self) -> None:
+        """A clean exit: `status` stops listing this worker."""
         self.ledger.heartbeat(self.owner, stopped=True)
 
     def drain(self, stop: threading.Event | None = None) -> None:
@@ -200,7 +201,7 @@ class Engine(Landing, Committing):
             time.sleep(0.05)  # only retries with a backoff remain
         self._flush(force=True)
         self._maintain()
-        self.stop()
+        self.sign_off()
 
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""
@@ -221,4 +222,4 @@ class Engine(Landing, Committing):
         finally:
             for stopper in stoppers:
                 stopper()
-            self.stop()
+            self.sign_off()
