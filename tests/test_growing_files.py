@@ -88,3 +88,22 @@ def test_the_default_settle_is_measured_in_seconds() -> None:
     from icefloe.config import SourceConfig
 
     assert SourceConfig(path="landing").settle >= 1.0
+
+
+def test_run_once_does_not_wait_for_a_file_renamed_away_before_it_settled(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    config = yaml.safe_load((root / "icefloe.yaml").read_text())
+    config["sources"]["landing"]["settle"] = "1s"
+    (root / "icefloe.yaml").write_text(yaml.safe_dump(config))
+    fresh = root / "landing" / "writing.csv"
+    fresh.write_text("id,ts,amount\n" + ROW.format(1))  # just written: not settled yet
+    project = Project(root)
+    engine = project.engine()
+    engine.reconcile()
+    assert fresh in engine._candidates
+    fresh.rename(root / "landing" / "done.csv")  # the writer renames it into its final name
+    done = threading.Thread(target=engine.drain, daemon=True)
+    done.start()
+    done.join(timeout=30)
+    assert not done.is_alive()  # once: waited forever for writing.csv to settle
+    assert _ids(project) == [1]

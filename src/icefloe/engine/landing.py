@@ -80,8 +80,11 @@ class Landing:
     def _land_candidates(self) -> None:
         with self._lock:
             ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
-            for path, _, _ in ready:
-                del self._candidates[path]
+            # renamed or deleted before it settled (write-then-rename): nothing to wait for, and
+            # `run --once` must not wait for it forever
+            gone = [p for p in self._candidates if not p.exists()]
+            for path in [*(p for p, _, _ in ready), *gone]:
+                self._candidates.pop(path, None)
         for source, path in _oldest_first((s, p) for p, s, _ in ready):
             try:
                 if path.is_file():
