@@ -183,20 +183,25 @@ class SqliteLedger(SideTables, Ledger):
                 " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))))"
             )
             params += [*strict, owner, now]
-        by_key = list(ordered_by_key)
-        if by_key:
-            where += (
-                f" AND NOT (pipeline IN ({', '.join('?' * len(by_key))}) AND EXISTS (SELECT 1 FROM events o"
-                " WHERE o.source = events.source AND o.key = events.key AND o.pipeline = events.pipeline"
-                " AND o.landed_at < events.landed_at AND"
-                " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))))"
-            )
-            params += [*by_key, owner, now]
         if pipelines is not None:
             names = list(pipelines)
             where += f" AND pipeline IN ({', '.join('?' * len(names))})"
             params += names
+        by_key = list(ordered_by_key)
+        # what may hold an append pipeline's newer version back: usually nothing, and then the
+        # lease need not look at every queued event's older versions
+        blockers = (
+            f"SELECT 1 FROM events o WHERE o.pipeline IN ({', '.join('?' * len(by_key))}) AND"
+            " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))"
+        )
         with self._tx() as db:
+            if by_key and db.execute(blockers + " LIMIT 1", [*by_key, owner, now]).fetchone():
+                where += (
+                    f" AND NOT (pipeline IN ({', '.join('?' * len(by_key))}) AND EXISTS ({blockers}"
+                    " AND o.source = events.source AND o.key = events.key AND o.pipeline = events.pipeline"
+                    " AND o.landed_at < events.landed_at))"
+                )
+                params += [*by_key, *by_key, owner, now]
             rows = db.execute(f"{_SELECT} WHERE {where} ORDER BY landed_at, id LIMIT ?", [*params, limit]).fetchall()
             events = [_event(r) for r in rows]
             for ev in events:
