@@ -38,9 +38,11 @@ def test_same_file_landed_again_is_a_no_op(tmp_path: Path) -> None:
 
 def test_changed_content_under_the_same_key_is_a_new_event(tmp_path: Path) -> None:
     project = Project(make_project(tmp_path / "p", {"orders": ORDERS}))
-    project.ingest([_orders(tmp_path, "a.csv", range(3))])
-    project.ingest([_orders(tmp_path, "a.csv", range(3, 5))])
-    assert project.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 5}]
+    (first,) = project.ingest([_orders(tmp_path, "a.csv", range(3))])
+    (second,) = project.ingest([_orders(tmp_path, "a.csv", range(3, 5))])
+    assert first.id != second.id and second.state == "committed"
+    # issue 8 item 4: in append mode the new version replaces the rows the object brought before
+    assert project.sql("select list(id order by id) as ids from sales.orders").to_pylist() == [{"ids": [3, 4]}]
 
 
 def test_many_files_coalesce_into_few_commits(tmp_path: Path) -> None:
@@ -223,7 +225,8 @@ def test_restart_does_not_rehash_unchanged_files(tmp_path: Path, monkeypatch: py
     _orders(root / "landing", "1.csv", range(100, 102))  # changed content: hashed and landed anew
     again.run(once=True)
     assert [p.name for p in calls] == ["1.csv"]
-    assert again.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 11}]
+    # 1.csv's new version replaces its 3 old rows with 2 (issue 8 item 4: append keeps the newest)
+    assert again.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 8}]
 
 
 def test_ordered_pipeline_holds_newer_events_back_while_an_older_one_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,8 +71,9 @@ class _Model(BaseModel):
 class SourceConfig(_Model):
     type: Literal["folder"] = "folder"
     path: str
-    # a file counts as complete once its size stayed the same for this long
-    settle: float = 0.1
+    # a file counts as complete once its writer closed it or renamed it into place, or (seen only
+    # by a scan or a modify notice) once it stayed unchanged this long: seconds, as writers pause
+    settle: float = 2.0
     ignore: list[str] = Field(default_factory=lambda: ["*.part", "*.tmp", ".*", "*~"])
 
     _d = field_validator("settle", mode="before")(lambda v: parse_duration(v))
@@ -137,8 +138,17 @@ _XML_KEYS = ("record", "fields", "header", "children")
 
 
 class DedupeConfig(_Model):
-    key: list[str]
+    # rows of one file with the same key: keep the first or last
+    key: list[str] = Field(default_factory=list)
     keep: Literal["first", "last"] = "last"
+    # a file whose bytes another object of this pipeline already brought is not loaded again
+    content: bool = False
+
+    @model_validator(mode="after")
+    def _something(self) -> DedupeConfig:
+        if not self.key and not self.content:
+            raise ValueError("dedupe needs key: [column, ...] or content: true")
+        return self
 
 
 class WriteConfig(_Model):

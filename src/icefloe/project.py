@@ -13,7 +13,7 @@ from pyiceberg.catalog import Catalog
 
 from icefloe.config import ProjectConfig, load_config
 from icefloe.errors import ConfigError, NotFoundError
-from icefloe.ledger import Event, Ledger, event_id, open_ledger
+from icefloe.ledger import Event, Ledger, open_ledger
 from icefloe.routing import Router
 from icefloe.sources import Source, open_source
 
@@ -90,9 +90,8 @@ class Project:
             copied = (lambda done, path=local: on_copy(path, done)) if on_copy is not None else None
             landed = src.put(local, key_prefix + local.name if key_prefix else None, copied)
             engine.land_object(landed)
-            pipelines = self.router.match(src.name, landed.key)
-            targets: list[str | None] = list(pipelines) or [None]
-            ids += [event_id(src.name, landed.key, landed.content_hash, p) for p in targets]
+            # the events of the version these bytes are (new, or the current version again)
+            ids += [e.id for e in self.ledger.object_events(src.name, landed.key) if e.content_hash == landed.content_hash]
         if on_landed is not None:
             on_landed(len(set(ids)))
         engine.drain()

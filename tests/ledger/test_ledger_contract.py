@@ -228,3 +228,65 @@ def test_a_job_abandoned_by_a_dead_worker_stops_blocking_after_it_goes_stale(led
     states = {j.owner: (j.state, j.error) for j in ledger.jobs(target="t.a")}
     assert states["dead-worker"] == ("failed", "abandoned (worker stopped)")
     assert states["w2"] == ("running", None)
+
+
+# -- issue 8: versions, per-object order, content duplicates, heartbeats ----------------------------
+def test_an_object_changing_back_to_earlier_bytes_is_a_new_version(ledger: Ledger) -> None:
+    (a,) = _land(ledger, content="hA")
+    (b,) = _land(ledger, content="hB")
+    (again,) = _land(ledger, content="hA")
+    assert len({a.id, b.id, again.id}) == 3 and again.version == 2
+    assert _land(ledger, content="hA") == []  # the current version delivered again: nothing new
+    assert [e.id for e in ledger.object_events("landing", "a.csv")] == [again.id]
+    assert again.landed_at > b.landed_at > a.landed_at
+
+
+def test_a_committed_version_is_what_a_new_one_replaces(ledger: Ledger) -> None:
+    (a,) = _land(ledger, content="hA")
+    (b,) = _land(ledger, content="hB")
+    assert not ledger.has_committed_version("landing", "a.csv", "orders", other_than=b.id)
+    ledger.lease("w", limit=1, ttl=30)
+    ledger.mark_committed([a.id], table="t.x", snapshot_id=1, stats={})
+    assert ledger.has_committed_version("landing", "a.csv", "orders", other_than=b.id)
+    assert not ledger.has_committed_version("landing", "a.csv", "orders", other_than=a.id)
+    assert not ledger.has_committed_version("landing", "a.csv", "other", other_than=b.id)
+
+
+def test_same_content_finds_the_earliest_other_object_with_those_bytes(ledger: Ledger) -> None:
+    (a,) = _land(ledger, key="a.csv", content="h")
+    (b,) = _land(ledger, key="b.csv", content="h")
+    (c,) = _land(ledger, key="c.csv", content="h", pipelines=["other"])
+    assert ledger.same_content("orders", "h", before=a) is None
+    found = ledger.same_content("orders", "h", before=b)
+    assert found is not None and found.id == a.id
+    assert ledger.same_content("other", "h", before=c) is None  # per pipeline
+    _land(ledger, key="a.csv", content="h2")  # a.csv's bytes changed: "h" is no longer loaded there
+    assert ledger.same_content("orders", "h", before=b) is None
+
+
+def test_an_append_pipeline_keeps_one_objects_versions_in_order(ledger: Ledger) -> None:
+    _land(ledger, key="a.csv", content="h1")
+    (old,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.mark_failed(old.id, error="x", kind="T", transient=True, backoff=60, max_backoff=60)
+    _land(ledger, key="a.csv", content="h2")
+    (other,) = _land(ledger, key="b.csv", content="h3")
+    assert [e.id for e in ledger.lease("w", limit=10, ttl=30, ordered_by_key=["orders"])] == [other.id]
+
+
+def test_heartbeats_list_workers_and_a_clean_stop(ledger: Ledger) -> None:
+    ledger.heartbeat("host-a:123:abcdef")
+    ledger.heartbeat("host-b:456:fedcba")
+    ledger.heartbeat("host-a:123:abcdef", stopped=True)
+    workers = {w.owner: w for w in ledger.workers()}
+    assert (workers["host-a:123:abcdef"].host, workers["host-a:123:abcdef"].pid) == ("host-a", 123)
+    assert workers["host-a:123:abcdef"].stopped_at is not None and workers["host-b:456:fedcba"].stopped_at is None
+    assert workers["host-b:456:fedcba"].heartbeat_at >= workers["host-b:456:fedcba"].started_at
+
+
+def test_supersede_as_a_duplicate_names_its_kind(ledger: Ledger) -> None:
+    _land(ledger)
+    (ev,) = ledger.lease("w", limit=1, ttl=30)
+    ledger.supersede(ev.id, "same bytes as landing:b.csv", kind="Duplicate")
+    got = ledger.get(ev.id)
+    assert got is not None and got.state == "discarded" and got.error_kind == "Duplicate"
+    assert [s.step for s in ledger.steps(ev.id)][-1] == "duplicate"

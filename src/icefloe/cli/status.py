@@ -25,7 +25,7 @@ def status(project_dir: str, env: str | None, fmt: str) -> None:
     if fmt != "table":
         out.rows(rows)
         return
-    for kind in ("source", "pipeline"):
+    for kind in ("source", "pipeline", "worker"):
         out.rows([{k: v for k, v in r.items() if k != "kind"} for r in rows if r["kind"] == kind], title=f"{kind}s")
     tables = [r for r in rows if r["kind"] == "table"]
     down = next((r["unavailable"] for r in tables if r.get("unavailable")), None)

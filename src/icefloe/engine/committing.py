@@ -28,9 +28,14 @@ if TYPE_CHECKING:
     from icefloe.project import Project
     from icefloe.upkeep import Upkeep
 
-__all__ = ["Committing"]
+__all__ = ["Committing", "held_key"]
 
 log = logging.getLogger("icefloe")
+
+
+def held_key(ev: Event) -> str:
+    """How `_held_back` names one object of an append pipeline (its versions go in order)."""
+    return f"{ev.pipeline}\0{ev.object_ref}"
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Committing:
     ordered: list[str]
     order_groups: dict[str, str]
     pipeline_writers: dict[str, TableWriter]
+    ordered_by_key: list[str]
     buffers: dict[str, _Buffer]
     on_event: Callable[[Event, str], None] | None
     _held_back: set[str]
@@ -201,9 +207,10 @@ class Committing:
         started = time.time()
         try:
             # children first: once the parent holds an event, its child rows are known to be in too
-            self._commit_children(accepted, tables)
+            replaces = self._replaces(accepted)
+            self._commit_children(accepted, tables, replaces)
             staged = [
-                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled)
+                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled, replaces_source=ev.id in replaces)
                 for ev, out in accepted
             ]
             ids = [ev.id for ev, _ in accepted]
@@ -237,6 +244,21 @@ class Committing:
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
         return set()
 
+    def _replaces(self, accepted: list[tuple[Event, EventOutput]]) -> set[str]:
+        """Append events that are a new version of an object whose rows the table already holds
+        (or takes in this batch): those replace the object's earlier rows, so no object's rows
+        are in an append table twice."""
+        ids: set[str] = set()
+        seen: set[tuple[str | None, str]] = set()
+        for ev, _ in accepted:
+            mine = (ev.pipeline, ev.object_ref)
+            if ev.pipeline in self.ordered_by_key and (
+                mine in seen or self.ledger.has_committed_version(ev.source, ev.key, ev.pipeline or "", other_than=ev.id)
+            ):
+                ids.add(ev.id)
+            seen.add(mine)
+        return ids
+
     def _loaded(self, table: str, loaded: dict[str, Table | None]) -> Table | None:
         if table not in loaded:
             loaded[table] = self.writer(table).load()
@@ -248,7 +270,9 @@ class Committing:
             known[table] = found.schema().as_arrow() if found is not None else None
         return known[table]
 
-    def _commit_children(self, accepted: list[tuple[Event, EventOutput]], loaded: dict[str, Table | None]) -> None:
+    def _commit_children(
+        self, accepted: list[tuple[Event, EventOutput]], loaded: dict[str, Table | None], replaces: set[str]
+    ) -> None:
         """Each child table gets one commit carrying the same event ids as the parent's.
 
         Iceberg has no multi-table commit, so a crash can leave a child ahead of its parent for a
@@ -262,7 +286,8 @@ class Committing:
                 if data is None:  # no rows for this child: still recorded, and replaces old rows
                     data = out.data.select([c for c in META_COLUMNS if c in out.data.column_names]).slice(0, 0)
                 files = out.children_spilled.get(child, [])
-                children.setdefault(table, []).append(Staged(ev.id, out.source_ref, data, ev.landed_at, files))
+                item = Staged(ev.id, out.source_ref, data, ev.landed_at, files, replaces_source=ev.id in replaces)
+                children.setdefault(table, []).append(item)
         for table, staged in children.items():
             known = self._loaded(table, loaded)
             if all(s.data.num_columns <= len(META_COLUMNS) and not s.files for s in staged) and known is None:
@@ -298,27 +323,33 @@ class Committing:
             log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
             ev.state = state
             self._notify(ev, state)
-            if state == "retrying" and ev.pipeline in self.ordered:
+            if state == "retrying" and (ev.pipeline in self.ordered or ev.pipeline in self.ordered_by_key):
                 self._hold_back(ev)
             states.append(state)
         return states
 
     def _hold_back(self, failed: Event) -> None:
-        """An ordered pipeline's event will retry: newer ones of its order group wait for it."""
+        """An ordered pipeline's event will retry: newer ones of its order group wait for it (of an
+        append pipeline outside any order group: newer versions of that object)."""
         assert failed.pipeline is not None
-        group = self._order_group(failed.pipeline)
-        self._held_back.update(group)
+        by_key = failed.pipeline not in self.ordered
+        group = {failed.pipeline} if by_key else set(self._order_group(failed.pipeline))
+        self._held_back.update([held_key(failed)] if by_key else group)
         buf = self.buffers.get(self.table_of[failed.pipeline])
         if buf is None:
             return
-        newer = [(ev, out) for ev, out in buf.items if ev.pipeline in group and ev.landed_at >= failed.landed_at]
+        newer = [
+            (ev, out) for ev, out in buf.items
+            if ev.pipeline in group and ev.landed_at >= failed.landed_at
+            and (not by_key or ev.object_ref == failed.object_ref)
+        ]  # fmt: skip
         if newer:
             buf.items = [item for item in buf.items if item not in newer]
             buf.rows -= sum(out.data.num_rows for _, out in newer)
             buf.bytes -= sum(out.data.nbytes for _, out in newer)
             self.ledger.release([ev.id for ev, _ in newer], self.owner)
-            for _, out in newer:
-                self._discard(failed.pipeline, out)
+            for ev, out in newer:
+                self._discard(ev.pipeline or "", out)
 
     def _notify(self, ev: Event, state: str) -> None:
         self.tally.seen(ev.id, state)

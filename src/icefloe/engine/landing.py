@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,27 +52,27 @@ class Landing:
         return events
 
     def reconcile(self) -> int:
-        """Find objects that landed while nothing ran (the scan at start)."""
+        """Find objects that landed while nothing ran (the scan at start), oldest first: what
+        piled up must land in the order it was written, or an older file could win an upsert."""
         count = 0
-        for source in self.project.sources.values():
-            for path in source.scan():
-                try:
-                    if self._unchanged(source, path):
-                        continue  # landed before (or just now by `ingest`)
-                    if not source.is_stable(path):
-                        self.notice(source, path, False)
-                        continue
-                    count += len(self.land_object(source.describe(path)))
-                except ObjectChangedError:
-                    self.notice(source, path, False)  # still being written: look again once it settles
-                except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
-                    log.warning("could not land %s: %s", path, exc)
+        for source, path in _oldest_first((s, p) for s in self.project.sources.values() for p in s.scan()):
+            try:
+                if self._unchanged(source, path):
+                    continue  # landed before (or just now by `ingest`)
+                if not source.is_stable(path):
+                    self.notice(source, path, False)
+                    continue
+                count += len(self.land_object(source.describe(path)))
+            except ObjectChangedError:
+                self.notice(source, path, False)  # still being written: look again once it settles
+            except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
+                log.warning("could not land %s: %s", path, exc)
         return count
 
     def notice(self, source: Source, path: Path, complete: bool) -> None:
+        # the latest notice wins: a file written again after a close is incomplete once more
         with self._lock:
-            old = self._candidates.get(path)
-            self._candidates[path] = (source, complete or bool(old and old[1]))
+            self._candidates[path] = (source, complete)
 
     def _noticer(self, source: Source) -> Callable[[Path, bool], None]:
         return lambda path, complete: self.notice(source, path, complete)
@@ -80,9 +80,12 @@ class Landing:
     def _land_candidates(self) -> None:
         with self._lock:
             ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
-            for path, _, _ in ready:
-                del self._candidates[path]
-        for path, source, _ in ready:
+            # renamed or deleted before it settled (write-then-rename): nothing to wait for, and
+            # `run --once` must not wait for it forever
+            gone = [p for p in self._candidates if not p.exists()]
+            for path in [*(p for p, _, _ in ready), *gone]:
+                self._candidates.pop(path, None)
+        for source, path in _oldest_first((s, p) for p, s, _ in ready):
             try:
                 if path.is_file():
                     self.land(source, path)
@@ -90,3 +93,15 @@ class Landing:
                 self.notice(source, path, False)  # still being written: look again once it settles
             except (OSError, IcefloeError) as exc:
                 log.warning("could not land %s: %s", path, exc)
+
+
+def _oldest_first(found: Iterable[tuple[Source, Path]]) -> list[tuple[Source, Path]]:
+    """By modification time, ties by name (files that vanished meanwhile go last, and fail there)."""
+
+    def when(item: tuple[Source, Path]) -> tuple[int, str]:
+        try:
+            return item[1].stat().st_mtime_ns, str(item[1])
+        except OSError:
+            return 2**63, str(item[1])
+
+    return sorted(found, key=when)

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from icefloe.config import WriteConfig
-from icefloe.engine.committing import Committing, _Buffer
+from icefloe.engine.committing import Committing, _Buffer, held_key
 from icefloe.engine.landing import Landing
 from icefloe.engine.shared import order_groups
 from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
-from icefloe.ledger.base import Event, local_owner_alive, owner_id
+from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import PipelineRunner
 from icefloe.sources.base import Source
 
@@ -45,12 +45,15 @@ class Engine(Landing, Committing):
             for cfg in self.config.pipelines.values()
             for table in cfg.write.children.values()
         }
-        # where the newest landed object must win, events commit in landing order
+        # where the newest landed object must win, events commit in landing order; an append
+        # pipeline only needs one object's versions in order (a new version replaces the old rows)
         self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
         # pipelines sharing a table with an ordered one follow its landing order too
         self.ordered, self.order_groups = order_groups(self.config, self.ordered)
         self.pipeline_writers: dict[str, TableWriter] = {}
+        self.ordered_by_key = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode == "append"]
         self._held_back: set[str] = set()
+        self._housekept = 0.0
         self.buffers: dict[str, _Buffer] = {}
         self._candidates: dict[Path, tuple[Source, bool]] = {}
         self._lock = threading.Lock()
@@ -67,16 +70,18 @@ class Engine(Landing, Committing):
 
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
+        self._housekeep()
         self._land_candidates()
         events = self.ledger.lease(
-            self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered, groups=self.order_groups
+            self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
+            groups=self.order_groups, ordered_by_key=self.ordered_by_key,
         )
         self._skip_already_committed(events)
         self._held_back = set()
         for ev in events:
             if ev.state != "running":  # found committed, or failed before it could start
                 continue
-            if ev.pipeline in self._held_back:
+            if ev.pipeline in self._held_back or held_key(ev) in self._held_back:
                 self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
                 continue
             self._process(ev)
@@ -117,10 +122,11 @@ class Engine(Landing, Committing):
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
             path = source.open_path(ev.key)
-            if self._superseded(ev, source, path):
+            if self._superseded(ev, source, path) or self._duplicate(ev):
                 return
             # only modes that append whole files can write rows ahead of the commit
-            can_spill = writer.config.mode in ("append", "replace_source") and runner.config.dedupe is None
+            dedupe = runner.config.dedupe
+            can_spill = writer.config.mode in ("append", "replace_source") and not (dedupe and dedupe.key)
             pipeline = ev.pipeline
             spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
             tell = self.progress
@@ -163,11 +169,39 @@ class Engine(Landing, Committing):
         self._notify(ev, "discarded")
         return True
 
+    def _duplicate(self, ev: Event) -> bool:
+        """`dedupe: {content: true}`: these bytes were loaded (or are loading) from another object."""
+        dedupe = self.config.pipelines[ev.pipeline or ""].dedupe
+        if dedupe is None or not dedupe.content:
+            return False
+        earlier = self.ledger.same_content(ev.pipeline or "", ev.content_hash, before=ev)
+        if earlier is None:
+            return False
+        reason = f"same bytes as {earlier.object_ref} (event {earlier.id}, {earlier.state}): not loaded again (dedupe.content)"
+        self.ledger.supersede(ev.id, reason, kind="Duplicate")
+        log.info("event %s (%s) discarded: %s", ev.id, ev.object_ref, reason)
+        self._notify(ev, "discarded")
+        return True
+
     # -- loops ----------------------------------------------------------------------------------
-    def start(self) -> None:
+    def _housekeep(self, force: bool = False) -> None:
+        """Every few seconds: say this worker is alive, and take back work of dead local workers
+        at once instead of after their lease runs out."""
+        now = time.time()
+        if not force and now - self._housekept < HEARTBEAT_EVERY:
+            return
+        self._housekept = now
+        self.ledger.heartbeat(self.owner)
         released = self.ledger.release_dead_owners(local_owner_alive)
         if released:
             log.info("took back work from %d dead local worker(s)", released)
+
+    def start(self) -> None:
+        self._housekeep(force=True)
+
+    def sign_off(self) -> None:
+        """A clean exit: `status` stops listing this worker."""
+        self.ledger.heartbeat(self.owner, stopped=True)
 
     def drain(self, stop: threading.Event | None = None) -> None:
         """Process until nothing is pending (retries included), then return: `run --once`."""
@@ -182,6 +216,7 @@ class Engine(Landing, Committing):
             time.sleep(0.05)  # only retries with a backoff remain
         self._flush(force=True)
         self._maintain()
+        self.sign_off()
 
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""
@@ -202,3 +237,4 @@ class Engine(Landing, Committing):
         finally:
             for stopper in stoppers:
                 stopper()
+            self.sign_off()

@@ -7,9 +7,14 @@ An event is one landed object routed to one pipeline. Its state is an explicit m
                  |         +----> retrying --(lease again)--> running
                  |         +----> dead --(dlq replay)--> queued
                  |         |        +----(dlq discard)--> discarded
-                 |         +----> discarded  (superseded: its bytes were replaced before it ran)
+                 |         +----> discarded  (superseded: its bytes were replaced before it ran;
+                 |         |                     or a duplicate: `dedupe.content` saw its bytes already)
                  +---------+ (released: an older event of an ordered pipeline must go first)
     unrouted  (no route matched; kept and shown, never dropped)
+
+An event is one landing of one *version* of an object: the same bytes delivered again while they
+are the object's current version are the same event (a no-op), but an object that changes back to
+bytes it had before is a new version and a new event, so the newest landing wins.
 
 Backends (SQLite here; PostgreSQL and NATS JetStream next) implement `Ledger`; the contract
 test suite in tests/ledger runs against every implementation.
@@ -33,6 +38,8 @@ __all__ = [
     "Event",
     "Step",
     "Job",
+    "WorkerInfo",
+    "HEARTBEAT_EVERY",
     "JobState",
     "Ledger",
     "event_id",
@@ -56,10 +63,17 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def event_id(source: str, key: str, content_hash: str, pipeline: str | None) -> str:
-    """Same object, same bytes, same pipeline -> same id, so re-delivery is a no-op."""
-    raw = "\0".join((source, key, content_hash, pipeline or ""))
-    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+def event_id(source: str, key: str, content_hash: str, pipeline: str | None, version: int = 0) -> str:
+    """Same object, same version, same bytes, same pipeline -> same id, so re-delivery is a no-op.
+
+    `version` counts how often the object's bytes changed; version 0 keeps the id ledgers and
+    snapshot summaries written before versions existed already hold."""
+    parts = (source, key, content_hash, pipeline or "") + ((str(version),) if version else ())
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+# a worker says it is alive (and looks for dead local workers) this often, in seconds
+HEARTBEAT_EVERY = 2.0
 
 
 def owner_id() -> str:
@@ -107,6 +121,7 @@ class Event:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     stamp: str = ""
+    version: int = 0
 
     @property
     def object_ref(self) -> str:
@@ -147,6 +162,18 @@ class Job:
     error: str | None = None
 
 
+@dataclass
+class WorkerInfo:
+    """A worker process as its heartbeats describe it (`owner` is an `owner_id`)."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None = None
+
+
 class Ledger(ABC):
     """Durable event state. All methods are safe to call from several threads and processes."""
 
@@ -163,7 +190,24 @@ class Ledger(ABC):
         max_attempts: dict[str, int] | None = None,
         stamp: str = "",
     ) -> list[Event]:
-        """Record an object; one event per pipeline (or one `unrouted`). Returns only new events."""
+        """Record an object; one event per pipeline (or one `unrouted`). Returns only new events.
+
+        Bytes equal to the object's current version are that version again (nothing new); any
+        other bytes, an earlier version's included, are the next version with new events."""
+
+    @abstractmethod
+    def object_events(self, source: str, key: str) -> list[Event]:
+        """The events of the object's current version (what `ingest` reports on)."""
+
+    @abstractmethod
+    def has_committed_version(self, source: str, key: str, pipeline: str, *, other_than: str) -> bool:
+        """Whether another event of this object and pipeline was committed: an append pipeline's
+        new version then replaces the rows the earlier one brought."""
+
+    @abstractmethod
+    def same_content(self, pipeline: str, content_hash: str, *, before: Event) -> Event | None:
+        """The earliest event of `pipeline` landed before `before`, on another object, with these
+        bytes, committed or still pending (`dedupe: {content: true}`)."""
 
     @abstractmethod
     def lease(
@@ -175,22 +219,25 @@ class Ledger(ABC):
         pipelines: Iterable[str] | None = None,
         ordered: Iterable[str] = (),
         groups: Mapping[str, str] | None = None,
+        ordered_by_key: Iterable[str] = (),
     ) -> list[Event]:
         """Take up to `limit` runnable events (queued, retry due, or lease expired) -> running.
 
         For `ordered` pipelines (upsert, overwrite, replace_source: the last landed must win) an
         event is not taken while an older one of its pipeline is retrying or held by another
         live worker, so commits follow landing order. `groups` (pipeline -> group name) widens
-        "its pipeline" to every ordered pipeline of its group (the pipelines sharing a table)."""
+        "its pipeline" to every ordered pipeline of its group (the pipelines sharing a table).
+        `ordered_by_key` pipelines (append) wait only for older events of the same object: its
+        versions commit in landing order."""
 
     @abstractmethod
     def release(self, ids: list[str], owner: str) -> None:
         """running -> queued, the attempt not counted: handed back untried."""
 
     @abstractmethod
-    def supersede(self, id: str, reason: str) -> None:
-        """running -> discarded: the object's bytes changed before the event ran; the new bytes
-        are their own event."""
+    def supersede(self, id: str, reason: str, kind: str = "Superseded") -> None:
+        """running -> discarded: the object's bytes changed before the event ran (the new bytes
+        are their own event), or (`kind` Duplicate) its bytes were loaded already."""
 
     @abstractmethod
     def renew(self, ids: list[str], owner: str, ttl: float) -> None: ...
@@ -198,6 +245,14 @@ class Ledger(ABC):
     @abstractmethod
     def release_dead_owners(self, is_alive: Any) -> int:
         """Expire leases whose owner `is_alive(owner)` says is gone (e.g. a killed local process)."""
+
+    @abstractmethod
+    def heartbeat(self, owner: str, *, stopped: bool = False) -> None:
+        """A worker says it is alive (or, `stopped`, that it exited cleanly)."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker that sent a heartbeat, newest first."""
 
     @abstractmethod
     def mark_committed(self, ids: list[str], *, table: str, snapshot_id: int | None, stats: dict[str, dict[str, int]]) -> None: ...

@@ -13,16 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import (
-    TRANSITIONS,
-    Event,
-    Job,
-    JobState,
-    Ledger,
-    State,
-    Step,
-    event_id,
-)
+from icefloe.ledger.base import TRANSITIONS, Event, Ledger, State, Step, event_id
+from icefloe.ledger.sqlite_side import SIDE_SCHEMA, SideTables, iter_statements, migrate
 
 __all__ = ["SqliteLedger"]
 
@@ -43,20 +35,13 @@ CREATE TABLE IF NOT EXISTS steps (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS steps_event ON steps(event_id);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
-    owner TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, detail TEXT NOT NULL DEFAULT '{}', error TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_target ON jobs(kind, target, state);
-CREATE TABLE IF NOT EXISTS objects (
-    source TEXT NOT NULL, key TEXT NOT NULL, stamp TEXT NOT NULL, PRIMARY KEY (source, key)
-);
+CREATE INDEX IF NOT EXISTS events_content ON events(content_hash, pipeline);
 """
 _COLUMNS = [
     "id", "source", "key", "uri", "content_hash", "size", "pipeline", "state", "attempts",
     "max_attempts", "error", "error_kind", "rows_in", "rows_out", "rows_quarantined", "table",
     "snapshot_id", "landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at",
-    "lease_owner", "lease_expires_at", "stamp",
+    "lease_owner", "lease_expires_at", "stamp", "version",
 ]  # fmt: skip
 _SELECT = "SELECT " + ", ".join(f'"{c}"' for c in _COLUMNS) + " FROM events"
 
@@ -70,7 +55,7 @@ def _check(old: str, new: State) -> None:
         raise IcefloeError(f"illegal event transition {old} -> {new}")
 
 
-class SqliteLedger(Ledger):
+class SqliteLedger(SideTables, Ledger):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -80,10 +65,11 @@ class SqliteLedger(Ledger):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._last_landed = 0.0
         with self._tx():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            for statement in iter_statements(_SCHEMA + SIDE_SCHEMA):
+                self._db.execute(statement)
+            migrate(self._db)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -110,17 +96,22 @@ class SqliteLedger(Ledger):
         max_attempts: dict[str, int] | None = None,
         stamp: str = "",
     ) -> list[Event]:
-        now = time.time()
+        # landings in one process get strictly increasing times: lease order is landing order
+        now = self._last_landed = max(time.time(), self._last_landed + 1e-6)
         created = []
         with self._tx() as db:
+            current, version = self.current_version(db, source, key)
+            if current is not None and current != content_hash:
+                version += 1  # new bytes, or bytes of an earlier version again: a new version
+            self.set_version(db, source, key, content_hash, version)
             targets: list[str | None] = list(pipelines) or [None]
             for pipeline in targets:
                 state: State = "queued" if pipeline else "unrouted"
                 ev = Event(
-                    id=event_id(source, key, content_hash, pipeline), source=source, key=key, uri=uri,
+                    id=event_id(source, key, content_hash, pipeline, version), source=source, key=key, uri=uri,
                     content_hash=content_hash, size=size, pipeline=pipeline, state=state,
                     max_attempts=(max_attempts or {}).get(pipeline or "", 5), landed_at=now, updated_at=now,
-                    stamp=stamp,
+                    stamp=stamp, version=version,
                 )  # fmt: skip
                 values = [getattr(ev, c) for c in _COLUMNS]
                 cur = db.execute(
@@ -136,6 +127,38 @@ class SqliteLedger(Ledger):
                     )
         return created
 
+    def object_events(self, source: str, key: str) -> list[Event]:
+        with self._lock:
+            current, version = self.current_version(self._db, source, key)
+            rows = self._db.execute(
+                f"{_SELECT} WHERE source=? AND key=? AND content_hash=? AND version=? ORDER BY landed_at, id",
+                (source, key, current, version),
+            ).fetchall()
+        return [_event(r) for r in rows]
+
+    def has_committed_version(self, source: str, key: str, pipeline: str, *, other_than: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM events WHERE source=? AND key=? AND pipeline=? AND state='committed' AND id!=? LIMIT 1",
+                (source, key, pipeline, other_than),
+            ).fetchone()
+        return row is not None
+
+    def same_content(self, pipeline: str, content_hash: str, *, before: Event) -> Event | None:
+        # only an object's current version counts: bytes its object has since replaced are gone
+        # from a replacing table, so loading them again under another name is no duplicate
+        sql = (
+            f"{_SELECT} WHERE pipeline=? AND content_hash=? AND NOT (source=? AND key=?)"
+            " AND state IN ('landed', 'queued', 'running', 'retrying', 'committed')"
+            " AND (landed_at < ? OR (landed_at = ? AND id < ?))"
+            " AND version = COALESCE((SELECT o.version FROM objects o WHERE o.source = events.source"
+            " AND o.key = events.key), version) ORDER BY landed_at, id LIMIT 1"
+        )
+        params = (pipeline, content_hash, before.source, before.key, before.landed_at, before.landed_at, before.id)
+        with self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        return _event(row) if row else None
+
     def lease(
         self,
         owner: str,
@@ -145,6 +168,7 @@ class SqliteLedger(Ledger):
         pipelines: Iterable[str] | None = None,
         ordered: Iterable[str] = (),
         groups: Mapping[str, str] | None = None,
+        ordered_by_key: Iterable[str] = (),
     ) -> list[Event]:
         now = time.time()
         where = (
@@ -165,7 +189,21 @@ class SqliteLedger(Ledger):
             names = list(pipelines)
             where += f" AND pipeline IN ({', '.join('?' * len(names))})"
             params += names
+        by_key = list(ordered_by_key)
+        # what may hold an append pipeline's newer version back: usually nothing, and then the
+        # lease need not look at every queued event's older versions
+        blockers = (
+            f"SELECT 1 FROM events o WHERE o.pipeline IN ({', '.join('?' * len(by_key))}) AND"
+            " (o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))"
+        )
         with self._tx() as db:
+            if by_key and db.execute(blockers + " LIMIT 1", [*by_key, owner, now]).fetchone():
+                where += (
+                    f" AND NOT (pipeline IN ({', '.join('?' * len(by_key))}) AND EXISTS ({blockers}"
+                    " AND o.source = events.source AND o.key = events.key AND o.pipeline = events.pipeline"
+                    " AND o.landed_at < events.landed_at))"
+                )
+                params += [*by_key, *by_key, owner, now]
             rows = db.execute(f"{_SELECT} WHERE {where} ORDER BY landed_at, id LIMIT ?", [*params, limit]).fetchall()
             events = [_event(r) for r in rows]
             for ev in events:
@@ -201,7 +239,7 @@ class SqliteLedger(Ledger):
                 )
                 db.execute("INSERT INTO steps VALUES (?, 'released', ?, ?, '{}')", (i, now, now))
 
-    def supersede(self, id: str, reason: str) -> None:
+    def supersede(self, id: str, reason: str, kind: str = "Superseded") -> None:
         now = time.time()
         with self._tx() as db:
             row = db.execute("SELECT state FROM events WHERE id=?", (id,)).fetchone()
@@ -209,11 +247,12 @@ class SqliteLedger(Ledger):
                 raise IcefloeError(f"no event {id}")
             _check(row[0], "discarded")
             db.execute(
-                "UPDATE events SET state='discarded', error=?, error_kind='Superseded', lease_owner=NULL,"
+                "UPDATE events SET state='discarded', error=?, error_kind=?, lease_owner=NULL,"
                 " lease_expires_at=NULL, updated_at=? WHERE id=?",
-                (reason, now, id),
+                (reason, kind, now, id),
             )
-            db.execute("INSERT INTO steps VALUES (?, 'superseded', ?, ?, ?)", (id, now, now, json.dumps({"reason": reason})))
+            step = "superseded" if kind == "Superseded" else kind.lower()
+            db.execute("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", (id, step, now, now, json.dumps({"reason": reason})))
 
     def release_dead_owners(self, is_alive: Any) -> int:
         with self._tx() as db:
@@ -348,58 +387,6 @@ class SqliteLedger(Ledger):
             params = names
         with self._lock:
             return int(self._db.execute(sql, params).fetchone()[0])
-
-    def object_stamp(self, source: str, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT stamp FROM objects WHERE source=? AND key=?", (source, key)).fetchone()
-        return row[0] if row else None
-
-    def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (source, key, stamp))
-
-    def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:
-        now = time.time()
-        with self._tx() as db:
-            busy = db.execute(
-                "SELECT 1 FROM jobs WHERE kind=? AND target=? AND state='running' AND started_at>?",
-                (kind, target, now - stale_after),
-            ).fetchone()
-            if busy:
-                return None
-            # a running row older than that belonged to a worker that died mid-job
-            db.execute(
-                "UPDATE jobs SET state='failed', ended_at=?, error='abandoned (worker stopped)' "
-                "WHERE kind=? AND target=? AND state='running'",
-                (now, kind, target),
-            )
-            cursor = db.execute(
-                "INSERT INTO jobs (kind, target, state, owner, started_at) VALUES (?, ?, 'running', ?, ?)",
-                (kind, target, owner, now),
-            )
-            job_id = cursor.lastrowid
-        assert job_id is not None
-        return Job(job_id, kind, target, "running", owner, now)
-
-    def finish_job(self, job: Job, state: JobState, detail: dict[str, Any], error: str | None = None) -> None:
-        job.state, job.ended_at, job.detail, job.error = state, time.time(), detail, error
-        with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET state=?, ended_at=?, detail=?, error=? WHERE id=?",
-                (state, job.ended_at, json.dumps(detail, default=str), error, job.id),
-            )
-
-    def jobs(self, *, kind: str | None = None, target: str | None = None, limit: int | None = None) -> list[Job]:
-        sql = "SELECT id, kind, target, state, owner, started_at, ended_at, detail, error FROM jobs WHERE 1=1"
-        params: list[Any] = []
-        if kind is not None:
-            sql, params = sql + " AND kind=?", [*params, kind]
-        if target is not None:
-            sql, params = sql + " AND target=?", [*params, target]
-        sql += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""`status`: per source, pipeline and table: backlog, lag, last commit, failures."""
+"""`status`: per source, pipeline, worker and table: backlog, lag, last commit, failures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from icefloe.observe.backlog import waiting_objects
+from icefloe.observe.workers import worker_rows
 
 if TYPE_CHECKING:
     from icefloe.project import Project
@@ -51,6 +52,7 @@ def status(project: Project) -> list[dict[str, Any]]:
             "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
             "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
         })  # fmt: skip
+    rows += worker_rows(project, events)
     tables = {cfg.write.table for cfg in project.config.pipelines.values()}
     tables |= {t for cfg in project.config.pipelines.values() for t in cfg.write.children.values()}
     down = _catalog_down(project)
