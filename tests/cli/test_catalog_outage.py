@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from icefloe import Project
-from icefloe.cli import EXIT_DEAD, main
+from icefloe.cli import EXIT_DEAD
+from tests.cli.invoke import invoke
 from tests.helpers import ORDERS, csv_file, make_project
 
 FAST_RETRY = {"max_attempts": 3, "backoff": "10ms", "max_backoff": "20ms"}
@@ -23,15 +24,6 @@ UNREACHABLE = {
     "rest": "http://127.0.0.1:1/",
 }
 
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _project(tmp_path: Path, catalog: str, retry: dict[str, object] = FAST_RETRY, **top: object) -> Path:

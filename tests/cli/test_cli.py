@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from icefloe.cli import EXIT_DEAD, EXIT_NOT_FOUND, EXIT_USAGE, main
+from icefloe.cli import EXIT_DEAD, EXIT_NOT_FOUND, EXIT_USAGE
+from tests.cli.invoke import invoke
 from tests.helpers import ORDERS, csv_file, make_project
-
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -9,18 +9,8 @@ from pathlib import Path
 import pytest
 
 from icefloe import Project
-from icefloe.cli import main
+from tests.cli.invoke import invoke
 from tests.helpers import ORDERS, csv_file, make_project
-
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_dlq_show_is_a_vertical_list_with_the_whole_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

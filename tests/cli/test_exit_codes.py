@@ -12,18 +12,9 @@ from pathlib import Path
 import pytest
 
 from icefloe import Project
-from icefloe.cli import EXIT_DEAD, main
+from icefloe.cli import EXIT_DEAD
+from tests.cli.invoke import invoke
 from tests.helpers import ORDERS, csv_file, make_project
-
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _good(folder: Path, name: str = "good.csv") -> Path:
