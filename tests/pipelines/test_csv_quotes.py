@@ -9,19 +9,8 @@ import pytest
 
 from icefloe import Project
 from icefloe.errors import ConfigError
-from tests.helpers import make_project
-
-
-def _project(tmp_path: Path, **read: Any) -> Project:
-    pipeline = {"read": {"format": "csv", **read}, "write": {"table": "t.rows"}}
-    return Project(make_project(tmp_path / "p", {"rows": pipeline}))
-
-
-def _ingest(project: Project, tmp_path: Path, name: str, data: bytes) -> Any:
-    path = tmp_path / name
-    path.write_bytes(data)
-    (event,) = project.ingest([path])
-    return event
+from tests.pipelines.csvproject import csv_project as _project
+from tests.pipelines.csvproject import ingest_one as _ingest
 
 
 def _rows(project: Project) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from icefloe.errors import ConfigError, DataError
-from icefloe.pipelines.readers import base as readers  # the registry lives in base
 from icefloe.pipelines.readers import READERS, detect_format, read_batches, register_reader
+from icefloe.pipelines.readers import base as readers  # the registry lives in base
 
 TYPED = {"id": pa.int64(), "at": pa.timestamp("us"), "amount": pa.decimal128(12, 2)}
 
