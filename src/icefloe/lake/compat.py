@@ -13,9 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import _dataframe_to_data_files, _to_requested_schema
 from pyiceberg.table import Table, Transaction
+from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 
-__all__ = ["RETRY_PROPERTY", "NoRetryTransaction", "transaction"]
+__all__ = [
+    "RETRY_PROPERTY",
+    "NoRetryTransaction",
+    "OverwriteFiles",
+    "SnapshotProducer",
+    "dataframe_to_data_files",
+    "to_requested_schema",
+    "transaction",
+    "transaction_io",
+]
+
+# the private pyiceberg names the lake builds on; tests/lake/test_compat.py pins their signatures
+OverwriteFiles = _OverwriteFiles  # a snapshot producer that deletes and adds files in one snapshot
+SnapshotProducer = _SnapshotProducer  # the base of icefloe's own producers (manifest rewrite, upsert)
+dataframe_to_data_files = _dataframe_to_data_files  # Arrow rows -> Parquet data files of a table
+to_requested_schema = _to_requested_schema  # a file's batch -> the table schema, by field id
 
 RETRY_PROPERTY = "commit.retry.num-retries"
 
@@ -45,3 +63,9 @@ class NoRetryTransaction(Transaction):
 def transaction(table: Table) -> Transaction:
     """`table.transaction()` for icefloe's own commits: conflicts come back to the caller."""
     return NoRetryTransaction(table)
+
+
+def transaction_io(tx: Transaction) -> FileIO:
+    """The FileIO of the table a transaction writes (pyiceberg keeps it on a private attribute)."""
+    io: FileIO = tx._table.io
+    return io

@@ -9,7 +9,6 @@ some of the table's fields) is cast on write.
 
 from __future__ import annotations
 
-
 import pyarrow as pa
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction

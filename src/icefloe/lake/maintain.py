@@ -31,7 +31,14 @@ from icefloe.errors import ConfigError, NotFoundError, describe
 from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_compact import compact
 from icefloe.lake.maintain_expire import expire
-from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES, MAINTENANCE_PROPERTY, file_size, live_entries, manifests_of, reach
+from icefloe.lake.maintain_files import (
+    BOUNDED_METADATA_PROPERTIES,
+    MAINTENANCE_PROPERTY,
+    file_size,
+    live_entries,
+    manifests_of,
+    reach,
+)
 from icefloe.lake.maintain_manifests import rewrite_manifests
 from icefloe.lake.maintain_orphans import remove_orphans
 

@@ -30,16 +30,15 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.fileformat import FileFormatFactory
-from pyiceberg.io.pyarrow import ArrowScan, _to_requested_schema
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import sanitize_column_names
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.typedef import Record
 
 from icefloe.errors import ConfigError
-from icefloe.lake.compat import transaction
+from icefloe.lake.compat import OverwriteFiles, to_requested_schema, transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
 
 __all__ = ["plan_bins", "compact", "CompactionResult"]
@@ -70,7 +69,7 @@ class _Bin:
     outputs: list[DataFile] = field(default_factory=list)
 
 
-class _ReplaceFiles(_OverwriteFiles):
+class _ReplaceFiles(OverwriteFiles):
     """pyiceberg's overwrite producer (drop these files, add those), recorded as a `replace`."""
 
     def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:
@@ -176,7 +175,7 @@ def _write_bin(table: Table, inputs: list[DataFile], sort_by: tuple[str, ...]) -
         for piece in _slices(batches):
             # with field ids, as pyiceberg's own writer does: readers resolve columns by id
             converted = [
-                _to_requested_schema(file_schema, schema, b, include_field_ids=True, format_model=parquet)
+                to_requested_schema(file_schema, schema, b, include_field_ids=True, format_model=parquet)
                 for b in piece.combine_chunks().to_batches()
             ]
             writer.write(pa.Table.from_batches(converted))

@@ -23,10 +23,9 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.manifest import ManifestContent, ManifestEntry, ManifestFile
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _SnapshotProducer
 from pyiceberg.utils.properties import property_as_int
 
-from icefloe.lake.compat import transaction
+from icefloe.lake.compat import SnapshotProducer, transaction
 from icefloe.lake.maintain_files import as_replace
 
 __all__ = ["rewrite_manifests", "ManifestResult"]
@@ -50,7 +49,7 @@ def _partition_key(entry: ManifestEntry) -> tuple[tuple[bool, object], ...]:
     return tuple((v is None, 0 if v is None else v) for v in values)
 
 
-class _RewriteManifests(_SnapshotProducer["_RewriteManifests"]):
+class _RewriteManifests(SnapshotProducer["_RewriteManifests"]):
     def _deleted_entries(self) -> list[ManifestEntry]:
         return []
 

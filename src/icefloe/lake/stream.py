@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Callable
 
 import pyarrow as pa
-from pyiceberg.io.pyarrow import ParquetFormatWriter, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import ParquetFormatWriter
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
-from icefloe.lake.compat import transaction
+from icefloe.lake.compat import dataframe_to_data_files, transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
 
 __all__ = ["DataFileStream"]
@@ -60,7 +60,7 @@ class DataFileStream:
             schema = self.table.schema()
         aligned = align_to_table(chunk, schema)
         if not self.table.spec().is_unpartitioned():
-            written = list(_dataframe_to_data_files(self.table.metadata, aligned, self.table.io))
+            written = list(dataframe_to_data_files(self.table.metadata, aligned, self.table.io))
             self._written += [f.file_path for f in written]
             self.files += written
             return

@@ -43,7 +43,7 @@ from pyiceberg.expressions.visitors import (
     inclusive_projection,
     manifest_evaluator,
 )
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
@@ -55,13 +55,11 @@ from pyiceberg.table import FileScanTask, Transaction
 from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import (
-    UpdateSnapshot,
-    _SnapshotProducer,
-)
+from pyiceberg.table.update.snapshot import UpdateSnapshot
 from pyiceberg.utils.concurrent import ExecutorFactory
 
 from icefloe.errors import ConfigError, DataError
+from icefloe.lake.compat import SnapshotProducer, dataframe_to_data_files, transaction_io
 from icefloe.lake.evolve import align_to_table
 from icefloe.lake.upsert_bounds import PRUNING_TRANSFORMS, BatchBounds
 from icefloe.lake.upsert_commit import OneReadOverwrite, PinnedMetadata
@@ -183,7 +181,7 @@ class _KeyedRewrite:
         self.key, self.compare = key, compare
         self.tx: Any = PinnedMetadata(tx)  # for the snapshot producer too
         self.meta: TableMetadata = self.tx.table_metadata
-        self.io = tx._table.io
+        self.io = transaction_io(tx)
         self.schema = self.meta.schema()
         _check_key(self.schema, key)
         self.target = self.schema.as_arrow()
@@ -363,7 +361,7 @@ class _KeyedRewrite:
             self._writes.append(self._pool.submit(self._write_now, rows.slice(start, step)))
 
     def _write_now(self, rows: pa.Table) -> list[DataFile]:
-        return list(_dataframe_to_data_files(self.meta, rows, self.io, self._uuid, self._counter))
+        return list(dataframe_to_data_files(self.meta, rows, self.io, self._uuid, self._counter))
 
     def discard(self) -> None:
         """Delete what this attempt wrote; nothing references it."""
@@ -381,7 +379,7 @@ class _KeyedRewrite:
             return
         # the operation names what the snapshot did, as the Iceberg spec defines them
         operation = Operation.OVERWRITE if added else Operation.DELETE
-        producer: _SnapshotProducer[Any] = (
+        producer: SnapshotProducer[Any] = (
             OneReadOverwrite(self.entries, self.tx, self.io, self._uuid, snapshot_properties, operation=operation)
             if self._deleted
             else UpdateSnapshot(self.tx, self.io, snapshot_properties=snapshot_properties).fast_append()

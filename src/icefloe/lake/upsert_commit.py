@@ -14,14 +14,15 @@ from pyiceberg.manifest import (
 from pyiceberg.table import Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.typedef import KeyDefaultDict
 from pyiceberg.utils.concurrent import ExecutorFactory
+
+from icefloe.lake.compat import OverwriteFiles
 
 __all__ = ["OneReadOverwrite", "PinnedMetadata"]
 
 
-class OneReadOverwrite(_OverwriteFiles):
+class OneReadOverwrite(OverwriteFiles):
     """pyiceberg's overwrite reads every manifest twice, once for the entries it deletes and once
     for the manifests it keeps; on a table of many small commits those reads are most of the
     commit. This reads each data manifest once and derives both."""

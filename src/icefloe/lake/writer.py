@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
-from icefloe.lake.compat import RETRY_PROPERTY, transaction
+from icefloe.lake.compat import RETRY_PROPERTY, OverwriteFiles, dataframe_to_data_files, transaction, transaction_io
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
@@ -177,7 +175,7 @@ class TableWriter:
                     for data_file in prewritten:
                         append.append_data_file(data_file)
                     if data.num_rows:
-                        for data_file in _dataframe_to_data_files(tx.table_metadata, data, table.io, append.commit_uuid):
+                        for data_file in dataframe_to_data_files(tx.table_metadata, data, table.io, append.commit_uuid):
                             append.append_data_file(data_file)
             else:
                 # one row per key, the newest landed wins; only files holding the keys are rewritten
@@ -197,21 +195,21 @@ def _replace_all(tx: Transaction, data: pa.Table, prewritten: list[DataFile], pr
     snapshot = tx.table_metadata.current_snapshot()
     live = [
         entry.data_file
-        for manifest in (snapshot.manifests(tx._table.io) if snapshot else [])
+        for manifest in (snapshot.manifests(transaction_io(tx)) if snapshot else [])
         if manifest.content == ManifestContent.DATA
-        for entry in manifest.fetch_manifest_entry(tx._table.io, discard_deleted=True)
+        for entry in manifest.fetch_manifest_entry(transaction_io(tx), discard_deleted=True)
     ]
     if not live:
         operation = Operation.APPEND
     else:
         operation = Operation.OVERWRITE if data.num_rows or prewritten else Operation.DELETE
-    with _OverwriteFiles(operation, tx, tx._table.io, snapshot_properties=props) as overwrite:
+    with OverwriteFiles(operation, tx, transaction_io(tx), snapshot_properties=props) as overwrite:
         for data_file in live:
             overwrite.delete_data_file(data_file)
         for data_file in prewritten:
             overwrite.append_data_file(data_file)
         if data.num_rows:
-            for data_file in _dataframe_to_data_files(tx.table_metadata, data, tx._table.io, overwrite.commit_uuid):
+            for data_file in dataframe_to_data_files(tx.table_metadata, data, transaction_io(tx), overwrite.commit_uuid):
                 overwrite.append_data_file(data_file)
 
 
