@@ -10,7 +10,7 @@ import icefloe
 ROOT = Path(icefloe.__file__).parent
 # rank of each layer; a module may import from its own rank or lower ranks only
 LAYERS = {
-    "errors": 0, "types": 0, "config": 1, "config_origins": 1, "sources": 2, "routing": 3, "ledger": 4,
+    "errors": 0, "types": 0, "config": 1, "sources": 2, "routing": 3, "ledger": 4,
     "pipelines": 5, "lake": 6, "query": 7, "engine": 8, "observe": 8, "scaffold": 8, "upkeep": 8,
     "project": 9, "demo": 10, "cli": 10, "__init__": 10, "__main__": 11,
 }  # fmt: skip

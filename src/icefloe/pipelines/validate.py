@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from icefloe.config import PipelineConfig, ProjectConfig
-from icefloe.config_origins import Problem
+from icefloe.config.origins import Problem
 from icefloe.errors import ConfigError
 from icefloe.pipelines.checks import check_columns, validate_checks
 from icefloe.pipelines.readers import READERS, option_check, option_names
