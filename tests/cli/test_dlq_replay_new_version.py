@@ -28,7 +28,9 @@ def _dead_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path
     return root, file
 
 
-def test_replay_now_exits_3_when_the_rewritten_file_is_still_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_now_exits_3_when_the_rewritten_file_is_still_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, file = _dead_file(tmp_path, capsys)
     csv_file(file, "id,ts,amount", ["y,2026-01-01 00:00:00,1"])  # "fixed", still not a long
     code, err = invoke(capsys, "dlq", "replay", "-p", str(root), "--all", "--now")
