@@ -147,7 +147,7 @@ def with_undeclared(declared: pa.DataType, actual: pa.DataType) -> pa.DataType:
     return declared
 
 
-_TRANSFORM = re.compile(r"^\s*(\w+)\s*\(\s*(?:(\d+)\s*,\s*)?(\w+)\s*\)\s*$")
+_TRANSFORM = re.compile(r"^\s*(\w+)\s*\(\s*(?:(\d+)\s*,\s*)?([^(),]*[^(),\s])\s*\)\s*$")
 _BY_NAME: dict[str, type[Transform]] = {  # type: ignore[type-arg]
     "year": YearTransform,
     "month": MonthTransform,
@@ -159,7 +159,7 @@ _BY_NAME: dict[str, type[Transform]] = {  # type: ignore[type-arg]
 
 def parse_partition(spec: str) -> tuple[str, Transform, str]:  # type: ignore[type-arg]
     """`day(ts)`, `bucket(16, id)`, `truncate(4, name)`, `identity(c)` or a bare column name."""
-    if re.fullmatch(r"\w+", spec.strip()):
+    if re.fullmatch(r"[^(),]+", spec.strip()):  # a bare column name, any column name Iceberg allows
         return spec.strip(), IdentityTransform(), spec.strip()
     match = _TRANSFORM.match(spec)
     if not match:

@@ -72,10 +72,13 @@ def replay(project_dir: str, env: str | None, all_: bool, now: bool, event_ids: 
         done = project.replay(_ids(event_ids, all_))
         click.echo(f"replaying {len(done)} event(s)", err=True)
         if now and done:
-            project.run(once=True)
+            # counted from the run, not from the replayed ids: a replayed event whose file was
+            # rewritten meanwhile is discarded as superseded, and the new version is the replay
+            summary = project.run(once=True)
             states = [project.event(i).state for i in done]
-            click.echo(f"committed {states.count('committed')}, dead {states.count('dead')}", err=True)
-            if "dead" in states:  # replayed and dead again: not a success
+            committed, dead = max(summary.committed, states.count("committed")), max(summary.dead, states.count("dead"))
+            click.echo(f"committed {committed}, dead {dead}, discarded {summary.discarded}", err=True)
+            if dead:  # replayed and dead again: not a success
                 raise click.exceptions.Exit(EXIT_DEAD)
 
 

@@ -38,6 +38,18 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str], origins: Origi
             origins.replace(tuple(keys), name)
 
 
+_NAMED = {"pipelines": "pipeline", "sources": "source"}
+
+
+def _unnamed(loc: tuple[Any, ...], message: str, named: dict[str, list[str]]) -> str:
+    """An override naming a pipeline or source the file lacks (a typo, most likely) makes a new,
+    incomplete one: say so, rather than only which of its fields are missing."""
+    if len(loc) < 2 or loc[0] not in _NAMED or loc[1] in named.get(loc[0], [loc[1]]):
+        return message
+    known = ", ".join(named[loc[0]]) or "none"
+    return f"{message} (there is no {_NAMED[loc[0]]} {loc[1]!r} in {CONFIG_FILE}; it has: {known})"
+
+
 def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
@@ -80,6 +92,7 @@ def load_config(
         here = origins.describe(("environments", env))
         origins.overlay(data, overlay, lambda path, _v: origins.marks.get(("environments", env, *path), here))
         data = _deep_merge(data, overlay)
+    named = {section: sorted(data.get(section) or {}) for section in _NAMED if isinstance(data.get(section), dict)}
     _env_overrides(data, dict(os.environ if environ is None else environ), origins)
     if overrides:
         origins.overlay(data, overrides, flag_label)
@@ -87,7 +100,7 @@ def load_config(
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [(tuple(error["loc"]), error["msg"]) for error in exc.errors()]
+        problems = [(tuple(error["loc"]), _unnamed(tuple(error["loc"]), error["msg"], named)) for error in exc.errors()]
         raise ConfigError(report(problems, lambda *loc: origins.describe(loc))) from None
     except ConfigProblems as exc:
         raise ConfigError(report(exc.problems, lambda *loc: origins.describe(loc))) from None

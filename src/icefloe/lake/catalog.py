@@ -97,8 +97,10 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
 
         rest = uri.partition("://")[2]
         path = rest.removeprefix("/")
-        if not rest.startswith("//") and path != ":memory:":
-            file = root / path
+        if path != ":memory:" and path:
+            # sqlite:///rel.db is relative to the project, sqlite:////abs.db absolute; either
+            # way the database file's folder is made, as SQLite itself never makes it
+            file = Path(path) if rest.startswith("//") else root / path
             file.parent.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{file.resolve()}"
         return SqlCatalog(name, uri=uri, warehouse=location)

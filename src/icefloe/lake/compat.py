@@ -6,15 +6,20 @@ its registered snapshot producers on the new table head, up to the table propert
 attempt it re-reads which event ids the table already holds, and a silent re-apply would skip that
 check and write an event twice. Setting the property on the table would also turn retries off for
 Spark, Flink and Trino writing the same table, so it is done here, for icefloe's transactions only.
+
+pyiceberg 0.12's `ArrowProjectionVisitor.list` rebuilds a list of structs from its offsets and
+values (working around apache/arrow#38809) and drops the list's validity on the way, so a NULL
+list of structs was written, compacted and read as an empty list. `_keep_list_nulls` puts it back.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import _dataframe_to_data_files, _to_requested_schema
+from pyiceberg.io.pyarrow import ArrowProjectionVisitor, _dataframe_to_data_files, _to_requested_schema
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 
@@ -69,3 +74,23 @@ def transaction_io(tx: Transaction) -> FileIO:
     """The FileIO of the table a transaction writes (pyiceberg keeps it on a private attribute)."""
     io: FileIO = tx._table.io
     return io
+
+
+_LISTS = (pa.ListArray, pa.LargeListArray)
+
+
+def _keep_list_nulls(list_fn: Any) -> Any:
+    def list_(self: ArrowProjectionVisitor, list_type: Any, list_array: Any, value_array: Any) -> Any:
+        result = list_fn(self, list_type, list_array, value_array)
+        if not isinstance(list_array, _LISTS) or not isinstance(result, _LISTS):
+            return result
+        if list_array.null_count == 0 or result.null_count == list_array.null_count:
+            return result
+        return type(result).from_arrays(result.offsets, result.values, type=result.type, mask=list_array.is_null())
+
+    list_.__wrapped__ = list_fn  # type: ignore[attr-defined]
+    return list_
+
+
+if not hasattr(ArrowProjectionVisitor.list, "__wrapped__"):
+    ArrowProjectionVisitor.list = _keep_list_nulls(ArrowProjectionVisitor.list)  # type: ignore[method-assign]

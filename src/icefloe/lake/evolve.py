@@ -60,9 +60,9 @@ def _widen(table_t: pa.DataType, data_t: pa.DataType) -> pa.DataType | None:
         return a
     if pa.types.is_struct(a) and pa.types.is_struct(b):
         fields = {f.name: f for f in a}  # the table's fields keep their places; new ones go last
-        for field in b:
+        for field in data_t:  # not normalized: a field NULL in every record (type null) fits any type
             if field.name not in fields:
-                fields[field.name] = field
+                fields[field.name] = field.with_type(_normalize(field.type)).with_nullable(True)
                 continue
             wide = _widen(fields[field.name].type, field.type)
             if wide is None:
@@ -70,7 +70,7 @@ def _widen(table_t: pa.DataType, data_t: pa.DataType) -> pa.DataType | None:
             fields[field.name] = fields[field.name].with_type(wide)
         return pa.struct(list(fields.values()))
     if pa.types.is_large_list(a) and pa.types.is_large_list(b):
-        element = _widen(a.value_type, b.value_type)
+        element = _widen(a.value_type, data_t.value_type)
         return None if element is None else pa.large_list(pa.field("element", element))
     return None
 
@@ -88,11 +88,11 @@ def merged_schema(
     _check_overlap(current, incoming, table, source)
     existing = {f.name: f.type for f in current}
     fields = {f.name: f for f in nullable(current)}
-    for field in nullable(incoming):
+    for raw, field in zip(incoming, nullable(incoming)):
         if field.name not in existing:
             fields[field.name] = field
             continue
-        wide = _widen(existing[field.name], field.type)
+        wide = _widen(existing[field.name], raw.type)  # raw: a column NULL in every row fits any type
         if wide is None:
             raise SchemaError(
                 f"{table}: column {field.name!r} is {existing[field.name]} in the table but {field.type} in this data;"

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 from pyiceberg.table import Table
 
-from icefloe.errors import ConfigError, IcefloeError, NotFoundError
+from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnavailableError
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
@@ -91,18 +91,26 @@ class QueryEngine:
 
     def query(self, sql: str) -> pa.Table:
         lowered = sql.lower()
-        wanted = [
-            n for n in self.tables() if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)
-        ]
+        ledger = "icefloe." in lowered or '"icefloe"' in lowered
+        outage: StorageUnavailableError | None = None
+        try:
+            tables = self.tables()
+        except StorageUnavailableError as exc:
+            if not ledger:
+                raise
+            tables, outage = [], exc  # the ledger answers without the catalog
+        wanted = [n for n in tables if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
         predicates = predicates_by_table(sql) if wanted else {}
         for name in wanted:
             self.register(name, predicates.get(name.lower(), []))
-        if "icefloe." in lowered or '"icefloe"' in lowered:
+        if ledger:
             self._register_ledger()
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.CatalogException as exc:
-            known = [*self.tables(), "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
+            if outage is not None:  # a lake table it names could not be looked up
+                raise outage from None
+            known = [*tables, "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
             message = missing_table(sql, str(exc), known)
             if message:
                 raise NotFoundError(message) from None
