@@ -103,6 +103,10 @@ class SqliteLedger(SideTables, Ledger):
             current, version = self.current_version(db, source, key)
             if current is not None and current != content_hash:
                 version += 1  # new bytes, or bytes of an earlier version again: a new version
+            elif current is not None and self._replaced_unseen(db, source, key, version):
+                # its event was discarded because the object changed, and the change was written
+                # back before it landed: these bytes are a new landing, not a re-delivery
+                version += 1
             self.set_version(db, source, key, content_hash, version)
             targets: list[str | None] = list(pipelines) or [None]
             for pipeline in targets:
@@ -126,6 +130,16 @@ class SqliteLedger(SideTables, Ledger):
                         (ev.id, now, now, json.dumps({"size": size, "uri": uri})),
                     )
         return created
+
+    @staticmethod
+    def _replaced_unseen(db: sqlite3.Connection, source: str, key: str, version: int) -> bool:
+        """An event of this version was discarded because its object was replaced before it ran."""
+        row = db.execute(
+            "SELECT 1 FROM events WHERE source=? AND key=? AND version=? AND state='discarded'"
+            " AND error_kind='Superseded' LIMIT 1",
+            (source, key, version),
+        ).fetchone()
+        return row is not None
 
     def object_events(self, source: str, key: str) -> list[Event]:
         with self._lock:
