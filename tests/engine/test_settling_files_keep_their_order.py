@@ -35,6 +35,7 @@ def test_a_newer_closed_file_waits_for_an_older_one_still_settling(tmp_path: Pat
         engine.step()
         time.sleep(0.02)
     engine._flush(force=True)
+    engine.sign_off()
     events = sorted(project.ledger.events(), key=lambda e: e.landed_at)
     assert [e.key for e in events] == ["u_203.csv", "u_277.csv"]  # once: u_277 landed first
     assert project.sql("select amount from sales.orders").to_pylist()[0]["amount"] == 2  # once: 1.00
