@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,45 @@ class SqliteLedger(SideTables, Ledger):
                 (source, key, pipeline, other_than),
             ).fetchone()
         return row is not None
+
+    def revive_duplicates(self, replacing: Event, present: Callable[[str, str], bool] | None = None) -> list[Event]:
+        now = self._last_landed = max(time.time(), self._last_landed + 1e-6)
+        created: list[Event] = []
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT content_hash FROM events WHERE source=? AND key=? AND pipeline=? AND state='committed'"
+                " AND version < ? ORDER BY version DESC LIMIT 1",
+                (replacing.source, replacing.key, replacing.pipeline, replacing.version),
+            ).fetchone()
+            if row is None or row[0] == replacing.content_hash:
+                return []
+            skipped = db.execute(
+                f"{_SELECT} WHERE pipeline=? AND content_hash=? AND state='discarded' AND error_kind='Duplicate'"
+                " AND version = COALESCE((SELECT o.version FROM objects o WHERE o.source = events.source"
+                " AND o.key = events.key), version) ORDER BY landed_at, id",
+                (replacing.pipeline, row[0]),
+            ).fetchall()
+            for old in (_event(r) for r in skipped):
+                if present is not None and not present(old.source, old.key):
+                    continue  # deleted since: nothing to load
+                version = self.current_version(db, old.source, old.key)[1] + 1
+                self.set_version(db, old.source, old.key, old.content_hash, version)
+                ev = Event(
+                    id=event_id(old.source, old.key, old.content_hash, old.pipeline, version), source=old.source,
+                    key=old.key, uri=old.uri, content_hash=old.content_hash, size=old.size, pipeline=old.pipeline,
+                    state="queued", max_attempts=old.max_attempts, landed_at=now, updated_at=now, stamp=old.stamp,
+                    version=version,
+                )  # fmt: skip
+                db.execute(
+                    f"INSERT OR IGNORE INTO events ({', '.join(repr(c) for c in _COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    [getattr(ev, c) for c in _COLUMNS],
+                )
+                reason = f"{replacing.object_ref} no longer holds these bytes (event {replacing.id} replaced them)"
+                detail = {"size": old.size, "uri": old.uri, "reason": reason}
+                db.execute("INSERT INTO steps VALUES (?, 'landed', ?, ?, ?)", (ev.id, now, now, json.dumps(detail)))
+                created.append(ev)
+                now = self._last_landed = now + 1e-6
+        return created
 
     def same_content(self, pipeline: str, content_hash: str, *, before: Event) -> Event | None:
         # only an object's current version counts: bytes its object has since replaced are gone
