@@ -47,3 +47,18 @@ def test_a_skipped_duplicate_deleted_since_stays_skipped(tmp_path) -> None:  # t
     summary = Project(root).run(once=True)
     assert (summary.committed, summary.dead) == (1, 0)
     assert [r["id"] for r in Project(root).sql("select id from sales.orders").to_pylist()] == [9]
+
+
+@pytest.mark.parametrize("mode", ["append", "replace_source"])
+def test_a_new_version_that_is_a_duplicate_still_takes_its_old_rows_away(tmp_path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    pipeline = {**ORDERS, "dedupe": {"content": True}, "write": {"table": "sales.orders", "mode": mode}}
+    root = make_project(tmp_path / "p", {"orders": pipeline})
+    landing = root / "landing"
+    (landing / "one.csv").write_text(B)
+    (landing / "two.csv").write_text(A)
+    Project(root).run(once=True)
+    (landing / "one.csv").write_text(A)  # one.csv now holds what two.csv brought: B is gone from it
+    summary = Project(root).run(once=True)
+    assert (summary.committed, summary.dead) == (1, 0)
+    rows = Project(root).sql("select id, _icefloe_source as src from sales.orders order by id").to_pylist()
+    assert rows == [{"id": 1, "src": "landing:two.csv"}]  # once: one.csv's old row 9 stayed

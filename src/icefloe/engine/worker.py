@@ -131,7 +131,10 @@ class Engine(Landing, Committing):
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
             path = source.open_path(ev.key)
-            if self._superseded(ev, source, path) or self._duplicate(ev):
+            if self._superseded(ev, source, path):
+                return
+            duplicate = self._duplicate(ev)
+            if duplicate is True:
                 return
             # only modes that append whole files can write rows ahead of the commit
             dedupe = runner.config.dedupe
@@ -140,7 +143,11 @@ class Engine(Landing, Committing):
             spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
             tell = self.progress
             progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
-            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+            if duplicate:  # a new version whose bytes another object holds: no rows of its own
+                now = time.time()
+                out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
+            else:
+                out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
             if self._superseded(ev, source, path):  # rewritten while we read it
                 self._discard(ev.pipeline, out)
                 return
@@ -178,15 +185,23 @@ class Engine(Landing, Committing):
         self._notify(ev, "discarded")
         return True
 
-    def _duplicate(self, ev: Event) -> bool:
-        """`dedupe: {content: true}`: these bytes were loaded (or are loading) from another object."""
-        dedupe = self.config.pipelines[ev.pipeline or ""].dedupe
+    def _duplicate(self, ev: Event) -> bool | str:
+        """`dedupe: {content: true}`: these bytes were loaded (or are loading) from another object.
+        True: discarded. A reason: a new version of an object whose earlier rows are in an `append`
+        or `replace_source` table, committed as zero rows so those rows leave."""
+        cfg = self.config.pipelines[ev.pipeline or ""]
+        dedupe = cfg.dedupe
         if dedupe is None or not dedupe.content:
             return False
         earlier = self.ledger.same_content(ev.pipeline or "", ev.content_hash, before=ev)
         if earlier is None:
             return False
         reason = f"same bytes as {earlier.object_ref} (event {earlier.id}, {earlier.state}): not loaded again (dedupe.content)"
+        if cfg.write.mode in ("append", "replace_source") and self.ledger.has_committed_version(
+            ev.source, ev.key, ev.pipeline or "", other_than=ev.id
+        ):
+            log.info("event %s (%s): %s; its earlier version's rows are removed", ev.id, ev.object_ref, reason)
+            return reason + "; the rows of its earlier version are removed"
         self.ledger.supersede(ev.id, reason, kind="Duplicate")
         log.info("event %s (%s) discarded: %s", ev.id, ev.object_ref, reason)
         self._notify(ev, "discarded")
