@@ -240,9 +240,28 @@ class Committing:
             self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)
         for ev, _ in accepted:
             self._notify(ev, "committed")
+        self._revive_duplicates([ev for ev, _ in accepted])
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
         return set()
+
+    def _revive_duplicates(self, committed: list[Event]) -> None:
+        """A new version that replaced its object's rows in an append or replace_source table took
+        its old bytes' rows away: files skipped as their duplicates (`dedupe.content`) load now."""
+        for ev in committed:
+            cfg = self.config.pipelines.get(ev.pipeline or "")
+            if not ev.version or cfg is None or not (cfg.dedupe and cfg.dedupe.content):
+                continue
+            if cfg.write.mode in ("append", "replace_source"):
+                for revived in self.ledger.revive_duplicates(ev, present=self._present):
+                    log.info("event %s (%s) landed again: %s no longer holds its bytes", revived.id, revived.object_ref, ev.object_ref)
+
+    def _present(self, source: str, key: str) -> bool:
+        found = self.project.sources.get(source)
+        try:
+            return found is not None and found.open_path(key).is_file()
+        except Exception:  # noqa: BLE001 - a key that no longer resolves is not there
+            return False
 
     def _replaces(self, accepted: list[tuple[Event, EventOutput]]) -> set[str]:
         """Append events that are a new version of an object whose rows the table already holds

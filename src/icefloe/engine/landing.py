@@ -79,7 +79,19 @@ class Landing:
 
     def _land_candidates(self) -> None:
         with self._lock:
-            ready = [(p, s, c) for p, (s, c) in self._candidates.items() if s.is_stable(p, c)]
+            ready, settling = [], []
+            for p, (s, c) in self._candidates.items():
+                if s.is_stable(p, c):
+                    ready.append((p, s, c))
+                elif p.exists():
+                    settling.append(p)
+            # landing order is the order files were written: a finished file waits for an older
+            # one still settling (found by the scan at start, or seen only by modify notices), or
+            # a newer file could land first and lose an upsert to it. The wait ends once the
+            # older file settles, or it is written again (then it is the newer one).
+            if settling:
+                oldest = min(_when(p) for p in settling)
+                ready = [r for r in ready if _when(r[0]) < oldest]
             # renamed or deleted before it settled (write-then-rename): nothing to wait for, and
             # `run --once` must not wait for it forever
             gone = [p for p in self._candidates if not p.exists()]
@@ -95,13 +107,14 @@ class Landing:
                 log.warning("could not land %s: %s", path, exc)
 
 
+def _when(path: Path) -> tuple[int, str]:
+    """Modification time, ties by name (a file that vanished meanwhile counts as newest)."""
+    try:
+        return path.stat().st_mtime_ns, str(path)
+    except OSError:
+        return 2**63, str(path)
+
+
 def _oldest_first(found: Iterable[tuple[Source, Path]]) -> list[tuple[Source, Path]]:
     """By modification time, ties by name (files that vanished meanwhile go last, and fail there)."""
-
-    def when(item: tuple[Source, Path]) -> tuple[int, str]:
-        try:
-            return item[1].stat().st_mtime_ns, str(item[1])
-        except OSError:
-            return 2**63, str(item[1])
-
-    return sorted(found, key=when)
+    return sorted(found, key=lambda item: _when(item[1]))

@@ -54,6 +54,8 @@ class Engine(Landing, Committing):
         self.ordered_by_key = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode == "append"]
         self._held_back: set[str] = set()
         self._housekept = 0.0
+        self._in_flight: set[str] = set()  # the event _process is working on (it can take minutes)
+        self._keepalive: tuple[threading.Thread, threading.Event] | None = None
         self.buffers: dict[str, _Buffer] = {}
         self._candidates: dict[Path, tuple[Source, bool]] = {}
         self._lock = threading.Lock()
@@ -112,6 +114,13 @@ class Engine(Landing, Committing):
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
 
     def _process(self, ev: Event) -> None:
+        self._in_flight.add(ev.id)
+        try:
+            self._process_one(ev)
+        finally:
+            self._in_flight.discard(ev.id)
+
+    def _process_one(self, ev: Event) -> None:
         assert ev.pipeline is not None
         source = self.project.sources.get(ev.source)
         try:
@@ -122,7 +131,10 @@ class Engine(Landing, Committing):
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
             path = source.open_path(ev.key)
-            if self._superseded(ev, source, path) or self._duplicate(ev):
+            if self._superseded(ev, source, path):
+                return
+            duplicate = self._duplicate(ev)
+            if duplicate is True:
                 return
             # only modes that append whole files can write rows ahead of the commit
             dedupe = runner.config.dedupe
@@ -131,7 +143,11 @@ class Engine(Landing, Committing):
             spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
             tell = self.progress
             progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
-            out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+            if duplicate:  # a new version whose bytes another object holds: no rows of its own
+                now = time.time()
+                out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
+            else:
+                out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
             if self._superseded(ev, source, path):  # rewritten while we read it
                 self._discard(ev.pipeline, out)
                 return
@@ -169,15 +185,23 @@ class Engine(Landing, Committing):
         self._notify(ev, "discarded")
         return True
 
-    def _duplicate(self, ev: Event) -> bool:
-        """`dedupe: {content: true}`: these bytes were loaded (or are loading) from another object."""
-        dedupe = self.config.pipelines[ev.pipeline or ""].dedupe
+    def _duplicate(self, ev: Event) -> bool | str:
+        """`dedupe: {content: true}`: these bytes were loaded (or are loading) from another object.
+        True: discarded. A reason: a new version of an object whose earlier rows are in an `append`
+        or `replace_source` table, committed as zero rows so those rows leave."""
+        cfg = self.config.pipelines[ev.pipeline or ""]
+        dedupe = cfg.dedupe
         if dedupe is None or not dedupe.content:
             return False
         earlier = self.ledger.same_content(ev.pipeline or "", ev.content_hash, before=ev)
         if earlier is None:
             return False
         reason = f"same bytes as {earlier.object_ref} (event {earlier.id}, {earlier.state}): not loaded again (dedupe.content)"
+        if cfg.write.mode in ("append", "replace_source") and self.ledger.has_committed_version(
+            ev.source, ev.key, ev.pipeline or "", other_than=ev.id
+        ):
+            log.info("event %s (%s): %s; its earlier version's rows are removed", ev.id, ev.object_ref, reason)
+            return reason + "; the rows of its earlier version are removed"
         self.ledger.supersede(ev.id, reason, kind="Duplicate")
         log.info("event %s (%s) discarded: %s", ev.id, ev.object_ref, reason)
         self._notify(ev, "discarded")
@@ -198,25 +222,53 @@ class Engine(Landing, Committing):
 
     def start(self) -> None:
         self._housekeep(force=True)
+        if self._keepalive is None:
+            stop = threading.Event()
+            thread = threading.Thread(target=self._keep_alive, args=(stop,), name="icefloe-keepalive", daemon=True)
+            thread.start()
+            self._keepalive = (thread, stop)
+
+    def _keep_alive(self, stop: threading.Event) -> None:
+        """While the loop is busy with one long event (a slow transform, a huge file), keep the
+        heartbeat going and the leases of the events this worker holds: otherwise they expire
+        under it and another worker does the same work again."""
+        every = max(0.05, min(HEARTBEAT_EVERY, self.config.lease / 3))
+        while not stop.wait(every):
+            try:
+                held = set(self._in_flight)
+                for buf in list(self.buffers.values()):
+                    held.update(ev.id for ev, _ in list(buf.items))
+                self.ledger.heartbeat(self.owner)
+                if held:
+                    self.ledger.renew(sorted(held), self.owner, self.config.lease)
+            except Exception:  # a missed beat is retried; the loop owns the errors
+                log.debug("keepalive failed", exc_info=True)
 
     def sign_off(self) -> None:
         """A clean exit: `status` stops listing this worker."""
+        if self._keepalive is not None:
+            thread, stop = self._keepalive
+            stop.set()
+            thread.join(timeout=10)
+            self._keepalive = None
         self.ledger.heartbeat(self.owner, stopped=True)
 
     def drain(self, stop: threading.Event | None = None) -> None:
         """Process until nothing is pending (retries included), then return: `run --once`."""
         self.start()
-        self.reconcile()
-        while not (stop and stop.is_set()):
-            if self.step():
-                continue
-            idle = not self._candidates and not any(b.items for b in self.buffers.values())
-            if idle and self.ledger.pending_count() == 0:
-                break
-            time.sleep(0.05)  # only retries with a backoff remain
-        self._flush(force=True)
-        self._maintain()
-        self.sign_off()
+        try:
+            self.reconcile()
+            while not (stop and stop.is_set()):
+                if self.step():
+                    continue
+                idle = not self._candidates and not any(b.items for b in self.buffers.values())
+                if idle and self.ledger.pending_count() == 0:
+                    break
+                time.sleep(0.05)  # only retries with a backoff remain
+            self._flush(force=True)
+            self._maintain()
+        finally:
+            self.sign_off()
 
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""

@@ -26,7 +26,7 @@ import hashlib
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -203,6 +203,12 @@ class Ledger(ABC):
     def has_committed_version(self, source: str, key: str, pipeline: str, *, other_than: str) -> bool:
         """Whether another event of this object and pipeline was committed: an append pipeline's
         new version then replaces the rows the earlier one brought."""
+
+    @abstractmethod
+    def revive_duplicates(self, replacing: Event, present: Callable[[str, str], bool] | None = None) -> list[Event]:
+        """`replacing` (a new version, committed) removed the rows its object's previous version
+        brought: objects skipped as duplicates of those bytes (and still `present(source, key)`)
+        land again as a new version, so their rows do not vanish with them. Returns the events."""
 
     @abstractmethod
     def same_content(self, pipeline: str, content_hash: str, *, before: Event) -> Event | None:

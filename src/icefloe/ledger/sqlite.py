@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,10 @@ class SqliteLedger(SideTables, Ledger):
             current, version = self.current_version(db, source, key)
             if current is not None and current != content_hash:
                 version += 1  # new bytes, or bytes of an earlier version again: a new version
+            elif current is not None and self._replaced_unseen(db, source, key, version):
+                # its event was discarded because the object changed, and the change was written
+                # back before it landed: these bytes are a new landing, not a re-delivery
+                version += 1
             self.set_version(db, source, key, content_hash, version)
             targets: list[str | None] = list(pipelines) or [None]
             for pipeline in targets:
@@ -127,6 +131,16 @@ class SqliteLedger(SideTables, Ledger):
                     )
         return created
 
+    @staticmethod
+    def _replaced_unseen(db: sqlite3.Connection, source: str, key: str, version: int) -> bool:
+        """An event of this version was discarded because its object was replaced before it ran."""
+        row = db.execute(
+            "SELECT 1 FROM events WHERE source=? AND key=? AND version=? AND state='discarded'"
+            " AND error_kind='Superseded' LIMIT 1",
+            (source, key, version),
+        ).fetchone()
+        return row is not None
+
     def object_events(self, source: str, key: str) -> list[Event]:
         with self._lock:
             current, version = self.current_version(self._db, source, key)
@@ -143,6 +157,45 @@ class SqliteLedger(SideTables, Ledger):
                 (source, key, pipeline, other_than),
             ).fetchone()
         return row is not None
+
+    def revive_duplicates(self, replacing: Event, present: Callable[[str, str], bool] | None = None) -> list[Event]:
+        now = self._last_landed = max(time.time(), self._last_landed + 1e-6)
+        created: list[Event] = []
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT content_hash FROM events WHERE source=? AND key=? AND pipeline=? AND state='committed'"
+                " AND version < ? ORDER BY version DESC LIMIT 1",
+                (replacing.source, replacing.key, replacing.pipeline, replacing.version),
+            ).fetchone()
+            if row is None or row[0] == replacing.content_hash:
+                return []
+            skipped = db.execute(
+                f"{_SELECT} WHERE pipeline=? AND content_hash=? AND state='discarded' AND error_kind='Duplicate'"
+                " AND version = COALESCE((SELECT o.version FROM objects o WHERE o.source = events.source"
+                " AND o.key = events.key), version) ORDER BY landed_at, id",
+                (replacing.pipeline, row[0]),
+            ).fetchall()
+            for old in (_event(r) for r in skipped):
+                if present is not None and not present(old.source, old.key):
+                    continue  # deleted since: nothing to load
+                version = self.current_version(db, old.source, old.key)[1] + 1
+                self.set_version(db, old.source, old.key, old.content_hash, version)
+                ev = Event(
+                    id=event_id(old.source, old.key, old.content_hash, old.pipeline, version), source=old.source,
+                    key=old.key, uri=old.uri, content_hash=old.content_hash, size=old.size, pipeline=old.pipeline,
+                    state="queued", max_attempts=old.max_attempts, landed_at=now, updated_at=now, stamp=old.stamp,
+                    version=version,
+                )  # fmt: skip
+                db.execute(
+                    f"INSERT OR IGNORE INTO events ({', '.join(repr(c) for c in _COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    [getattr(ev, c) for c in _COLUMNS],
+                )
+                reason = f"{replacing.object_ref} no longer holds these bytes (event {replacing.id} replaced them)"
+                detail = {"size": old.size, "uri": old.uri, "reason": reason}
+                db.execute("INSERT INTO steps VALUES (?, 'landed', ?, ?, ?)", (ev.id, now, now, json.dumps(detail)))
+                created.append(ev)
+                now = self._last_landed = now + 1e-6
+        return created
 
     def same_content(self, pipeline: str, content_hash: str, *, before: Event) -> Event | None:
         # only an object's current version counts: bytes its object has since replaced are gone

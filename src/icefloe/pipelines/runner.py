@@ -153,6 +153,13 @@ class PipelineRunner:
             children_spilled={n: f for n, f in spilled.items() if n is not None},
         )  # fmt: skip
 
+    def empty(self, event: Event, step: tuple[str, float, float, dict[str, Any]]) -> EventOutput:
+        """No rows for this event, without reading it: committed like an empty file (in `append` and
+        `replace_source` it still takes the rows of its object's earlier version away)."""
+        stats = {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0}
+        stats.update({f"rows_{name}": 0 for name in self.config.read.child_names()})
+        return EventOutput(event.id, event.object_ref, _Meta(event).add(pa.table({})), None, stats, [step])
+
     def _shaped(
         self, event: Event, path: Path, timer: _Timer, ctx: dict[str, Any], progress: Callable[[int, int], None] | None
     ) -> Iterator[tuple[str | None, pa.Table, pa.Table | None, int]]:
