@@ -32,6 +32,7 @@ class Worker:
         self.root, self.log = root, log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._out = log.open("ab")
+        self._start = self._out.tell()
         self._out.write(f"\n===== {'run --once' if once else 'run'} at {time.time():.3f} =====\n".encode())
         self._out.flush()
         cmd = [sys.executable, "-m", "icefloe", "run", "-p", str(root), *(["--once"] if once else [])]
@@ -41,6 +42,19 @@ class Worker:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM once the worker has installed its handler: a signal that arrives while Python is
+        still importing kills the process (-15) instead of stopping it cleanly."""
+        deadline = time.time() + timeout
+        while self.alive() and time.time() < deadline:
+            with self.log.open("rb") as fh:
+                fh.seek(self._start)
+                if b"icefloe: watching" in fh.read():
+                    break
+            time.sleep(0.05)
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
 
     def kill(self) -> int | None:
         """SIGKILL; returns the exit code if the worker had already exited by itself."""

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 from icefloe import Project
 from icefloe.lake.writer import EVENTS_PROPERTY, Staged, committed_event_ids
@@ -115,8 +113,7 @@ def test_every_file_landed_three_times_in_random_order_is_written_once(tmp_path:
                 time.sleep(rng.uniform(0, 0.03))
             _wait_committed(root, 2 * len(files))
     finally:
-        if worker.alive():
-            worker.proc.send_signal(signal.SIGTERM)
+        worker.stop()
         code = worker.wait(30)
     assert code == 0, log.read_text()
     assert ingested and all(e.state == "committed" for e in ingested), f"seed {seed}"
