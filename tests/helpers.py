@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +38,13 @@ ORDERS = {
     "read": {"format": "csv", "schema": {"id": "long", "ts": "timestamp", "amount": "decimal(12,2)"}},
     "write": {"table": "sales.orders"},
 }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> bool:
+    """Poll until `predicate()` is true or `timeout` seconds pass (for workers running in the background)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

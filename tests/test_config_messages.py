@@ -11,7 +11,7 @@ from icefloe import Project
 from icefloe.cli import EXIT_USAGE
 from icefloe.config import load_config
 from icefloe.errors import ConfigError
-from tests.cli.test_cli import invoke
+from tests.cli.invoke import invoke
 from tests.helpers import csv_file
 
 CONFIG = """\

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from icefloe import Project
 from icefloe.cli import main
-from tests.helpers import ORDERS, make_project
+from tests.helpers import ORDERS, make_project, wait_for
 
 # a transform that holds the event while HOLD_FOR_TEST is set: the worker is busy with it
 HOOKS = """
@@ -30,14 +29,6 @@ def hold(batch):
     return batch
 """
 
-
-def _wait_for(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -53,7 +44,7 @@ def held(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     try:
         with Project(root) as project:
             owned = lambda: [e for e in project.ledger.events(states=["running"]) if f":{proc.pid}:" in (e.lease_owner or "")]
-            assert _wait_for(lambda: bool(owned())), (tmp_path / "worker.log").read_text()
+            assert wait_for(lambda: bool(owned())), (tmp_path / "worker.log").read_text()
         yield root, proc
     finally:
         if proc.poll() is None:
@@ -87,11 +78,11 @@ def test_a_live_worker_takes_back_a_killed_workers_events_within_seconds(held: t
     live.start()  # before the kill: its start-up check cannot be what frees the event
     try:
         mine = f":{os.getpid()}:"
-        assert _wait_for(lambda: any(mine in w.owner for w in project.ledger.workers()))
+        assert wait_for(lambda: any(mine in w.owner for w in project.ledger.workers()))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         # the lease has ten minutes left: only noticing the dead owner can free it this soon
-        assert _wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=60)
+        assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=60)
     finally:
         stop.set()
         live.join(timeout=10)

@@ -10,18 +10,10 @@ from pathlib import Path
 import yaml
 
 from icefloe import Project
-from tests.helpers import ORDERS, make_project
+from tests.helpers import ORDERS, make_project, wait_for
 
 ROW = "{},2026-01-01 00:00:00,1.00\n"
 
-
-def _wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _ids(project: Project, table: str = "sales.orders") -> list[int]:
@@ -75,7 +67,7 @@ def test_a_writer_that_pauses_mid_file_is_taken_once_with_the_default_settle(tmp
             fh.flush()
             time.sleep(1.5)  # a pause mid-file (a slow network copy, a batch job between chunks)
             fh.write("".join(ROW.format(i) for i in range(102, 201)))
-        assert _wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"])
+        assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=30)
         time.sleep(0.5)
     finally:
         stop.set()

@@ -8,16 +8,7 @@ import time
 from pathlib import Path
 
 from icefloe import Project
-from tests.helpers import ORDERS, make_project
-
-
-def _wait_for(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from tests.helpers import ORDERS, make_project, wait_for
 
 
 def test_running_worker_picks_up_landed_files_and_ignores_temp_names(tmp_path: Path) -> None:
@@ -29,14 +20,14 @@ def test_running_worker_picks_up_landed_files_and_ignores_temp_names(tmp_path: P
     worker.start()
     try:
         committed = lambda: [e.key for e in project.ledger.events(states=["committed"])]  # noqa: E731
-        assert _wait_for(lambda: committed() == ["early.csv"])
+        assert wait_for(lambda: committed() == ["early.csv"], timeout=20)
         partial = root / "landing/late.csv.part"
         partial.write_text("id,ts,amount\n2,2026-01-01 00:00:00,1\n")
         (root / "landing/.hidden.csv").write_text("id,ts,amount\n3,2026-01-01 00:00:00,1\n")
         time.sleep(0.3)
         assert [e.key for e in project.ledger.events()] == ["early.csv"]
         os.replace(partial, root / "landing/late.csv")
-        assert _wait_for(lambda: sorted(committed()) == ["early.csv", "late.csv"])
+        assert wait_for(lambda: sorted(committed()) == ["early.csv", "late.csv"], timeout=20)
     finally:
         stop.set()
         worker.join(timeout=10)
@@ -61,7 +52,7 @@ def test_a_file_still_being_written_is_taken_only_when_complete(tmp_path: Path) 
                 fh.write(f"{i},2026-01-01 00:00:00,1\n")
                 fh.flush()
                 time.sleep(0.002)
-        assert _wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"])
+        assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=20)
     finally:
         stop.set()
         worker.join(timeout=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from icefloe.cli import EXIT_USAGE
-from tests.cli.test_cli import invoke
+from tests.cli.invoke import invoke
 from tests.helpers import csv_file
 
 CONFIG = """\

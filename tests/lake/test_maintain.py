@@ -18,8 +18,7 @@ from pyiceberg.table.snapshots import Operation
 
 from icefloe.config import WriteConfig
 from icefloe.errors import ConfigError, NotFoundError
-from icefloe.lake import Staged, TableWriter, open_catalog
-from icefloe.lake import maintain_compact
+from icefloe.lake import Staged, TableWriter, maintain_compact, open_catalog
 from icefloe.lake.maintain import (
     BOUNDED_METADATA_PROPERTIES,
     MAINTAINED_AT_PROPERTY,
