@@ -54,6 +54,15 @@ def test_unrouted_objects_are_kept_not_dropped(ledger: Ledger) -> None:
     assert [e.state for e in ledger.events()] == ["unrouted"]
 
 
+def test_an_unrouted_object_lands_for_its_pipelines_once_requeued(ledger: Ledger) -> None:
+    _land(ledger, key="q.csv", pipelines=[])
+    _land(ledger, key="other.csv", pipelines=[])
+    ledger.requeue_unrouted([("landing", "q.csv")])
+    (event,) = _land(ledger, key="q.csv", pipelines=["orders"])  # same bytes, now routed
+    assert event.state == "queued" and event.pipeline == "orders"
+    assert sorted((e.key, e.state) for e in ledger.events()) == [("other.csv", "unrouted"), ("q.csv", "queued")]
+
+
 def test_lease_takes_each_event_once(ledger: Ledger) -> None:
     for i in range(5):
         _land(ledger, key=f"{i}.csv")

@@ -51,10 +51,27 @@ class Landing:
             self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
         return events
 
+    def reroute(self) -> int:
+        """Objects recorded `unrouted` that the config now routes (a route was added or fixed)
+        land again, for their pipelines, and their `unrouted` record goes."""
+        count = 0
+        for ev in self.ledger.events(states=["unrouted"]):
+            source = self.project.sources.get(ev.source)
+            if source is None or not self.project.router.match(ev.source, ev.key):
+                continue
+            try:
+                landed = source.describe(source.open_path(ev.key))
+            except (OSError, IcefloeError) as exc:  # gone or unreadable: it stays unrouted, shown
+                log.warning("could not route %s again: %s", ev.object_ref, exc)
+                continue
+            self.ledger.requeue_unrouted([(ev.source, ev.key)])
+            count += len(self.land_object(landed))
+        return count
+
     def reconcile(self) -> int:
         """Find objects that landed while nothing ran (the scan at start), oldest first: what
         piled up must land in the order it was written, or an older file could win an upsert."""
-        count = 0
+        count = self.reroute()
         for source, path in _oldest_first((s, p) for s in self.project.sources.values() for p in s.scan()):
             try:
                 if self._unchanged(source, path):

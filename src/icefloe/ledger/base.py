@@ -275,6 +275,11 @@ class Ledger(ABC):
     def discard(self, ids: list[str] | None) -> list[str]: ...
 
     @abstractmethod
+    def requeue_unrouted(self, object_ids: list[tuple[str, str]]) -> None:
+        """Forget the `unrouted` records of these (source, key) objects: the config now routes
+        them, and they are landed again for their pipelines."""
+
+    @abstractmethod
     def get(self, id: str) -> Event | None: ...
 
     @abstractmethod

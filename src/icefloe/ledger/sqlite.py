@@ -385,7 +385,6 @@ class SqliteLedger(SideTables, Ledger):
         return self._move(ids, ("dead",), "discarded", reset=False)
 
     def requeue_unrouted(self, object_ids: list[tuple[str, str]]) -> None:
-        """Unrouted rows are replaced when a later config routes them (see Engine.reroute)."""
         with self._tx() as db:
             db.executemany("DELETE FROM events WHERE state='unrouted' AND source=? AND key=?", object_ids)
 
