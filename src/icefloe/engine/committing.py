@@ -121,15 +121,6 @@ class Committing:
         if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
             self._maintain_due.add(table)
 
-    def _renew_buffered(self) -> None:
-        held = [ev for buf in self.buffers.values() for ev, _ in buf.items]
-        soon = time.time() + self.config.lease / 2
-        due = [ev.id for ev in held if (ev.lease_expires_at or 0) < soon]
-        if due:
-            self.ledger.renew(due, self.owner, self.config.lease)
-            for ev in held:
-                ev.lease_expires_at = time.time() + self.config.lease
-
     def _due(self, table: str, buf: _Buffer, force: bool) -> bool:
         if not buf.items:
             return False

@@ -87,7 +87,6 @@ class Engine(Landing, Committing):
                 self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
                 continue
             self._process(ev)
-        self._renew_buffered()
         flushed = self._flush(force=not events)
         self._maintain()
         return bool(events) or flushed
@@ -209,18 +208,18 @@ class Engine(Landing, Committing):
 
     # -- loops ----------------------------------------------------------------------------------
     def _housekeep(self, force: bool = False) -> None:
-        """Every few seconds: say this worker is alive, and take back work of dead local workers
-        at once instead of after their lease runs out."""
+        """Every few seconds: take back the work of dead local workers at once instead of after
+        their lease runs out (the keep-alive thread beats and renews this worker's own leases)."""
         now = time.time()
         if not force and now - self._housekept < HEARTBEAT_EVERY:
             return
         self._housekept = now
-        self.ledger.heartbeat(self.owner)
         released = self.ledger.release_dead_owners(local_owner_alive)
         if released:
             log.info("took back work from %d dead local worker(s)", released)
 
     def start(self) -> None:
+        self.ledger.heartbeat(self.owner)  # listed in `status` at once, not after the first beat
         self._housekeep(force=True)
         if self._keepalive is None:
             stop = threading.Event()
