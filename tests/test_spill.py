@@ -58,7 +58,7 @@ def test_partitioned_table_streams_through_the_partition_writer(tmp_path: Path) 
     (event,) = project.ingest([_big(tmp_path / "big.csv", 20_000)])
     assert event.state == "committed"
     assert project.sql("select count(*) as n, count(distinct id) as d from s.t").to_pylist() == [{"n": 20_000, "d": 20_000}]
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         engine.query("select count(*) from s.t")
         assert engine.plans["s.t"]["files"] >= 4
 

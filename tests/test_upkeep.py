@@ -70,7 +70,7 @@ def test_one_worker_at_a_time_maintains_a_table(tmp_path: Path) -> None:
     _ingest_one_by_one(project, tmp_path, 2)
     running = project.ledger.start_job(JOB_KIND, "sales.orders", "other-worker", stale_after=3600)
     assert running is not None
-    assert Upkeep(project, "me").run("sales.orders") is None
+    assert Upkeep(project.runtime, "me").run("sales.orders") is None
     (report,) = project.maintain("sales.orders")
     assert report["notes"] == ["skipped: another worker is maintaining it"]
 
@@ -103,7 +103,7 @@ def test_a_run_abandoned_by_a_killed_worker_does_not_block_the_next_one(tmp_path
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_owner = f"{socket.gethostname()}:{gone.stdout.strip()}:abcdef"
     assert project.ledger.start_job(JOB_KIND, "sales.orders", dead_owner, stale_after=3600) is not None
-    report = Upkeep(project, "me").run("sales.orders")
+    report = Upkeep(project.runtime, "me").run("sales.orders")
     assert report is not None
     states = {j.owner: (j.state, j.error) for j in project.ledger.jobs(kind=JOB_KIND)}
     assert states[dead_owner][0] == "failed" and "died" in (states[dead_owner][1] or "")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,18 +12,23 @@ from pyiceberg.catalog import Catalog
 
 from icefloe.config import ProjectConfig, load_config
 from icefloe.errors import ConfigError, NotFoundError
-from icefloe.ledger import Event, Ledger, open_ledger
+from icefloe.ledger import Event, Ledger
 from icefloe.routing import Router
-from icefloe.sources import Source, open_source
+from icefloe.runtime import FolderQuarantine, Runtime
+from icefloe.sources import Source
 
 if TYPE_CHECKING:
+    from icefloe.engine import Engine
     from icefloe.engine.summary import RunSummary
 
 __all__ = ["Project"]
 
 
 class Project:
-    """A project folder holding icefloe.yaml. Backends open lazily, on first use."""
+    """A project folder holding icefloe.yaml. Backends open lazily, on first use.
+
+    A facade: it parses the config, builds the `Runtime` the engine, upkeep, observe and query
+    run on (`project.runtime`), and each method calls the library with it."""
 
     def __init__(
         self, path: str | Path = ".", *, env: str | None = None, overrides: dict[str, Any] | None = None
@@ -32,8 +36,9 @@ class Project:
         self.root = Path(path).resolve()
         self.config: ProjectConfig = load_config(self.root, env=env, overrides=overrides)
         _refuse_what_cannot_run(self.config)
-        self.router = Router(self.config.routes)
         self.quarantine_dir = self.root / ".icefloe" / "quarantine"
+        self.runtime = Runtime(self.config, self.root, quarantine=FolderQuarantine(self.quarantine_dir))
+        self.router: Router = self.runtime.router
 
     def __enter__(self) -> Project:
         return self
@@ -41,24 +46,22 @@ class Project:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @cached_property
+    @property
     def ledger(self) -> Ledger:
-        return open_ledger(self.config.ledger, self.root)
+        return self.runtime.ledger
 
-    @cached_property
+    @property
     def catalog(self) -> Catalog:
-        from icefloe.lake.catalog import open_catalog
+        return self.runtime.catalog
 
-        return open_catalog(self.config.catalog, self.config.warehouse, self.root)
-
-    @cached_property
+    @property
     def sources(self) -> dict[str, Source]:
-        return {name: open_source(name, cfg, self.root) for name, cfg in self.config.sources.items()}
+        return self.runtime.sources
 
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         from icefloe.engine import Engine
 
-        return Engine(self)
+        return Engine(self.runtime)
 
     # -- doing --------------------------------------------------------------------------------------
     def ingest(
@@ -121,30 +124,30 @@ class Project:
     def sql(self, query: str, *, as_of: str | int | None = None) -> pa.Table:
         from icefloe.query.duck import QueryEngine
 
-        with QueryEngine(self, as_of=as_of) as engine:
+        with QueryEngine(self.runtime, as_of=as_of) as engine:
             return engine.query(query)
 
     def status(self) -> list[dict[str, Any]]:
         from icefloe.observe.status import status
 
-        return status(self)
+        return status(self.runtime)
 
     def trace(self, ref: str) -> dict[str, Any]:
         """One event's steps; `ref` is an event id (or prefix) or the object it came from
         (`source:key`, a key, a path under a source, a file name)."""
         from icefloe.observe.trace import trace
 
-        return trace(self, ref)
+        return trace(self.runtime, ref)
 
     def tables(self) -> list[dict[str, Any]]:
         from icefloe.observe.tables import list_tables
 
-        return list_tables(self)
+        return list_tables(self.runtime)
 
     def history(self, table: str) -> list[dict[str, Any]]:
         from icefloe.observe.tables import history
 
-        return history(self, table)
+        return history(self.runtime, table)
 
     def maintain(self, table: str | None = None, *, dry_run: bool = False) -> list[dict[str, Any]]:
         """Run table maintenance now (every table, or one); a dict per table, as the CLI prints it."""
@@ -154,7 +157,7 @@ class Project:
         names = [t["table"] for t in self.tables()]
         if table is not None and table not in names:
             raise NotFoundError(f"no table {table!r}; tables: {', '.join(names) or 'none yet'}")
-        upkeep = Upkeep(self, owner_id())
+        upkeep = Upkeep(self.runtime, owner_id())
         reports = []
         for name in [table] if table is not None else names:
             report = upkeep.run(name, dry_run=dry_run)
@@ -171,7 +174,7 @@ class Project:
             loaded = self.catalog.load_table(table)
         except NoSuchTableError:
             raise NotFoundError(f"no table {table!r}") from None
-        return {"table": table, **upkeep_row(self, loaded, table)}
+        return {"table": table, **upkeep_row(self.runtime, loaded, table)}
 
     def dead_letters(self) -> list[Event]:
         return self.ledger.events(states=["dead"])
@@ -192,11 +195,7 @@ class Project:
         return None if ids is None else [self.event(i).id for i in ids]
 
     def close(self) -> None:
-        if "ledger" in self.__dict__:
-            self.ledger.close()
-        engine = getattr(self.__dict__.get("catalog"), "engine", None)
-        if engine is not None:
-            engine.dispose()  # SqlCatalog's connection pool (a PostgreSQL catalog holds sockets)
+        self.runtime.close()
 
 
 def _refuse_what_cannot_run(config: ProjectConfig) -> None:

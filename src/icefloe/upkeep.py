@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icefloe.errors import describe
 from icefloe.lake.maintain import Maintainer, MaintenancePolicy, MaintenanceReport
 from icefloe.ledger.base import local_owner_alive
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["Upkeep", "JOB_KIND", "policy_for"]
 
@@ -27,23 +25,23 @@ log = logging.getLogger("icefloe")
 JOB_KIND = "maintain"
 
 
-def policy_for(project: Project, table: str | None = None) -> MaintenancePolicy:
-    return MaintenancePolicy(**project.config.maintenance.settings(table))
+def policy_for(rt: Runtime, table: str | None = None) -> MaintenancePolicy:
+    return MaintenancePolicy(**rt.config.maintenance.settings(table))
 
 
 class Upkeep:
-    def __init__(self, project: Project, owner: str) -> None:
-        self.project, self.owner = project, owner
-        self.config = project.config.maintenance
+    def __init__(self, runtime: Runtime, owner: str) -> None:
+        self.runtime, self.owner = runtime, owner
+        self.config = runtime.config.maintenance
         # a job row older than this is a dead worker's: maintenance of one table never takes this long
-        self.stale_after = max(3600.0, project.config.lease * 10)
+        self.stale_after = max(3600.0, runtime.config.lease * 10)
         self._quiet_until = 0.0
 
     @cached_property
     def maintainer(self) -> Maintainer:
         # opened on first use: a worker whose catalog is down must still start and retry its events
-        policies = {table: policy_for(self.project, table) for table in self.config.tables}
-        return Maintainer(self.project.catalog, policies, policy_for(self.project))
+        policies = {table: policy_for(self.runtime, table) for table in self.config.tables}
+        return Maintainer(self.runtime.catalog, policies, policy_for(self.runtime))
 
     def enabled(self, table: str) -> bool:
         return self.config.enabled_for(table)
@@ -72,7 +70,7 @@ class Upkeep:
 
     def run(self, table: str, *, dry_run: bool = False) -> MaintenanceReport | None:
         """One maintenance run over `table`; None when another worker is running one right now."""
-        ledger = self.project.ledger
+        ledger = self.runtime.ledger
         for running in ledger.jobs(kind=JOB_KIND, target=table, limit=8):
             # a worker killed mid-run must not block the table's maintenance until the job goes stale
             if running.state == "running" and not local_owner_alive(running.owner):
@@ -84,15 +82,15 @@ class Upkeep:
         try:
             report = self.maintainer.run(table, dry_run=dry_run, on_expire=lambda ids: self._settle(table, ids))
         except Exception as exc:
-            self.project.ledger.finish_job(job, "failed", {"dry_run": dry_run}, error=describe(exc))
+            self.runtime.ledger.finish_job(job, "failed", {"dry_run": dry_run}, error=describe(exc))
             raise
-        self.project.ledger.finish_job(job, "succeeded", report.to_dict())
+        self.runtime.ledger.finish_job(job, "succeeded", report.to_dict())
         log.info("maintained %s: %s", table, _summary(report))
         return report
 
     def _settle(self, table: str, ids: dict[str, int]) -> None:
         """Events whose only proof of commit is a snapshot about to expire get it in the ledger."""
-        ledger = self.project.ledger
+        ledger = self.runtime.ledger
         for event_id, snapshot_id in ids.items():
             ev = ledger.get(event_id)
             if ev is None or ev.state in ("committed", "discarded"):

@@ -64,16 +64,16 @@ def test_every_literal_answers_what_duckdb_alone_answers(project: Project, where
 
 
 def test_integer_literals_on_a_decimal_column_are_pushed_exactly(project: Project) -> None:
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select count(*) as n from s.t where amount > 4").to_pylist() == [{"n": 7}]
         assert engine.plans["s.t"]["planned"] == 2  # days 4 and 5: 4 converted to 4.00, not dropped
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query("select count(*) as n from s.t where balance > 0").to_pylist()
     assert rows == [{"n": len([1 for day in range(1, 6) for i in range(4) if day - 3 + i * 0.25 > 0])}]
 
 
 def test_a_literal_that_does_not_fit_the_column_is_not_pushed(project: Project) -> None:
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select count(*) as n from s.t where amount < 99999999999").to_pylist() == [{"n": 20}]
         assert (engine.plans["s.t"]["planned"], engine.plans["s.t"]["filter"]) == (5, "AlwaysTrue()")
 

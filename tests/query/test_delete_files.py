@@ -66,7 +66,7 @@ def test_rows_deleted_by_position_are_not_returned(tmp_path: Path) -> None:
     table = project.catalog.load_table("sales.orders")
     (task,) = list(table.scan().plan_files())
     add_position_deletes(table, task.file.file_path, [2, 5])
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query("select count(*) as n, list(id order by id) as ids from sales.orders").to_pylist()
     assert rows == [{"n": 8, "ids": [0, 1, 3, 4, 6, 7, 8, 9]}]
     # the same Parquet file read directly still holds all ten rows: the view honoured the deletes

@@ -142,7 +142,7 @@ def test_a_list_column_is_read_by_field_id_through_duckdb(project: Project) -> N
     table.append(pa.table({"id": pa.array([1], pa.int64()), "tags": pa.array([[1, 2]], pa.list_(pa.int32()))}))
     with table.update_schema() as update:
         update.rename_column("tags", "labels")
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select id, labels from t.lists").to_pylist() == [{"id": 1, "labels": [1, 2]}]
         assert engine.plans["t.lists"]["reader"] == "duckdb"
 
@@ -157,7 +157,7 @@ def test_a_struct_with_a_renamed_child_is_read_through_pyiceberg(project: Projec
     table.append(pa.table({"id": pa.array([1], pa.int64()), "p": pa.array([{"x": 5, "y": 6}], arrow_point)}))
     with table.update_schema() as update:
         update.rename_column("p.x", "east")
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query("select id, p.east as east, p.y as y from t.points").to_pylist()
         plan = engine.plans["t.points"]
     assert rows == [{"id": 1, "east": 5, "y": 6}]
@@ -174,13 +174,13 @@ def test_partition_paths_are_not_taken_for_columns(tmp_path: Path) -> None:
     }
     project = Project(make_project(tmp_path / "p", {"p": pipeline}))
     project.ingest([csv_file(tmp_path / "a.csv", "id,day", ["1,2026-01-01", "2,2026-01-02"])])
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query(
             "select * exclude (_icefloe_event, _icefloe_source, _icefloe_ingested_at) from t.parts order by id"
         )
         assert rows.column_names == ["id", "day"]
         assert rows.num_rows == 2
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select id from t.parts where day = '2026-01-02'").to_pylist() == [{"id": 2}]
         assert (engine.plans["t.parts"]["planned"], engine.plans["t.parts"]["reader"]) == (1, "duckdb")
 
@@ -221,7 +221,7 @@ def test_every_primitive_type_reads_as_pyiceberg_reads_it(project: Project) -> N
             {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
             for row in project.catalog.load_table(name).scan().to_arrow().to_pylist()
         ]
-        with QueryEngine(project) as engine:
+        with QueryEngine(project.runtime) as engine:
             assert engine.query(f"select * from {name}").to_pylist() == expected
             assert engine.plans[name]["reader"] == ("duckdb" if name == "t.prims" else "pyiceberg")
     assert expected == [

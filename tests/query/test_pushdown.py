@@ -44,24 +44,24 @@ def project(tmp_path: Path) -> Project:
 
 
 def test_partition_pruning_plans_fewer_files_with_the_same_answer(project: Project) -> None:
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query("select count(*) as n from s.t where ts >= '2026-01-04'").to_pylist()
         plan = engine.plans["s.t"]
     assert rows == [{"n": 10}]
     assert (plan["files"], plan["planned"]) == (5, 2)
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select count(*) as n from s.t").to_pylist() == [{"n": 25}]
         assert engine.plans["s.t"]["planned"] == 5
 
 
 def test_column_stats_prune_by_key_range(project: Project) -> None:
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         assert engine.query("select id from s.t where id = 302").to_pylist() == [{"id": 302}]
         assert engine.plans["s.t"]["planned"] == 1
 
 
 def test_inexact_decimal_literals_are_not_pushed(project: Project) -> None:
-    with QueryEngine(project) as engine:
+    with QueryEngine(project.runtime) as engine:
         rows = engine.query("select count(*) as n from s.t where amount > 3.395").to_pylist()
         # 3.40 and the ten rows of days 4 and 5; rounding 3.395 to the column's scale (3.40)
         # and pruning on that would drop day 3's file and lose the 3.40 row

@@ -4,31 +4,28 @@ maintenance that commits make due."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
-from icefloe.config import ProjectConfig, WriteConfig
-from icefloe.engine.shared import in_runs, pipeline_write, table_write
-from icefloe.engine.summary import Tally
+from icefloe.config import WriteConfig
+from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
 from icefloe.errors import SchemaError, describe, is_transient
 from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
-from icefloe.ledger.base import Event, Ledger
+from icefloe.ledger.base import Event
 from icefloe.pipelines.runner import META_COLUMNS, EventOutput
+from icefloe.runtime import Runtime
 
 if TYPE_CHECKING:
-    from icefloe.project import Project
-    from icefloe.upkeep import Upkeep
+    from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
 
-__all__ = ["Committing", "held_key"]
+__all__ = ["Committer", "held_key"]
 
 log = logging.getLogger("icefloe")
 
@@ -46,26 +43,43 @@ class _Buffer:
     first_at: float = 0.0
 
 
-class Committing:
-    """Part of `Engine`: what happens to an event's rows after its pipeline ran."""
+class Committer:
+    """The `Engine`'s part that takes an event's rows after its pipeline ran: per-table buffers,
+    commits, failures, and the maintenance commits make due.
 
-    project: Project
-    config: ProjectConfig
-    ledger: Ledger
-    owner: str
-    writers: dict[str, TableWriter]
-    table_of: dict[str, str]
-    child_writes: dict[str, WriteConfig]
-    ordered: list[str]
-    order_groups: dict[str, str]
-    pipeline_writers: dict[str, TableWriter]
-    ordered_by_key: list[str]
-    buffers: dict[str, _Buffer]
-    on_event: Callable[[Event, str], None] | None
-    _held_back: set[str]
-    _upkeep: Upkeep | None
-    _maintain_due: set[str]
-    tally: Tally
+    `notify(event, state)` hears each event this worker settles; `upkeep()` gives the worker's
+    maintenance (built on first use by whoever owns it)."""
+
+    def __init__(
+        self, runtime: Runtime, owner: str, *, notify: Callable[[Event, str], None], upkeep: Callable[[], Upkeep]
+    ) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.ledger = runtime.ledger
+        self.clock = runtime.clock
+        self.owner = owner
+        self._notify = notify
+        self._upkeep = upkeep
+        self.writers: dict[str, TableWriter] = {}
+        self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
+        # child tables (format xml `children`) are written in their parent's mode, before the parent
+        self.child_writes = {
+            table: WriteConfig(table=table, mode=cfg.write.mode)
+            for cfg in self.config.pipelines.values()
+            for table in cfg.write.children.values()
+        }
+        # where the newest landed object must win, events commit in landing order; an append
+        # pipeline only needs one object's versions in order (a new version replaces the old rows)
+        self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
+        # pipelines sharing a table with an ordered one follow its landing order too
+        self.ordered, self.order_groups = order_groups(self.config, self.ordered)
+        self.pipeline_writers: dict[str, TableWriter] = {}
+        self.ordered_by_key = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode == "append"]
+        # pipelines (and append objects) whose older event will retry: the engine's lease loop
+        # hands their newer events back; cleared each round, never replaced (the engine reads it)
+        self._held_back: set[str] = set()
+        self.buffers: dict[str, _Buffer] = {}
+        self._maintain_due: set[str] = set()
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
@@ -76,14 +90,14 @@ class Committing:
                 config = self.child_writes[table]
             else:
                 config = table_write(self.config, table)
-            self.writers[table] = TableWriter(self.project.catalog, config)
+            self.writers[table] = TableWriter(self.runtime.catalog, config)
         return self.writers[table]
 
     def _pipeline_writer(self, pipeline: str) -> TableWriter:
         if pipeline not in self.pipeline_writers:
             table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
             shared = self.writer(table)
-            self.pipeline_writers[pipeline] = shared if shared.config == config else TableWriter(self.project.catalog, config)
+            self.pipeline_writers[pipeline] = shared if shared.config == config else TableWriter(self.runtime.catalog, config)
         return self.pipeline_writers[pipeline]
 
     def _order_group(self, pipeline: str) -> set[str]:
@@ -104,12 +118,7 @@ class Committing:
 
     @property
     def upkeep(self) -> Upkeep:
-        if self._upkeep is None:
-            # the lake's maintenance code loads on first use
-            from icefloe.upkeep import Upkeep
-
-            self._upkeep = Upkeep(self.project, self.owner)
-        return self._upkeep
+        return self._upkeep()
 
     def _maintain(self) -> None:
         """Maintenance that commits made due runs between rounds, never inside a commit."""
@@ -127,7 +136,7 @@ class Committing:
         batch = self.config.pipelines[buf.items[0][0].pipeline or ""].batch
         if force or buf.rows >= batch.max_rows or buf.bytes >= batch.max_bytes:
             return True
-        if time.time() - buf.first_at >= batch.max_wait:
+        if self.clock.now() - buf.first_at >= batch.max_wait:
             return True
         pipelines = [p for p, t in self.table_of.items() if t == table]
         # nothing more is coming for this table right now: waiting would only add latency
@@ -248,7 +257,7 @@ class Committing:
                     log.info("event %s (%s) landed again: %s no longer holds its bytes", revived.id, revived.object_ref, ev.object_ref)
 
     def _present(self, source: str, key: str) -> bool:
-        found = self.project.sources.get(source)
+        found = self.runtime.sources.get(source)
         try:
             return found is not None and found.open_path(key).is_file()
         except Exception:  # noqa: BLE001 - a key that no longer resolves is not there
@@ -309,12 +318,7 @@ class Committing:
     def _write_quarantine(self, ev: Event, out: EventOutput) -> None:
         if out.quarantine is None or out.quarantine.num_rows == 0:
             return
-        folder = self.project.quarantine_dir / (ev.pipeline or "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{ev.id}.parquet"
-        partial = target.with_suffix(".parquet.part")
-        pq.write_table(out.quarantine, partial)
-        os.replace(partial, target)
+        self.runtime.quarantine.write(ev.pipeline or "_", ev.id, out.quarantine)
 
     def _fail(self, events: list[Event], exc: BaseException) -> list[str]:
         """Record the failure of each event; returns their new states."""
@@ -360,11 +364,6 @@ class Committing:
             self.ledger.release([ev.id for ev, _ in newer], self.owner)
             for ev, out in newer:
                 self._discard(ev.pipeline or "", out)
-
-    def _notify(self, ev: Event, state: str) -> None:
-        self.tally.seen(ev.id, state)
-        if self.on_event is not None:
-            self.on_event(ev, state)
 
     def _tick(self) -> None:
         if self.config.maintenance.every or any("every" in t for t in self.config.maintenance.tables.values()):

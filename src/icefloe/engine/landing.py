@@ -6,29 +6,28 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from icefloe.config import ProjectConfig
 from icefloe.errors import IcefloeError, ObjectChangedError
-from icefloe.ledger.base import Event, Ledger
+from icefloe.ledger.base import Event
+from icefloe.runtime import Runtime
 from icefloe.sources.base import Landed, Source
 
-if TYPE_CHECKING:
-    from icefloe.project import Project
-
-__all__ = ["Landing"]
+__all__ = ["Lander"]
 
 log = logging.getLogger("icefloe")
 
 
-class Landing:
-    """Part of `Engine`: finding objects and recording them."""
+class Lander:
+    """The `Engine`'s part that finds objects and records them: the reconcile scan, watch
+    notices waiting to settle, and the events a landed object becomes."""
 
-    project: Project
-    config: ProjectConfig
-    ledger: Ledger
-    _candidates: dict[Path, tuple[Source, bool]]
-    _lock: threading.Lock
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.ledger = runtime.ledger
+        # objects a watcher noticed, waiting to settle: path -> (source, seen closed)
+        self._candidates: dict[Path, tuple[Source, bool]] = {}
+        self._lock = threading.Lock()
 
     def _unchanged(self, source: Source, path: Path) -> bool:
         """Landed before with this very stamp: no need to hash it again."""
@@ -41,7 +40,7 @@ class Landing:
 
     def land_object(self, landed: Landed) -> list[Event]:
         """Record a complete object and route it; returns the events that are new."""
-        pipelines = self.project.router.match(landed.source, landed.key)
+        pipelines = self.runtime.router.match(landed.source, landed.key)
         attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
         events = self.ledger.land(
             source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
@@ -56,8 +55,8 @@ class Landing:
         land again, for their pipelines, and their `unrouted` record goes."""
         count = 0
         for ev in self.ledger.events(states=["unrouted"]):
-            source = self.project.sources.get(ev.source)
-            if source is None or not self.project.router.match(ev.source, ev.key):
+            source = self.runtime.sources.get(ev.source)
+            if source is None or not self.runtime.router.match(ev.source, ev.key):
                 continue
             try:
                 landed = source.describe(source.open_path(ev.key))
@@ -72,7 +71,7 @@ class Landing:
         """Find objects that landed while nothing ran (the scan at start), oldest first: what
         piled up must land in the order it was written, or an older file could win an upsert."""
         count = self.reroute()
-        for source, path in _oldest_first((s, p) for s in self.project.sources.values() for p in s.scan()):
+        for source, path in _oldest_first((s, p) for s in self.runtime.sources.values() for p in s.scan()):
             try:
                 if self._unchanged(source, path):
                     continue  # landed before (or just now by `ingest`)

@@ -9,62 +9,104 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from icefloe.config import WriteConfig
-from icefloe.engine.committing import Committing, _Buffer, held_key
-from icefloe.engine.landing import Landing
-from icefloe.engine.shared import order_groups
+from icefloe.engine.committing import Committer, _Buffer, held_key
+from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import DataError, IcefloeError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
-from icefloe.pipelines.runner import PipelineRunner
-from icefloe.sources.base import Source
+from icefloe.pipelines.runner import EventOutput, PipelineRunner
+from icefloe.runtime import Runtime
+from icefloe.sources.base import Landed, Source
 
 if TYPE_CHECKING:
-    from icefloe.project import Project
-    from icefloe.upkeep import Upkeep
+    from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("icefloe")
 
 
-class Engine(Landing, Committing):
-    def __init__(self, project: Project, *, lease_limit: int = 16) -> None:
-        self.project = project
-        self.config = project.config
-        self.ledger = project.ledger
-        self.owner = owner_id()
+class Engine:
+    """One worker on a `Runtime`: it owns a `Lander` (objects -> events), a `Committer` (rows ->
+    snapshots) and, from the first maintenance it needs, an `Upkeep`, and runs the loop that
+    leases events, runs their pipelines and hands the rows on."""
+
+    def __init__(self, runtime: Runtime, *, lease_limit: int = 16) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.ledger = runtime.ledger
+        self.clock = runtime.clock
         self.lease_limit = lease_limit
-        self.runners = {name: PipelineRunner(name, cfg, project.root) for name, cfg in self.config.pipelines.items()}
-        self.writers: dict[str, TableWriter] = {}
-        self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
-        # child tables (format xml `children`) are written in their parent's mode, before the parent
-        self.child_writes = {
-            table: WriteConfig(table=table, mode=cfg.write.mode)
-            for cfg in self.config.pipelines.values()
-            for table in cfg.write.children.values()
-        }
-        # where the newest landed object must win, events commit in landing order; an append
-        # pipeline only needs one object's versions in order (a new version replaces the old rows)
-        self.ordered = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode != "append"]
-        # pipelines sharing a table with an ordered one follow its landing order too
-        self.ordered, self.order_groups = order_groups(self.config, self.ordered)
-        self.pipeline_writers: dict[str, TableWriter] = {}
-        self.ordered_by_key = [name for name, cfg in self.config.pipelines.items() if cfg.write.mode == "append"]
-        self._held_back: set[str] = set()
-        self._housekept = 0.0
-        self._in_flight: set[str] = set()  # the event _process is working on (it can take minutes)
-        self._keepalive: tuple[threading.Thread, threading.Event] | None = None
-        self.buffers: dict[str, _Buffer] = {}
-        self._candidates: dict[Path, tuple[Source, bool]] = {}
-        self._lock = threading.Lock()
+        self.runners = {name: PipelineRunner(name, cfg, runtime.root) for name, cfg in self.config.pipelines.items()}
+        self.tally = Tally()
         self.on_event: Callable[[Event, str], None] | None = None
         # (event, bytes of its file read, records so far), for a progress bar on long files
         self.progress: Callable[[Event, int, int], None] | None = None
+        self._housekept = 0.0
+        self._in_flight: set[str] = set()  # the event _process is working on (it can take minutes)
+        self._keepalive: tuple[threading.Thread, threading.Event] | None = None
         self._upkeep: Upkeep | None = None
-        self._maintain_due: set[str] = set()
-        self.tally = Tally()
+        self.lander = Lander(runtime)
+        self.committer = Committer(runtime, owner_id(), notify=self._notify, upkeep=lambda: self.upkeep)
+        # the committer's table layout and buffers, which leasing and processing read too (the
+        # same objects: never replaced, only changed in place)
+        self.table_of = self.committer.table_of
+        self.ordered, self.order_groups = self.committer.ordered, self.committer.order_groups
+        self.ordered_by_key = self.committer.ordered_by_key
+        self.buffers = self.committer.buffers
+        self._held_back = self.committer._held_back
+
+    @property
+    def owner(self) -> str:
+        """Who this worker is in the ledger (leases, heartbeats, maintenance jobs)."""
+        return self.committer.owner
+
+    @owner.setter
+    def owner(self, value: str) -> None:
+        self.committer.owner = value
+
+    @property
+    def upkeep(self) -> Upkeep:
+        if self._upkeep is None:
+            from icefloe.upkeep import Upkeep
+
+            self._upkeep = Upkeep(self.runtime, self.owner)
+        return self._upkeep
+
+    def _notify(self, ev: Event, state: str) -> None:
+        self.tally.seen(ev.id, state)
+        if self.on_event is not None:
+            self.on_event(ev, state)
+
+    # -- the parts' own API, for callers that hold the engine (Project.ingest, tests) ------------
+    def land(self, source: Source, path: Path) -> list[Event]:
+        return self.lander.land(source, path)
+
+    def land_object(self, landed: Landed) -> list[Event]:
+        return self.lander.land_object(landed)
+
+    def reconcile(self) -> int:
+        return self.lander.reconcile()
+
+    def reroute(self) -> int:
+        return self.lander.reroute()
+
+    def notice(self, source: Source, path: Path, complete: bool) -> None:
+        self.lander.notice(source, path, complete)
+
+    @property
+    def _candidates(self) -> dict[Path, tuple[Source, bool]]:
+        return self.lander._candidates
+
+    def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
+        return self.committer.writer(table, pipeline)
+
+    def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
+        self.committer._commit(table, items)
+
+    def _flush(self, force: bool) -> bool:
+        return self.committer._flush(force)
 
     def summary(self) -> RunSummary:
         """What this engine did so far (other workers' commits are theirs, not counted)."""
@@ -73,13 +115,13 @@ class Engine(Landing, Committing):
     def step(self) -> bool:
         """One round: land, lease, process, flush what is due. True if anything happened."""
         self._housekeep()
-        self._land_candidates()
+        self.lander._land_candidates()
         events = self.ledger.lease(
             self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
             groups=self.order_groups, ordered_by_key=self.ordered_by_key,
         )
         self._skip_already_committed(events)
-        self._held_back = set()
+        self._held_back.clear()
         for ev in events:
             if ev.state != "running":  # found committed, or failed before it could start
                 continue
@@ -88,7 +130,7 @@ class Engine(Landing, Committing):
                 continue
             self._process(ev)
         flushed = self._flush(force=not events)
-        self._maintain()
+        self.committer._maintain()
         return bool(events) or flushed
 
     def _skip_already_committed(self, events: list[Event]) -> None:
@@ -99,7 +141,7 @@ class Engine(Landing, Committing):
             try:
                 loaded = self.writer(table).load()
             except Exception as exc:  # noqa: BLE001 - the catalog is down: these events retry later
-                self._fail([ev for ev in retried if self.table_of[ev.pipeline or ""] == table], exc)
+                self.committer._fail([ev for ev in retried if self.table_of[ev.pipeline or ""] == table], exc)
                 continue
             history[table] = committed_event_ids(loaded) if loaded is not None else {}
         for ev in retried:
@@ -121,7 +163,7 @@ class Engine(Landing, Committing):
 
     def _process_one(self, ev: Event) -> None:
         assert ev.pipeline is not None
-        source = self.project.sources.get(ev.source)
+        source = self.runtime.sources.get(ev.source)
         try:
             if source is None:
                 raise IcefloeError(f"source {ev.source!r} is no longer configured")
@@ -139,7 +181,7 @@ class Engine(Landing, Committing):
             dedupe = runner.config.dedupe
             can_spill = writer.config.mode in ("append", "replace_source") and not (dedupe and dedupe.key)
             pipeline = ev.pipeline
-            spill = (lambda target: self.writer(self._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
+            spill = (lambda target: self.writer(self.committer._target_table(pipeline, target), pipeline).stream(ev.object_ref)) if can_spill else None
             tell = self.progress
             progress = (lambda done, records: tell(ev, done, records)) if tell is not None else None
             if duplicate:  # a new version whose bytes another object holds: no rows of its own
@@ -148,10 +190,10 @@ class Engine(Landing, Committing):
             else:
                 out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
             if self._superseded(ev, source, path):  # rewritten while we read it
-                self._discard(ev.pipeline, out)
+                self.committer._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
-            self._fail([ev], exc)
+            self.committer._fail([ev], exc)
             return
         for name, started, ended, detail in out.steps:
             self.ledger.record_step([ev.id], name, started, ended, **detail)
@@ -160,7 +202,7 @@ class Engine(Landing, Committing):
         self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
         buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
         if not buf.items:
-            buf.first_at = time.time()
+            buf.first_at = self.clock.now()
         buf.items.append((ev, out))
         buf.rows += out.data.num_rows
         buf.bytes += out.data.nbytes
@@ -210,7 +252,7 @@ class Engine(Landing, Committing):
     def _housekeep(self, force: bool = False) -> None:
         """Every few seconds: take back the work of dead local workers at once instead of after
         their lease runs out (the keep-alive thread beats and renews this worker's own leases)."""
-        now = time.time()
+        now = self.clock.now()
         if not force and now - self._housekept < HEARTBEAT_EVERY:
             return
         self._housekept = now
@@ -232,7 +274,7 @@ class Engine(Landing, Committing):
         heartbeat going and the leases of the events this worker holds: otherwise they expire
         under it and another worker does the same work again."""
         every = max(0.05, min(HEARTBEAT_EVERY, self.config.lease / 3))
-        while not stop.wait(every):
+        while not self.clock.wait(stop, every):
             try:
                 held = set(self._in_flight)
                 for buf in list(self.buffers.values()):
@@ -260,19 +302,19 @@ class Engine(Landing, Committing):
             while not (stop and stop.is_set()):
                 if self.step():
                     continue
-                idle = not self._candidates and not any(b.items for b in self.buffers.values())
+                idle = not self.lander._candidates and not any(b.items for b in self.buffers.values())
                 if idle and self.ledger.pending_count() == 0:
                     break
                 time.sleep(0.05)  # only retries with a backoff remain
             self._flush(force=True)
-            self._maintain()
+            self.committer._maintain()
         finally:
             self.sign_off()
 
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""
         self.start()
-        stoppers = [source.watch(self._noticer(source)) for source in self.project.sources.values()]
+        stoppers = [source.watch(self.lander._noticer(source)) for source in self.runtime.sources.values()]
         try:
             self.reconcile()
             while not stop.is_set():
@@ -282,7 +324,7 @@ class Engine(Landing, Committing):
                     log.exception("worker step failed; retrying")
                     busy = False
                 if not busy:
-                    self._tick()
+                    self.committer._tick()
                     stop.wait(poll)
             self._flush(force=True)
         finally:

@@ -9,12 +9,9 @@ reading a byte of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from icefloe.errors import IcefloeError
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["Waiting", "waiting_objects"]
 
@@ -27,10 +24,10 @@ class Waiting:
     pipelines: tuple[str, ...]
 
 
-def waiting_objects(project: Project) -> list[Waiting]:
+def waiting_objects(rt: Runtime) -> list[Waiting]:
     """Every object whose current version has not landed, with the pipelines it routes to."""
     found: list[Waiting] = []
-    for name, source in project.sources.items():
+    for name, source in rt.sources.items():
         for path in source.scan():
             try:
                 key = source.key_for(path)
@@ -38,6 +35,6 @@ def waiting_objects(project: Project) -> list[Waiting]:
                 modified = path.stat().st_mtime
             except (OSError, IcefloeError):  # vanished meanwhile, or a link out of the source
                 continue
-            if project.ledger.object_stamp(name, key) != stamp:
-                found.append(Waiting(name, key, modified, tuple(project.router.match(name, key))))
+            if rt.ledger.object_stamp(name, key) != stamp:
+                found.append(Waiting(name, key, modified, tuple(rt.router.match(name, key))))
     return found

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icefloe.observe.backlog import waiting_objects
 from icefloe.observe.workers import worker_rows
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["status"]
 
 _PENDING = ("landed", "queued", "running", "retrying")
 
 
-def status(project: Project) -> list[dict[str, Any]]:
+def status(rt: Runtime) -> list[dict[str, Any]]:
     """One row per source, pipeline and table. Backlog = events still pending plus objects in the
     source not landed yet (`waiting`); lag = age of the oldest of them. Table rows need the
     catalog: when it cannot be opened they say why (`unavailable`), and the rest still shows."""
     now = time.time()
-    events = project.ledger.events()
-    waiting = waiting_objects(project)
+    events = rt.ledger.events()
+    waiting = waiting_objects(rt)
     rows: list[dict[str, Any]] = []
-    for name in project.config.sources:
+    for name in rt.config.sources:
         mine = [e for e in events if e.source == name]
         objects = {(e.key, e.content_hash) for e in mine}
         rows.append({
@@ -35,7 +33,7 @@ def status(project: Project) -> list[dict[str, Any]]:
             "last_landed": _iso(max((e.landed_at for e in mine), default=None)),
         })  # fmt: skip
     quarantined: Counter[str] = Counter()
-    for name, cfg in project.config.pipelines.items():
+    for name, cfg in rt.config.pipelines.items():
         mine = [e for e in events if e.pipeline == name]
         states = Counter(e.state for e in mine)
         pending = [e for e in mine if e.state in _PENDING]
@@ -52,38 +50,38 @@ def status(project: Project) -> list[dict[str, Any]]:
             "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
             "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
         })  # fmt: skip
-    rows += worker_rows(project, events)
-    tables = {cfg.write.table for cfg in project.config.pipelines.values()}
-    tables |= {t for cfg in project.config.pipelines.values() for t in cfg.write.children.values()}
-    down = _catalog_down(project)
+    rows += worker_rows(rt, events)
+    tables = {cfg.write.table for cfg in rt.config.pipelines.values()}
+    tables |= {t for cfg in rt.config.pipelines.values() for t in cfg.write.children.values()}
+    down = _catalog_down(rt)
     for table in sorted(tables):
-        row = _table_row(project, table) if down is None else {"kind": "table", "name": table, "exists": None, "unavailable": down}
+        row = _table_row(rt, table) if down is None else {"kind": "table", "name": table, "exists": None, "unavailable": down}
         rows.append({**row, "quarantined": quarantined[table]})
     return rows
 
 
-def _catalog_down(project: Project) -> str | None:
+def _catalog_down(rt: Runtime) -> str | None:
     """Why the catalog cannot be opened now, if it cannot (asked once, not once per table)."""
     from icefloe.errors import StorageUnavailableError
 
     try:
-        project.catalog  # noqa: B018 - opening it is the question
+        rt.catalog  # noqa: B018 - opening it is the question
     except StorageUnavailableError as exc:
         return str(exc)
     return None
 
 
-def _table_row(project: Project, name: str) -> dict[str, Any]:
+def _table_row(rt: Runtime, name: str) -> dict[str, Any]:
     from pyiceberg.exceptions import NoSuchTableError
 
     from icefloe.lake.catalog import catalog_outage
 
     try:
-        table = project.catalog.load_table(name)
+        table = rt.catalog.load_table(name)
     except NoSuchTableError:
         return {"kind": "table", "name": name, "exists": False}
     except Exception as exc:
-        outage = catalog_outage(exc, project.config.catalog)
+        outage = catalog_outage(exc, rt.config.catalog)
         if outage is None:
             raise
         return {"kind": "table", "name": name, "exists": None, "unavailable": str(outage)}
@@ -96,17 +94,17 @@ def _table_row(project: Project, name: str) -> dict[str, Any]:
         "files": int(summary["total-data-files"] or 0) if summary else 0,
         "last_snapshot": snapshot.snapshot_id if snapshot else None,
         "last_commit": _iso(snapshot.timestamp_ms / 1000) if snapshot else None,
-        **upkeep_row(project, table, name),
+        **upkeep_row(rt, table, name),
     }  # fmt: skip
 
 
-def upkeep_row(project: Project, table: Any, name: str) -> dict[str, Any]:
+def upkeep_row(rt: Runtime, table: Any, name: str) -> dict[str, Any]:
     """File health and the last maintenance run, shown by `status` and `history`."""
     from icefloe.lake.maintain import table_stats
     from icefloe.upkeep import JOB_KIND, policy_for
 
-    stats = table_stats(table, small_file_bytes=policy_for(project, name).small_threshold)
-    last = next((j for j in project.ledger.jobs(kind=JOB_KIND, target=name) if j.state != "running"), None)
+    stats = table_stats(table, small_file_bytes=policy_for(rt, name).small_threshold)
+    last = next((j for j in rt.ledger.jobs(kind=JOB_KIND, target=name) if j.state != "running"), None)
     return {
         "data_files": stats["data_files"],
         "small_files": stats["small_files"],

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyiceberg.exceptions import NoSuchTableError
 
 from icefloe.errors import NotFoundError
 from icefloe.lake.writer import EVENTS_PROPERTY
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["list_tables", "history"]
 
 
-def list_tables(project: Project) -> list[dict[str, Any]]:
-    catalog = project.catalog
+def list_tables(rt: Runtime) -> list[dict[str, Any]]:
+    catalog = rt.catalog
     rows = []
     for namespace in catalog.list_namespaces():
         for ident in catalog.list_tables(namespace):
@@ -35,9 +33,9 @@ def list_tables(project: Project) -> list[dict[str, Any]]:
     return rows
 
 
-def history(project: Project, name: str) -> list[dict[str, Any]]:
+def history(rt: Runtime, name: str) -> list[dict[str, Any]]:
     try:
-        table = project.catalog.load_table(name)
+        table = rt.catalog.load_table(name)
     except NoSuchTableError:
         raise NotFoundError(f"no table {name!r}") from None
     rows = []

@@ -9,34 +9,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icefloe.errors import IcefloeError, NotFoundError
-
-if TYPE_CHECKING:
-    from icefloe.ledger.base import Event
-    from icefloe.project import Project
+from icefloe.ledger.base import Event
+from icefloe.runtime import Runtime
 
 __all__ = ["events_for_object", "trace"]
 
 
-def trace(project: Project, ref: str) -> dict[str, Any]:
+def trace(rt: Runtime, ref: str) -> dict[str, Any]:
     found, ambiguous = None, None
     if re.fullmatch(r"[0-9a-f]+", ref):
         try:
-            found = project.ledger.find(ref)
+            found = rt.ledger.find(ref)
         except IcefloeError as exc:  # a prefix of several ids, unless it is also an object's name
             ambiguous = exc
     others: list[Event] = []
     if found is None:
-        others = events_for_object(project, ref)
+        others = events_for_object(rt, ref)
         if not others and ambiguous is not None:
             raise ambiguous
         if not others:
             raise NotFoundError(f"no event {ref!r}, nor an object by that name (give an event id, source:key, a key or a path)")
         found = others[0]
     event = found
-    steps = project.ledger.steps(event.id)
+    steps = rt.ledger.steps(event.id)
     origin = steps[0].started_at if steps else event.landed_at
     return {
         "event": event.to_dict(),
@@ -55,10 +53,10 @@ def trace(project: Project, ref: str) -> dict[str, Any]:
     }
 
 
-def events_for_object(project: Project, ref: str) -> list[Event]:
+def events_for_object(rt: Runtime, ref: str) -> list[Event]:
     """The events of the object `ref` names, newest landing first."""
-    wanted = _object_keys(project, ref)
-    events = project.ledger.events()
+    wanted = _object_keys(rt, ref)
+    events = rt.ledger.events()
     matched = [e for e in events if (e.source, e.key) in wanted or (None, e.key) in wanted]
     if not matched:  # a bare file name: the objects whose key ends in it
         name = ref.strip("/")
@@ -66,13 +64,13 @@ def events_for_object(project: Project, ref: str) -> list[Event]:
     return sorted(matched, key=lambda e: (e.landed_at, e.id), reverse=True)
 
 
-def _object_keys(project: Project, ref: str) -> set[tuple[str | None, str]]:
+def _object_keys(rt: Runtime, ref: str) -> set[tuple[str | None, str]]:
     keys: set[tuple[str | None, str]] = {(None, ref)}
     source, sep, key = ref.partition(":")
-    if sep and source in project.config.sources:
+    if sep and source in rt.config.sources:
         keys.add((source, key))
-    for name, src in project.sources.items():
-        for path in (Path(ref), project.root / ref):
+    for name, src in rt.sources.items():
+        for path in (Path(ref), rt.root / ref):
             try:
                 keys.add((name, src.key_for(path)))
             except (IcefloeError, OSError, ValueError):  # not under this source

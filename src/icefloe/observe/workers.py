@@ -4,12 +4,10 @@ by workers that are gone (they wait for another worker to take them back)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, WorkerInfo, local_owner_alive
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["worker_rows", "worker_state"]
 
@@ -26,14 +24,14 @@ def worker_state(worker: WorkerInfo, now: float, lease: float) -> str:
     return "alive"
 
 
-def worker_rows(project: Project, events: list[Event]) -> list[dict[str, Any]]:
+def worker_rows(rt: Runtime, events: list[Event]) -> list[dict[str, Any]]:
     """One row per worker that has not stopped, and per owner of running events."""
     now = time.time()
     held: dict[str, list[Event]] = {}
     for ev in events:
         if ev.state == "running" and ev.lease_owner:
             held.setdefault(ev.lease_owner, []).append(ev)
-    known = {w.owner: w for w in project.ledger.workers()}
+    known = {w.owner: w for w in rt.ledger.workers()}
     rows = []
     for owner in dict.fromkeys([*known, *held]):
         worker = known.get(owner)
@@ -42,7 +40,7 @@ def worker_rows(project: Project, events: list[Event]) -> list[dict[str, Any]]:
             worker = WorkerInfo(owner, host, int(rest.partition(":")[0] or -1) if rest[:1].isdigit() else -1, 0.0, 0.0)
             state = "alive" if local_owner_alive(owner) else "dead"
         else:
-            state = worker_state(worker, now, project.config.lease)
+            state = worker_state(worker, now, rt.config.lease)
         mine = held.get(owner, [])
         if state == "stopped" and not mine:
             continue

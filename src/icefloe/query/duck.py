@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
@@ -22,9 +21,7 @@ from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnav
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
-
-if TYPE_CHECKING:
-    from icefloe.project import Project
+from icefloe.runtime import Runtime
 
 __all__ = ["QueryEngine", "resolve_as_of"]
 
@@ -72,8 +69,8 @@ def _quote(name: str) -> str:
 
 
 class QueryEngine:
-    def __init__(self, project: Project, *, as_of: str | int | None = None) -> None:
-        self.project, self.as_of = project, as_of
+    def __init__(self, runtime: Runtime, *, as_of: str | int | None = None) -> None:
+        self.runtime, self.as_of = runtime, as_of
         self.con = duckdb.connect()
         self._registered: set[str] = set()
         # per table: files in the snapshot, files left after pruning, the filter pushed down
@@ -86,7 +83,7 @@ class QueryEngine:
         self.con.close()
 
     def tables(self) -> list[str]:
-        catalog = self.project.catalog
+        catalog = self.runtime.catalog
         return [".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)]
 
     def query(self, sql: str) -> pa.Table:
@@ -119,7 +116,7 @@ class QueryEngine:
             raise IcefloeError(f"query failed: {exc}") from None
 
     def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
-        table = self.project.catalog.load_table(name)
+        table = self.runtime.catalog.load_table(name)
         snapshot_id = resolve_as_of(table, self.as_of, first_commit_ms=lambda: self._first_commit_ms(name))
         namespace, _, short = name.rpartition(".")
         view = f"{_quote(namespace)}.{_quote(short)}"
@@ -159,24 +156,24 @@ class QueryEngine:
     def _first_commit_ms(self, table: str) -> float | None:
         times = [
             e.committed_at
-            for e in self.project.ledger.events(states=["committed"])
+            for e in self.runtime.ledger.events(states=["committed"])
             if e.table == table and e.committed_at
         ]
         return min(times) * 1000 if times else None
 
-    def _quarantine(self) -> list[Path]:
-        return sorted(self.project.quarantine_dir.glob("*/*.parquet"))
+    def _quarantine(self) -> list[str]:
+        return self.runtime.quarantine.files()
 
     def _register_ledger(self) -> None:
         if "icefloe" in self._registered:
             return
         self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
-        events = [e.to_dict() for e in self.project.ledger.events()]
+        events = [e.to_dict() for e in self.runtime.ledger.events()]
         self.con.register("__events", _events_table(events))
         self.con.execute('CREATE VIEW "icefloe"."events" AS SELECT * FROM __events')
         quarantine = self._quarantine()
         if quarantine:
-            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in quarantine)
+            files = ", ".join("'" + p.replace("'", "''") + "'" for p in quarantine)
             self.con.execute(
                 f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
             )
