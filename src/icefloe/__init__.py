@@ -2,9 +2,9 @@
 
 Packages by concept, data flowing one way:
 
-    sources/ -> routing -> ledger/ -> pipelines/ -> lake/ -> query/
-                        engine (the worker loop) ties them together
-    observe/, cli/, web/ sit on top and call `Project`, never the backends directly.
+    sources/ -> routing -> ledger/ -> pipelines/ -> lake/ -> runtime -> query/
+    engine (the worker loop), observe/ and upkeep run on a `Runtime` (runtime.py)
+    `Project` parses icefloe.yaml and builds the Runtime; cli/, web/ call `Project`.
 
 A package may import from packages to its left, never to its right; a backend (sqlite ledger,
 folder source, a catalog) is reached only through its seam's `open_*` registry function.
