@@ -46,7 +46,7 @@ def test_an_object_in_a_memory_source_lands_and_commits(built: tuple[Runtime, Me
 
 
 @pytest.mark.parametrize("built", [{"orders": {**ORDERS, "checks": [{"range": {"amount": [0, None]}}]}}], indirect=True)
-def test_a_quarantined_row_reaches_the_quarantine_sink(built: tuple[Runtime, MemorySource]) -> None:
+def test_a_quarantined_row_reaches_the_quarantine_sink(built: tuple[Runtime, MemorySource], tmp_path: Path) -> None:
     runtime, source = built
     source.add("a.csv", b"id,amount\n1,2.5\n2,-1.0\n")
     Engine(runtime).drain()
@@ -57,6 +57,7 @@ def test_a_quarantined_row_reaches_the_quarantine_sink(built: tuple[Runtime, Mem
     assert key == ("orders", event.id)
     assert runtime.quarantine.rows[key].select(["id", "_icefloe_check"]).to_pylist() == [{"id": 2, "_icefloe_check": "range(amount)"}]
     assert _rows(runtime) == [{"id": 1, "amount": 2.5}]
+    assert not (tmp_path / ".icefloe").exists()  # nothing fell back on a project folder
 
 
 @pytest.mark.parametrize("built", [{"orders": {**ORDERS, "batch": {"max_wait": "30s"}}}], indirect=True)
