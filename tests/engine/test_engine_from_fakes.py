@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from icefloe.engine import Engine
+from icefloe.ledger.base import HEARTBEAT_EVERY
 from icefloe.runtime import Runtime
 from tests.engine.fakes import FakeClock, MemoryQuarantine, MemorySource, fake_runtime
+from tests.helpers import wait_for
 
 ORDERS = {
     "read": {"format": "csv", "schema": {"id": "long", "amount": "double"}},
@@ -97,3 +99,22 @@ def test_a_failing_pipeline_dead_letters_through_the_fakes(built: tuple[Runtime,
     assert heard == ["dead"]
     assert [e.id for e in runtime.ledger.events(states=["dead"])] == [event.id]
     assert engine.summary().dead == 1 and not runtime.catalog.table_exists("t.events")
+
+
+def test_the_keepalive_beats_when_the_clock_moves_on(built: tuple[Runtime, MemorySource], monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime, _ = built
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    beats: list[bool] = []
+    beat = runtime.ledger.heartbeat
+    monkeypatch.setattr(runtime.ledger, "heartbeat", lambda owner, stopped=False: beats.append(stopped) or beat(owner, stopped=stopped))
+    engine = Engine(runtime)
+    engine.start()
+    try:
+        assert beats == [False]  # the one at start, so `status` lists the worker at once
+        clock.advance(HEARTBEAT_EVERY)
+        # sooner than a wall-clock pacing could beat: it is the fake clock that moved it
+        assert wait_for(lambda: len(beats) >= 2, timeout=HEARTBEAT_EVERY / 2)
+    finally:
+        engine.sign_off()
+    assert beats[-1] is True
