@@ -107,7 +107,12 @@ def test_the_keepalive_beats_when_the_clock_moves_on(built: tuple[Runtime, Memor
     assert isinstance(clock, FakeClock)
     beats: list[bool] = []
     beat = runtime.ledger.heartbeat
-    monkeypatch.setattr(runtime.ledger, "heartbeat", lambda owner, stopped=False: beats.append(stopped) or beat(owner, stopped=stopped))
+
+    def counted(owner: str, stopped: bool = False) -> None:
+        beats.append(stopped)
+        beat(owner, stopped=stopped)
+
+    monkeypatch.setattr(runtime.ledger, "heartbeat", counted)
     engine = Engine(runtime)
     engine.start()
     try:
