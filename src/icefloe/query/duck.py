@@ -26,7 +26,10 @@ from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
 if TYPE_CHECKING:
     from icefloe.project import Project
 
-__all__ = ["QueryEngine", "resolve_as_of"]
+__all__ = ["EVENTS_PAGE", "QueryEngine", "resolve_as_of"]
+
+# events read from the ledger per page when `icefloe.events` is filled (bounds Python's memory)
+EVENTS_PAGE = 10_000
 
 
 def resolve_as_of(
@@ -104,7 +107,7 @@ class QueryEngine:
         for name in wanted:
             self.register(name, predicates.get(name.lower(), []))
         if ledger:
-            self._register_ledger()
+            self._register_ledger(_ledger_names(lowered))
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.CatalogException as exc:
@@ -157,35 +160,55 @@ class QueryEngine:
         self._registered.add(name)
 
     def _first_commit_ms(self, table: str) -> float | None:
-        times = [
-            e.committed_at
-            for e in self.project.ledger.events(states=["committed"])
-            if e.table == table and e.committed_at
-        ]
-        return min(times) * 1000 if times else None
+        # asked only to word an error; read a page at a time, never every event at once
+        first: float | None = None
+        after = None
+        while batch := self.project.ledger.page(states=["committed"], after=after, limit=EVENTS_PAGE):
+            times = [e.committed_at for e in batch if e.table == table and e.committed_at]
+            if times:
+                first = min(times) if first is None else min(first, *times)
+            after = batch[-1].seq
+        return first * 1000 if first is not None else None
 
     def _quarantine(self) -> list[Path]:
         return sorted(self.project.quarantine_dir.glob("*/*.parquet"))
 
-    def _register_ledger(self) -> None:
-        if "icefloe" in self._registered:
-            return
+    def _register_ledger(self, names: set[str]) -> None:
+        """The `icefloe.*` tables the SQL names: a query that does not read the events does not
+        copy them, and one that does copies them a page at a time into a DuckDB table."""
         self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
-        events = [e.to_dict() for e in self.project.ledger.events()]
-        self.con.register("__events", _events_table(events))
-        self.con.execute('CREATE VIEW "icefloe"."events" AS SELECT * FROM __events')
-        quarantine = self._quarantine()
+        if "events" in names and "icefloe.events" not in self._registered:
+            self._copy_events()
+            self._registered.add("icefloe.events")
+        quarantine = self._quarantine() if "quarantine" in names and "icefloe.quarantine" not in self._registered else []
         if quarantine:
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in quarantine)
             self.con.execute(
                 f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
             )
-        self._registered.add("icefloe")
+            self._registered.add("icefloe.quarantine")
+
+    def _copy_events(self) -> None:
+        # DuckDB holds the rows columnar (and spills past its memory limit); Python holds one page
+        self.con.register("__events_page", _events_table([]))
+        self.con.execute('CREATE TABLE "icefloe"."events" AS SELECT * FROM __events_page')
+        after = None
+        while batch := self.project.ledger.page(after=after, limit=EVENTS_PAGE):
+            self.con.register("__events_page", _events_table([e.to_dict() for e in batch]))
+            self.con.execute('INSERT INTO "icefloe"."events" SELECT * FROM __events_page')
+            after = batch[-1].seq
+        self.con.unregister("__events_page")
+
+
+def _ledger_names(lowered: str) -> set[str]:
+    """The tables of the `icefloe` schema a (lower-cased) query names: icefloe.events, "icefloe"."events"."""
+    return {m[1] for m in re.findall(r'(?:\bicefloe|"icefloe")\s*\.\s*("?)([a-z_][a-z0-9_]*)\1', lowered)}
 
 
 _EVENT_TYPES: dict[str, pa.DataType] = {
     "size": pa.int64(), "attempts": pa.int64(), "max_attempts": pa.int64(), "rows_in": pa.int64(),
     "rows_out": pa.int64(), "rows_quarantined": pa.int64(), "snapshot_id": pa.int64(), "version": pa.int64(),
+    "seq": pa.int64(), "epoch": pa.int64(),
 }  # fmt: skip
 _TIMES = ("landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at", "lease_expires_at")
 
