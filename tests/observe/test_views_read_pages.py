@@ -154,3 +154,28 @@ def test_a_query_of_the_quarantine_alone_does_not_copy_the_events(tmp_path: Path
     assert project.sql('select count(*) as n from "icefloe"."events"').to_pylist() == [{"n": 1}]
     assert "page" in reads
     project.close()
+
+
+def test_a_where_on_state_copies_only_those_events_and_the_next_query_sees_all(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from icefloe.query import QueryEngine
+
+    project = Project(root)
+    dead = _dead_and_queued(project.ledger, 30)
+    asked: list[dict[str, Any]] = []
+    cls = type(project.ledger)
+    real = cls.page
+
+    def spy(self: Ledger, **kwargs: Any) -> list[Event]:
+        found = real(self, **kwargs)
+        asked.append({**kwargs, "got": len(found)})
+        return found
+
+    monkeypatch.setattr(cls, "page", spy)
+    with QueryEngine(project) as engine:
+        got = engine.query("select id from icefloe.events where state = 'dead' and size > 0 order by seq")
+        assert got.column("id").to_pylist() == dead
+        assert sum(a["got"] for a in asked) == len(dead) and asked[0]["states"] == ["dead"]
+        assert engine.query("select count(*) as n from icefloe.events").to_pylist() == [{"n": 30}]
+        assert engine.query("select count(*) as n from icefloe.events where pipeline = 'orders'").to_pylist() == [{"n": 30}]
+        assert engine.query("select count(*) as n from icefloe.events where state = 'queued'").to_pylist() == [{"n": 15}]
+    project.close()

@@ -79,6 +79,8 @@ class QueryEngine:
         self.project, self.as_of = project, as_of
         self.con = duckdb.connect()
         self._registered: set[str] = set()
+        # what icefloe.events was filled with: None not yet, {} every event, else the page filter
+        self._events_filter: dict[str, str] | None = None
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
 
@@ -103,11 +105,12 @@ class QueryEngine:
                 raise
             tables, outage = [], exc  # the ledger answers without the catalog
         wanted = [n for n in tables if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
-        predicates = predicates_by_table(sql) if wanted else {}
+        names = _ledger_names(lowered) if ledger else set()
+        predicates = predicates_by_table(sql) if wanted or "events" in names else {}
         for name in wanted:
             self.register(name, predicates.get(name.lower(), []))
         if ledger:
-            self._register_ledger(_ledger_names(lowered))
+            self._register_ledger(names, _event_filter(predicates.get("icefloe.events", [])))
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.CatalogException as exc:
@@ -173,13 +176,17 @@ class QueryEngine:
     def _quarantine(self) -> list[Path]:
         return sorted(self.project.quarantine_dir.glob("*/*.parquet"))
 
-    def _register_ledger(self, names: set[str]) -> None:
+    def _register_ledger(self, names: set[str], only: dict[str, str]) -> None:
         """The `icefloe.*` tables the SQL names: a query that does not read the events does not
-        copy them, and one that does copies them a page at a time into a DuckDB table."""
+        copy them, and one that does copies them a page at a time into a DuckDB table (only the
+        events of the state, pipeline or source its WHERE clause fixes, if it does)."""
         self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
-        if "events" in names and "icefloe.events" not in self._registered:
-            self._copy_events()
-            self._registered.add("icefloe.events")
+        if "events" in names and self._events_filter is not None and self._events_filter not in ({}, only):
+            self.con.execute('DROP TABLE "icefloe"."events"')  # filled for another query's filter
+            self._events_filter = None
+        if "events" in names and self._events_filter is None:
+            self._copy_events(only)
+            self._events_filter = only
         quarantine = self._quarantine() if "quarantine" in names and "icefloe.quarantine" not in self._registered else []
         if quarantine:
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in quarantine)
@@ -188,16 +195,29 @@ class QueryEngine:
             )
             self._registered.add("icefloe.quarantine")
 
-    def _copy_events(self) -> None:
+    def _copy_events(self, only: dict[str, str]) -> None:
         # DuckDB holds the rows columnar (and spills past its memory limit); Python holds one page
         self.con.register("__events_page", _events_table([]))
         self.con.execute('CREATE TABLE "icefloe"."events" AS SELECT * FROM __events_page')
+        states = [only["state"]] if "state" in only else None
         after = None
-        while batch := self.project.ledger.page(after=after, limit=EVENTS_PAGE):
+        while batch := self.project.ledger.page(
+            states=states, pipeline=only.get("pipeline"), source=only.get("source"), after=after, limit=EVENTS_PAGE
+        ):
             self.con.register("__events_page", _events_table([e.to_dict() for e in batch]))
             self.con.execute('INSERT INTO "icefloe"."events" SELECT * FROM __events_page')
             after = batch[-1].seq
         self.con.unregister("__events_page")
+
+
+def _event_filter(predicates: list[Predicate]) -> dict[str, str]:
+    """`state = 'dead'`-like conjuncts on the columns the ledger pages by; DuckDB still applies
+    them (and the rest), so this only makes the copy smaller."""
+    return {
+        column.lower(): text
+        for column, op, kind, text in predicates
+        if op == "COMPARE_EQUAL" and kind == "STRING" and column.lower() in ("state", "pipeline", "source")
+    }
 
 
 def _ledger_names(lowered: str) -> set[str]:
