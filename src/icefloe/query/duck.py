@@ -24,12 +24,13 @@ from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
 
 if TYPE_CHECKING:
+    from icefloe.ledger.base import Event
     from icefloe.project import Project
 
 __all__ = ["EVENTS_PAGE", "QueryEngine", "resolve_as_of"]
 
 # events read from the ledger per page when `icefloe.events` is filled (bounds Python's memory)
-EVENTS_PAGE = 10_000
+EVENTS_PAGE = 2_000
 
 
 def resolve_as_of(
@@ -204,7 +205,7 @@ class QueryEngine:
         while batch := self.project.ledger.page(
             states=states, pipeline=only.get("pipeline"), source=only.get("source"), after=after, limit=EVENTS_PAGE
         ):
-            self.con.register("__events_page", _events_table([e.to_dict() for e in batch]))
+            self.con.register("__events_page", _events_table(batch))
             self.con.execute('INSERT INTO "icefloe"."events" SELECT * FROM __events_page')
             after = batch[-1].seq
         self.con.unregister("__events_page")
@@ -233,13 +234,13 @@ _EVENT_TYPES: dict[str, pa.DataType] = {
 _TIMES = ("landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at", "lease_expires_at")
 
 
-def _events_table(rows: list[dict[str, Any]]) -> pa.Table:
+def _events_table(events: list[Event]) -> pa.Table:
     from icefloe.ledger.base import Event
 
     names = list(Event.__dataclass_fields__)
     arrays = []
     for name in names:
-        values = [r[name] for r in rows]
+        values = [getattr(e, name) for e in events]
         if name in _TIMES:
             arrays.append(pa.array([int(v * 1e6) if v else None for v in values], pa.timestamp("us", tz="UTC")))
         else:
