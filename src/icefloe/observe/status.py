@@ -108,7 +108,10 @@ def upkeep_row(project: Project, table: Any, name: str) -> dict[str, Any]:
     from icefloe.upkeep import JOB_KIND, policy_for
 
     stats = table_stats(table, small_file_bytes=policy_for(project, name).small_threshold)
-    last = next((j for j in project.ledger.jobs(kind=JOB_KIND, target=name) if j.state != "running"), None)
+    # the newest few: a table runs one job at a time, so a finished one is among them (a table
+    # maintained every few commits has thousands of runs behind it)
+    recent = project.ledger.jobs(kind=JOB_KIND, target=name, limit=8)
+    last = next((j for j in recent if j.state != "running"), None)
     return {
         "data_files": stats["data_files"],
         "small_files": stats["small_files"],
