@@ -11,6 +11,7 @@ median wall time and the largest peak RSS:
     icefloe status -p DIR
     icefloe sql -p DIR "select state, count(*) from icefloe.events group by 1"
     icefloe dlq list -p DIR
+    icefloe trace -p DIR 5.csv
 
 `--older SRC` (a checkout's src folder, e.g. from `git archive`) times that code too, taking turns.
 """
@@ -81,6 +82,7 @@ def _commands(root: Path) -> dict[str, list[str]]:
         "status": [*cli, "status", "-p", str(root)],
         "sql group by state": [*cli, "sql", "-p", str(root), "select state, count(*) from icefloe.events group by 1"],
         "dlq list": [*cli, "dlq", "list", "-p", str(root)],
+        "trace by file name": [*cli, "trace", "-p", str(root), "5.csv"],
     }
 
 
