@@ -20,6 +20,7 @@ from icefloe.sources import Source
 if TYPE_CHECKING:
     from icefloe.engine import Engine
     from icefloe.engine.summary import RunSummary
+    from icefloe.observe.dlq import DeadLetterPage
 
 __all__ = ["Project"]
 
@@ -176,8 +177,15 @@ class Project:
             raise NotFoundError(f"no table {table!r}") from None
         return {"table": table, **upkeep_row(self.runtime, loaded, table)}
 
-    def dead_letters(self) -> list[Event]:
-        return self.ledger.events(states=["dead"])
+    def dead_letters(self, *, limit: int = 100, after: int | None = None) -> list[Event]:
+        """One page of dead events, in landing order (`after`: the last `seq` of the page before)."""
+        return self.dead_letter_page(limit=limit, after=after).events
+
+    def dead_letter_page(self, *, limit: int = 100, after: int | None = None) -> DeadLetterPage:
+        """A page of dead events and how many more follow it."""
+        from icefloe.observe.dlq import dead_letter_page
+
+        return dead_letter_page(self.runtime, limit=limit, after=after)
 
     def replay(self, ids: list[str] | None) -> list[str]:
         return self.ledger.replay(self._resolve(ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from icefloe.cli import EXIT_DEAD
 from icefloe.cli.common import format_option, open_project, output, project_options
+from icefloe.observe.dlq import DEAD_LETTER_PAGE
 
 __all__ = ["COMMANDS"]
 
@@ -21,15 +23,23 @@ def dlq() -> None:
 @dlq.command("list")
 @project_options
 @format_option
-def list_(project_dir: str, env: str | None, fmt: str) -> None:
-    """Every dead event with its error."""
+@click.option("--limit", type=click.IntRange(min=1), default=DEAD_LETTER_PAGE, show_default=True, help="Events per page.")
+@click.option("--after", type=click.IntRange(min=0), default=None, metavar="SEQ", help="Start after this seq (the hint under a page gives it).")
+def list_(project_dir: str, env: str | None, fmt: str, limit: int, after: int | None) -> None:
+    """Dead events with their errors, a page at a time in landing order."""
     with open_project(project_dir, env) as project:
-        rows = [
-            {"event": e.id, "object": e.object_ref, "pipeline": e.pipeline, "attempts": e.attempts,
-             "kind": e.error_kind, "error": e.error}
-            for e in project.dead_letters()
-        ]  # fmt: skip
-    output(fmt).rows(rows, title="dead-letter queue")
+        page = project.dead_letter_page(limit=limit, after=after)
+    rows = [
+        {"seq": e.seq, "event": e.id, "object": e.object_ref, "pipeline": e.pipeline, "attempts": e.attempts,
+         "kind": e.error_kind, "error": e.error}
+        for e in page.events
+    ]  # fmt: skip
+    out = output(fmt)
+    out.rows(rows, title="dead-letter queue")
+    if page.next_after is not None:
+        where = (f" -p {shlex.quote(project_dir)}" if project_dir != "." else "") + (f" --env {shlex.quote(env)}" if env else "")
+        sized = f" --limit {limit}" if limit != DEAD_LETTER_PAGE else ""
+        out.message(f"{page.more} more: icefloe dlq list{where}{sized} --after {page.next_after}")
 
 
 @dlq.command()

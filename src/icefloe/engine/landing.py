@@ -53,18 +53,21 @@ class Lander:
     def reroute(self) -> int:
         """Objects recorded `unrouted` that the config now routes (a route was added or fixed)
         land again, for their pipelines, and their `unrouted` record goes."""
-        count = 0
-        for ev in self.ledger.events(states=["unrouted"]):
-            source = self.runtime.sources.get(ev.source)
-            if source is None or not self.runtime.router.match(ev.source, ev.key):
-                continue
-            try:
-                landed = source.describe(source.open_path(ev.key))
-            except (OSError, IcefloeError) as exc:  # gone or unreadable: it stays unrouted, shown
-                log.warning("could not route %s again: %s", ev.object_ref, exc)
-                continue
-            self.ledger.requeue_unrouted([(ev.source, ev.key)])
-            count += len(self.land_object(landed))
+        count, after = 0, None
+        # a page at a time: the pages are keyed by seq, so the rows requeued meanwhile move no boundary
+        while page := self.ledger.page(states=["unrouted"], after=after, limit=1000):
+            after = page[-1].seq
+            for ev in page:
+                source = self.runtime.sources.get(ev.source)
+                if source is None or not self.runtime.router.match(ev.source, ev.key):
+                    continue
+                try:
+                    landed = source.describe(source.open_path(ev.key))
+                except (OSError, IcefloeError) as exc:  # gone or unreadable: it stays unrouted, shown
+                    log.warning("could not route %s again: %s", ev.object_ref, exc)
+                    continue
+                self.ledger.requeue_unrouted([(ev.source, ev.key)])
+                count += len(self.land_object(landed))
         return count
 
     def reconcile(self) -> int:

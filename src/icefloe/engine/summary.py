@@ -44,26 +44,45 @@ class RunSummary:
 
 
 class Tally:
-    """The last state this engine moved each event to."""
+    """The last state this engine moved each event to, counted as it goes.
+
+    A long `run` settles events without end, so only the events that may still move (retrying,
+    dead: a replay can commit them) are remembered by id; committed and discarded are final and
+    only counted. A committed event's rows are read from the ledger at the next `summary` unless
+    `seen` was told them."""
+
+    _COUNTED = ("committed", "dead", "discarded", "retrying")
+    _FINAL = frozenset({"committed", "discarded"})
 
     def __init__(self) -> None:
-        self.last: dict[str, str] = {}
+        self.counts = dict.fromkeys(self._COUNTED, 0)
+        self.open: dict[str, str] = {}  # event id -> last state, while it can still move
+        self.rows = 0
+        self._rows_unread: list[str] = []  # committed, rows not known yet
 
-    def seen(self, event_id: str, state: str) -> None:
-        self.last[event_id] = state
+    def seen(self, event_id: str, state: str, *, rows: int | None = None) -> None:
+        before = self.open.pop(event_id, None)
+        if before in self.counts:
+            self.counts[before] -= 1
+        if state in self.counts:
+            self.counts[state] += 1
+        if state not in self._FINAL:
+            self.open[event_id] = state
+        elif state == "committed" and rows is not None:
+            self.rows += rows
+        elif state == "committed":
+            self._rows_unread.append(event_id)
 
     def summary(self, ledger: Ledger) -> RunSummary:
-        counts = dict.fromkeys(("committed", "dead", "discarded", "retrying"), 0)
-        rows = 0
-        for event_id, state in self.last.items():
+        for event_id in self._rows_unread:
+            ev = ledger.get(event_id)
+            self.rows += (ev.rows_out or 0) if ev is not None else 0
+        self._rows_unread.clear()
+        counts = dict(self.counts)
+        for event_id, state in self.open.items():
             if state == "retrying":
                 # a retry may since have been finished by another worker: then it is theirs
                 ev = ledger.get(event_id)
                 if ev is None or ev.state not in ("retrying", "queued", "running"):
-                    continue
-            if state == "committed":
-                ev = ledger.get(event_id)
-                rows += (ev.rows_out or 0) if ev is not None else 0
-            if state in counts:
-                counts[state] += 1
-        return RunSummary(**counts, pending=ledger.pending_count(), rows=rows)
+                    counts["retrying"] -= 1
+        return RunSummary(**counts, pending=ledger.pending_count(), rows=self.rows)

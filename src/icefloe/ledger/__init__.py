@@ -10,6 +10,7 @@ from icefloe.ledger.base import (
     TERMINAL,
     TRANSITIONS,
     Event,
+    GroupCount,
     Job,
     JobState,
     Ledger,
@@ -19,7 +20,7 @@ from icefloe.ledger.base import (
     owner_id,
 )
 
-__all__ = ["Event", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
+__all__ = ["Event", "GroupCount", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
 
 
 def open_ledger(uri: str, root: Path) -> Ledger:

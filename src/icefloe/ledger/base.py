@@ -36,6 +36,7 @@ __all__ = [
     "TRANSITIONS",
     "TERMINAL",
     "Event",
+    "GroupCount",
     "Step",
     "Job",
     "WorkerInfo",
@@ -122,6 +123,8 @@ class Event:
     lease_expires_at: float | None = None
     stamp: str = ""
     version: int = 0
+    # landing order (keyset paging); filled by `page` and `find_by_name`, 0 where not read
+    seq: int = 0
 
     @property
     def object_ref(self) -> str:
@@ -129,6 +132,21 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass
+class GroupCount:
+    """The events of one (source, pipeline, state), counted in the ledger: what `status` shows
+    without reading every event."""
+
+    source: str
+    pipeline: str | None
+    state: str
+    events: int
+    oldest_landed_at: float | None
+    newest_landed_at: float | None
+    last_committed_at: float | None
+    rows_quarantined: int
 
 
 @dataclass
@@ -290,6 +308,53 @@ class Ledger(ABC):
     def events(
         self, *, states: Iterable[str] | None = None, pipeline: str | None = None, limit: int | None = None
     ) -> list[Event]: ...
+
+    @abstractmethod
+    def counts(self) -> list[GroupCount]:
+        """One row per (source, pipeline, state) that has events, grouped by the database."""
+
+    @abstractmethod
+    def object_count(self, source: str) -> int:
+        """Distinct objects recorded for the source: each (key, bytes) its events landed counts once."""
+
+    @abstractmethod
+    def last_error(self, pipeline: str) -> str | None:
+        """The error of the pipeline's dead event updated last, if any is dead."""
+
+    @abstractmethod
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """Up to `limit` events in landing order (`seq`), after the `seq` of the previous page's
+        last event: keyset paging, so page N costs what page 1 does."""
+
+    @abstractmethod
+    def find_by_name(self, name: str, limit: int = 20) -> list[Event]:
+        """Events whose key is `name` or ends with `/name` (case-sensitive): exact keys first,
+        then newest landing first, so the limit keeps what a person naming a file means."""
+
+    def count(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+    ) -> int:
+        """How many events `page` would walk through from `after` on (what is left to page).
+
+        Counted a page at a time here, in bounded memory; a backend overrides it with a COUNT."""
+        names = None if states is None else list(states)
+        total, cursor = 0, after
+        while batch := self.page(states=names, pipeline=pipeline, source=source, after=cursor, limit=10_000):
+            total, cursor = total + len(batch), batch[-1].seq
+        return total
 
     @abstractmethod
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...

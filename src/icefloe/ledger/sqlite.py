@@ -15,6 +15,7 @@ from typing import Any
 from icefloe.errors import IcefloeError
 from icefloe.ledger.base import TRANSITIONS, Event, Ledger, State, Step, event_id
 from icefloe.ledger.sqlite_side import SIDE_SCHEMA, SideTables, iter_statements, migrate
+from icefloe.ledger.sqlite_views import SqliteViews
 
 __all__ = ["SqliteLedger"]
 
@@ -55,7 +56,7 @@ def _check(old: str, new: State) -> None:
         raise IcefloeError(f"illegal event transition {old} -> {new}")
 
 
-class SqliteLedger(SideTables, Ledger):
+class SqliteLedger(SqliteViews, SideTables, Ledger):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":

@@ -20,37 +20,39 @@ def status(rt: Runtime) -> list[dict[str, Any]]:
     source not landed yet (`waiting`); lag = age of the oldest of them. Table rows need the
     catalog: when it cannot be opened they say why (`unavailable`), and the rest still shows."""
     now = time.time()
-    events = rt.ledger.events()
+    ledger = rt.ledger
+    groups = ledger.counts()  # grouped by the ledger: status reads no event row
     waiting = waiting_objects(rt)
     rows: list[dict[str, Any]] = []
     for name in rt.config.sources:
-        mine = [e for e in events if e.source == name]
-        objects = {(e.key, e.content_hash) for e in mine}
+        mine = [g for g in groups if g.source == name]
         rows.append({
-            "kind": "source", "name": name, "objects": len(objects),
+            "kind": "source", "name": name, "objects": ledger.object_count(name) if mine else 0,
             "waiting": sum(w.source == name for w in waiting),
-            "unrouted": sum(e.state == "unrouted" for e in mine),
-            "last_landed": _iso(max((e.landed_at for e in mine), default=None)),
+            "unrouted": sum(g.events for g in mine if g.state == "unrouted"),
+            "last_landed": _iso(max((g.newest_landed_at or 0 for g in mine), default=None) or None),
         })  # fmt: skip
     quarantined: Counter[str] = Counter()
     for name, cfg in rt.config.pipelines.items():
-        mine = [e for e in events if e.pipeline == name]
-        states = Counter(e.state for e in mine)
-        pending = [e for e in mine if e.state in _PENDING]
+        mine = [g for g in groups if g.pipeline == name]
+        states: Counter[str] = Counter()
+        for g in mine:
+            states[g.state] += g.events
         unlanded = [w for w in waiting if name in w.pipelines]
-        since = [e.landed_at for e in pending] + [w.modified_at for w in unlanded]
-        bad = sum(e.rows_quarantined or 0 for e in mine if e.state == "committed")
+        since = [g.oldest_landed_at for g in mine if g.state in _PENDING and g.oldest_landed_at is not None]
+        since += [w.modified_at for w in unlanded]
+        bad = sum(g.rows_quarantined for g in mine if g.state == "committed")
         quarantined[cfg.write.table] += bad
         rows.append({
             "kind": "pipeline", "name": name, "table": cfg.write.table,
-            "backlog": len(pending) + len(unlanded), "waiting": len(unlanded),
+            "backlog": sum(states[s] for s in _PENDING) + len(unlanded), "waiting": len(unlanded),
             "running": states["running"], "retrying": states["retrying"],
             "committed": states["committed"], "dead": states["dead"], "quarantined": bad,
             "lag_s": round(max(now - min(since), 0.0), 3) if since else 0.0,
-            "last_commit": _iso(max((e.committed_at or 0 for e in mine), default=None) or None),
-            "last_error": next((e.error for e in sorted(mine, key=lambda e: -e.updated_at) if e.state == "dead"), None),
+            "last_commit": _iso(max((g.last_committed_at or 0 for g in mine), default=None) or None),
+            "last_error": ledger.last_error(name) if states["dead"] else None,
         })  # fmt: skip
-    rows += worker_rows(rt, events)
+    rows += worker_rows(rt)
     tables = {cfg.write.table for cfg in rt.config.pipelines.values()}
     tables |= {t for cfg in rt.config.pipelines.values() for t in cfg.write.children.values()}
     down = _catalog_down(rt)
@@ -104,7 +106,10 @@ def upkeep_row(rt: Runtime, table: Any, name: str) -> dict[str, Any]:
     from icefloe.upkeep import JOB_KIND, policy_for
 
     stats = table_stats(table, small_file_bytes=policy_for(rt, name).small_threshold)
-    last = next((j for j in rt.ledger.jobs(kind=JOB_KIND, target=name) if j.state != "running"), None)
+    # the newest few: a table runs one job at a time, so a finished one is among them (a table
+    # maintained every few commits has thousands of runs behind it)
+    recent = rt.ledger.jobs(kind=JOB_KIND, target=name, limit=8)
+    last = next((j for j in recent if j.state != "running"), None)
     return {
         "data_files": stats["data_files"],
         "small_files": stats["small_files"],

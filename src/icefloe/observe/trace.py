@@ -15,7 +15,10 @@ from icefloe.errors import IcefloeError, NotFoundError
 from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 
-__all__ = ["events_for_object", "trace"]
+__all__ = ["LISTED", "events_for_object", "trace"]
+
+# events of one object listed (versions x fan-out); the newest, when it has had more
+LISTED = 100
 
 
 def trace(rt: Runtime, ref: str) -> dict[str, Any]:
@@ -54,14 +57,18 @@ def trace(rt: Runtime, ref: str) -> dict[str, Any]:
 
 
 def events_for_object(rt: Runtime, ref: str) -> list[Event]:
-    """The events of the object `ref` names, newest landing first."""
+    """The events of the object `ref` names (its newest `LISTED`), newest landing first."""
     wanted = _object_keys(rt, ref)
-    events = rt.ledger.events()
-    matched = [e for e in events if (e.source, e.key) in wanted or (None, e.key) in wanted]
-    if not matched:  # a bare file name: the objects whose key ends in it
-        name = ref.strip("/")
-        matched = [e for e in events if "/" not in name and e.key.rsplit("/", 1)[-1] == name]
-    return sorted(matched, key=lambda e: (e.landed_at, e.id), reverse=True)
+    matched: dict[str, Event] = {}
+    # looked up by key in the ledger: an exact key comes before the keys merely ending in it
+    for key in dict.fromkeys(key for _, key in wanted):
+        for e in rt.ledger.find_by_name(key, limit=LISTED):
+            if (e.source, e.key) in wanted or (None, e.key) in wanted:
+                matched.setdefault(e.id, e)
+    name = ref.strip("/")
+    if not matched and name and "/" not in name:  # a bare file name: the objects whose key ends in it
+        matched = {e.id: e for e in rt.ledger.find_by_name(name, limit=LISTED) if e.key.rsplit("/", 1)[-1] == name}
+    return sorted(matched.values(), key=lambda e: (e.landed_at, e.id), reverse=True)[:LISTED]
 
 
 def _object_keys(rt: Runtime, ref: str) -> set[tuple[str | None, str]]:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from icefloe.ledger.base import HEARTBEAT_EVERY, Event, WorkerInfo, local_owner_alive
+from icefloe.ledger.base import HEARTBEAT_EVERY, Event, Ledger, WorkerInfo, local_owner_alive
 from icefloe.runtime import Runtime
 
 __all__ = ["worker_rows", "worker_state"]
+
+# orphaned events named per worker row; the rest are counted
+_NAMED = 5
 
 
 def worker_state(worker: WorkerInfo, now: float, lease: float) -> str:
@@ -24,13 +27,10 @@ def worker_state(worker: WorkerInfo, now: float, lease: float) -> str:
     return "alive"
 
 
-def worker_rows(rt: Runtime, events: list[Event]) -> list[dict[str, Any]]:
+def worker_rows(rt: Runtime) -> list[dict[str, Any]]:
     """One row per worker that has not stopped, and per owner of running events."""
     now = time.time()
-    held: dict[str, list[Event]] = {}
-    for ev in events:
-        if ev.state == "running" and ev.lease_owner:
-            held.setdefault(ev.lease_owner, []).append(ev)
+    held, named = _held(rt.ledger)
     known = {w.owner: w for w in rt.ledger.workers()}
     rows = []
     for owner in dict.fromkeys([*known, *held]):
@@ -41,19 +41,36 @@ def worker_rows(rt: Runtime, events: list[Event]) -> list[dict[str, Any]]:
             state = "alive" if local_owner_alive(owner) else "dead"
         else:
             state = worker_state(worker, now, rt.config.lease)
-        mine = held.get(owner, [])
+        mine, shown = held.get(owner, 0), named.get(owner, [])
         if state == "stopped" and not mine:
             continue
         rows.append({
             "kind": "worker", "name": owner, "host": worker.host, "pid": worker.pid, "state": state,
             "last_heartbeat": _iso(worker.heartbeat_at),
             "heartbeat_age_s": round(now - worker.heartbeat_at, 1) if worker.heartbeat_at else None,
-            "running": len(mine),
+            "running": mine,
             # events whose owner is gone: shown by name, so a stall is never a mystery
-            "orphaned": ", ".join(f"{e.id[:12]} {e.object_ref}" for e in mine[:5]) + (" ..." if len(mine) > 5 else "")
+            "orphaned": ", ".join(f"{e.id[:12]} {e.object_ref}" for e in shown) + (" ..." if mine > len(shown) else "")
             if state != "alive" else "",
         })  # fmt: skip
     return rows
+
+
+def _held(ledger: Ledger) -> tuple[dict[str, int], dict[str, list[Event]]]:
+    """Running events per lease owner, and the first few of each by name: read a page at a time,
+    since a crowd of workers can hold many."""
+    counts: dict[str, int] = {}
+    named: dict[str, list[Event]] = {}
+    after = None
+    while batch := ledger.page(states=["running"], after=after, limit=1000):
+        for ev in batch:
+            if ev.lease_owner:
+                counts[ev.lease_owner] = counts.get(ev.lease_owner, 0) + 1
+                shown = named.setdefault(ev.lease_owner, [])
+                if len(shown) < _NAMED:
+                    shown.append(ev)
+        after = batch[-1].seq
+    return counts, named
 
 
 def _iso(ts: float | None) -> str | None:

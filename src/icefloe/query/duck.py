@@ -21,9 +21,13 @@ from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnav
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
+from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 
-__all__ = ["QueryEngine", "resolve_as_of"]
+__all__ = ["EVENTS_PAGE", "QueryEngine", "resolve_as_of"]
+
+# events read from the ledger per page when `icefloe.events` is filled (bounds Python's memory)
+EVENTS_PAGE = 2_000
 
 
 def resolve_as_of(
@@ -73,6 +77,8 @@ class QueryEngine:
         self.runtime, self.as_of = runtime, as_of
         self.con = duckdb.connect()
         self._registered: set[str] = set()
+        # what icefloe.events was filled with: None not yet, {} every event, else the page filter
+        self._events_filter: dict[str, str] | None = None
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
 
@@ -97,11 +103,12 @@ class QueryEngine:
                 raise
             tables, outage = [], exc  # the ledger answers without the catalog
         wanted = [n for n in tables if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
-        predicates = predicates_by_table(sql) if wanted else {}
+        names = _ledger_names(lowered) if ledger else set()
+        predicates = predicates_by_table(sql) if wanted or "events" in names else {}
         for name in wanted:
             self.register(name, predicates.get(name.lower(), []))
         if ledger:
-            self._register_ledger()
+            self._register_ledger(names, _event_filter(predicates.get("icefloe.events", [])))
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.CatalogException as exc:
@@ -154,46 +161,83 @@ class QueryEngine:
         self._registered.add(name)
 
     def _first_commit_ms(self, table: str) -> float | None:
-        times = [
-            e.committed_at
-            for e in self.runtime.ledger.events(states=["committed"])
-            if e.table == table and e.committed_at
-        ]
-        return min(times) * 1000 if times else None
+        # asked only to word an error; read a page at a time, never every event at once
+        first: float | None = None
+        after = None
+        while batch := self.runtime.ledger.page(states=["committed"], after=after, limit=EVENTS_PAGE):
+            times = [e.committed_at for e in batch if e.table == table and e.committed_at]
+            if times:
+                first = min(times) if first is None else min(first, *times)
+            after = batch[-1].seq
+        return first * 1000 if first is not None else None
 
     def _quarantine(self) -> list[str]:
         return self.runtime.quarantine.files()
 
-    def _register_ledger(self) -> None:
-        if "icefloe" in self._registered:
-            return
+    def _register_ledger(self, names: set[str], only: dict[str, str]) -> None:
+        """The `icefloe.*` tables the SQL names: a query that does not read the events does not
+        copy them, and one that does copies them a page at a time into a DuckDB table (only the
+        events of the state, pipeline or source its WHERE clause fixes, if it does)."""
         self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
-        events = [e.to_dict() for e in self.runtime.ledger.events()]
-        self.con.register("__events", _events_table(events))
-        self.con.execute('CREATE VIEW "icefloe"."events" AS SELECT * FROM __events')
-        quarantine = self._quarantine()
+        if "events" in names and self._events_filter is not None and self._events_filter not in ({}, only):
+            self.con.execute('DROP TABLE "icefloe"."events"')  # filled for another query's filter
+            self._events_filter = None
+        if "events" in names and self._events_filter is None:
+            self._copy_events(only)
+            self._events_filter = only
+        quarantine = self._quarantine() if "quarantine" in names and "icefloe.quarantine" not in self._registered else []
         if quarantine:
             files = ", ".join("'" + p.replace("'", "''") + "'" for p in quarantine)
             self.con.execute(
                 f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
             )
-        self._registered.add("icefloe")
+            self._registered.add("icefloe.quarantine")
+
+    def _copy_events(self, only: dict[str, str]) -> None:
+        # DuckDB holds the rows columnar (and spills past its memory limit); Python holds one page
+        self.con.register("__events_page", _events_table([]))
+        self.con.execute('CREATE TABLE "icefloe"."events" AS SELECT * FROM __events_page')
+        states = [only["state"]] if "state" in only else None
+        after = None
+        while batch := self.runtime.ledger.page(
+            states=states, pipeline=only.get("pipeline"), source=only.get("source"), after=after, limit=EVENTS_PAGE
+        ):
+            self.con.register("__events_page", _events_table(batch))
+            self.con.execute('INSERT INTO "icefloe"."events" SELECT * FROM __events_page')
+            after = batch[-1].seq
+        self.con.unregister("__events_page")
+
+
+def _event_filter(predicates: list[Predicate]) -> dict[str, str]:
+    """`state = 'dead'`-like conjuncts on the columns the ledger pages by; DuckDB still applies
+    them (and the rest), so this only makes the copy smaller."""
+    return {
+        column.lower(): text
+        for column, op, kind, text in predicates
+        if op == "COMPARE_EQUAL" and kind == "STRING" and column.lower() in ("state", "pipeline", "source")
+    }
+
+
+def _ledger_names(lowered: str) -> set[str]:
+    """The tables of the `icefloe` schema a (lower-cased) query names: icefloe.events, "icefloe"."events"."""
+    return {m[1] for m in re.findall(r'(?:\bicefloe|"icefloe")\s*\.\s*("?)([a-z_][a-z0-9_]*)\1', lowered)}
 
 
 _EVENT_TYPES: dict[str, pa.DataType] = {
     "size": pa.int64(), "attempts": pa.int64(), "max_attempts": pa.int64(), "rows_in": pa.int64(),
     "rows_out": pa.int64(), "rows_quarantined": pa.int64(), "snapshot_id": pa.int64(), "version": pa.int64(),
+    "seq": pa.int64(), "epoch": pa.int64(),
 }  # fmt: skip
 _TIMES = ("landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at", "lease_expires_at")
 
 
-def _events_table(rows: list[dict[str, Any]]) -> pa.Table:
+def _events_table(events: list[Event]) -> pa.Table:
     from icefloe.ledger.base import Event
 
     names = list(Event.__dataclass_fields__)
     arrays = []
     for name in names:
-        values = [r[name] for r in rows]
+        values = [getattr(e, name) for e in events]
         if name in _TIMES:
             arrays.append(pa.array([int(v * 1e6) if v else None for v in values], pa.timestamp("us", tz="UTC")))
         else:
