@@ -250,7 +250,7 @@ class Committing:
     def _present(self, source: str, key: str) -> bool:
         found = self.project.sources.get(source)
         try:
-            return found is not None and found.open_path(key).is_file()
+            return found is not None and found.head(key) is not None
         except Exception:  # noqa: BLE001 - a key that no longer resolves is not there
             return False
 

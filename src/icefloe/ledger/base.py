@@ -122,6 +122,7 @@ class Event:
     lease_expires_at: float | None = None
     stamp: str = ""
     version: int = 0
+    seq: int = 0  # landing order (the row's sequence): the keyset `page` pages by
 
     @property
     def object_ref(self) -> str:
@@ -292,6 +293,18 @@ class Ledger(ABC):
     ) -> list[Event]: ...
 
     @abstractmethod
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """Events in landing order after the one whose `seq` is `after` (keyset paging)."""
+
+    @abstractmethod
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...
 
     @abstractmethod
@@ -304,6 +317,10 @@ class Ledger(ABC):
     @abstractmethod
     def object_stamp(self, source: str, key: str) -> str | None:
         """The size/mtime stamp recorded when this object was last landed, if any."""
+
+    @abstractmethod
+    def object_stamps(self, source: str, keys: list[str]) -> dict[str, str]:
+        """`object_stamp` for many keys in one lookup (a reconcile page): keys never landed are absent."""
 
     @abstractmethod
     def set_object_stamp(self, source: str, key: str, stamp: str) -> None:

@@ -417,6 +417,36 @@ class SqliteLedger(SideTables, Ledger):
         with self._lock:
             return [_event(r) for r in self._db.execute(sql, params).fetchall()]
 
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        # rowid is the landing sequence here (events are only inserted, in landing order)
+        clauses: list[str] = ["rowid > ?"]
+        params: list[Any] = [after or 0]
+        if states is not None:
+            names = list(states)
+            clauses.append(f"state IN ({', '.join('?' * len(names))})")
+            params += names
+        for column, value in (("pipeline", pipeline), ("source", source)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        sql = _SELECT.replace("SELECT ", "SELECT rowid, ", 1) + " WHERE " + " AND ".join(clauses) + f" ORDER BY rowid LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        found = []
+        for row in rows:
+            ev = _event(row[1:])
+            ev.seq = int(row[0])
+            found.append(ev)
+        return found
+
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None:
         payload = json.dumps(detail, default=str)
         with self._tx() as db:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from icefloe.errors import IcefloeError
+from icefloe.sources.base import iter_refs
 
 if TYPE_CHECKING:
     from icefloe.project import Project
@@ -28,16 +29,19 @@ class Waiting:
 
 
 def waiting_objects(project: Project) -> list[Waiting]:
-    """Every object whose current version has not landed, with the pipelines it routes to."""
+    """Every object whose current version has not landed, with the pipelines it routes to.
+
+    A status call, so it lists: a page of refs at a time, one ledger lookup per page."""
     found: list[Waiting] = []
     for name, source in project.sources.items():
-        for path in source.scan():
-            try:
-                key = source.key_for(path)
-                stamp = source.stamp(path)
-                modified = path.stat().st_mtime
-            except (OSError, IcefloeError):  # vanished meanwhile, or a link out of the source
-                continue
-            if project.ledger.object_stamp(name, key) != stamp:
-                found.append(Waiting(name, key, modified, tuple(project.router.match(name, key))))
+        try:
+            for refs in iter_refs(source):
+                stamps = project.ledger.object_stamps(name, [r.key for r in refs])
+                found += [
+                    Waiting(name, r.key, r.modified_at, tuple(project.router.match(name, r.key)))
+                    for r in refs
+                    if stamps.get(r.key) != r.version
+                ]
+        except (OSError, IcefloeError):  # the source is unreachable: nothing known to wait
+            continue
     return found
