@@ -275,9 +275,9 @@ def test_upsert_keeps_the_newest_file_when_an_older_one_commits_late(tmp_path: P
     landing = root / "landing"
     with Project(root) as project:
         engine, src = project.engine(), project.sources["landing"]
-        engine.land(src, land_bytes(landing, "a.csv", csv_text([(1, 7, 1, "old")]).encode()))
+        engine.land(src, src.key_for(land_bytes(landing, "a.csv", csv_text([(1, 7, 1, "old")]).encode())))
         project.ledger.lease("other-host:4242:cafe00", limit=10, ttl=1.0)  # that worker dies
-        engine.land(src, land_bytes(landing, "b.csv", csv_text([(2, 7, 2, "new")]).encode()))
+        engine.land(src, src.key_for(land_bytes(landing, "b.csv", csv_text([(2, 7, 2, "new")]).encode())))
         project.run(once=True)  # b commits at once, a after the dead worker's lease expires
         rows = project.sql("select k, v from t.latest").to_pylist()
     assert rows == [{"k": 7, "v": 2}]  # once: v 1; now b waits for the older a (ordered lease)

@@ -50,6 +50,16 @@ def _event(row: tuple[Any, ...]) -> Event:
     return Event(**dict(zip(_COLUMNS, row, strict=True)))
 
 
+# rowid first: the landing sequence that `page` pages by
+_SELECT_SEQ = _SELECT.replace("SELECT ", "SELECT rowid, ", 1)
+
+
+def _sequenced(row: tuple[Any, ...]) -> Event:
+    ev = _event(row[1:])
+    ev.seq = int(row[0])
+    return ev
+
+
 def _check(old: str, new: State) -> None:
     if new not in TRANSITIONS[old]:
         raise IcefloeError(f"illegal event transition {old} -> {new}")
@@ -411,11 +421,11 @@ class SqliteLedger(SideTables, Ledger):
         if pipeline is not None:
             clauses.append("pipeline=?")
             params.append(pipeline)
-        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY landed_at, id"
+        sql = _SELECT_SEQ + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY landed_at, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
-            return [_event(r) for r in self._db.execute(sql, params).fetchall()]
+            return [_sequenced(r) for r in self._db.execute(sql, params).fetchall()]
 
     def page(
         self,
@@ -437,15 +447,9 @@ class SqliteLedger(SideTables, Ledger):
             if value is not None:
                 clauses.append(f"{column}=?")
                 params.append(value)
-        sql = _SELECT.replace("SELECT ", "SELECT rowid, ", 1) + " WHERE " + " AND ".join(clauses) + f" ORDER BY rowid LIMIT {int(limit)}"
+        sql = _SELECT_SEQ + " WHERE " + " AND ".join(clauses) + f" ORDER BY rowid LIMIT {int(limit)}"
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        found = []
-        for row in rows:
-            ev = _event(row[1:])
-            ev.seq = int(row[0])
-            found.append(ev)
-        return found
+            return [_sequenced(r) for r in self._db.execute(sql, params).fetchall()]
 
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None:
         payload = json.dumps(detail, default=str)
