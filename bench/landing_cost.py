@@ -22,7 +22,7 @@ import yaml
 from icefloe import Project
 
 ROWS = 1000
-TRIES = 7
+TRIES = 15
 
 
 def _stamp(path: Path) -> str:

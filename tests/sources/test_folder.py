@@ -98,3 +98,14 @@ def test_a_watch_notice_names_the_key(source: FolderSource) -> None:
     finally:
         stop()
     assert all(not key.endswith(".part") for key, _ in seen)
+
+
+def test_a_file_added_after_a_listing_is_in_the_next_one(source: FolderSource) -> None:
+    (source.root / "a.csv").write_text("x")
+    old = source.root.stat().st_mtime_ns - 10**10
+    os.utime(source.root, ns=(old, old))  # an old folder: its sorted names are kept between pages
+    assert [r.key for r in source.list().refs] == ["a.csv"]
+    (source.root / "b.csv").write_text("x")
+    assert [r.key for r in source.list().refs] == ["a.csv", "b.csv"]
+    (source.root / "a.csv").unlink()
+    assert [r.key for r in source.list().refs] == ["b.csv"]

@@ -8,6 +8,8 @@ import fnmatch
 import hashlib
 import logging
 import os
+import threading
+import time
 from stat import S_ISREG
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ class FolderSource(Source):
         path = Path(config.path)
         self.root = (path if path.is_absolute() else root / path).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._names = _SortedNames()
 
     def ignored(self, key: str) -> bool:
         return any(fnmatch.fnmatch(part, pattern) for part in key.split("/") for pattern in self.config.ignore)
@@ -78,16 +81,11 @@ class FolderSource(Source):
         """Append refs in key order: a directory's entries sorted by name, a subfolder's name
         sorting as `name/` (so `a.csv` < `a/x.csv` < `a0.csv`, the order of the keys themselves).
         Whole subtrees before `after` are skipped without being read."""
-        try:
-            with os.scandir(directory) as it:
-                entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it]
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return
-        entries.sort(key=lambda item: item[0])
+        names = self._names.sorted(directory)
         start = 0
         if after is not None and after.startswith(prefix):
-            start = bisect.bisect_left([name for name, _ in entries], after[len(prefix) :].split("/", 1)[0])
-        for name, entry in entries[start:]:
+            start = bisect.bisect_left(names, after[len(prefix) :].split("/", 1)[0])
+        for name in names[start:]:
             if len(out) >= limit:
                 return
             key = prefix + name
@@ -97,19 +95,20 @@ class FolderSource(Source):
                 # the whole subtree sorts before `after` unless `after` is inside it or before it
                 if after is not None and after > key and not after.startswith(key):
                     continue
-                self._walk(Path(entry.path), key, after, limit, out)
+                self._walk(directory / name[:-1], key, after, limit, out)
                 continue
             if after is not None and key <= after:
                 continue
+            path = directory / name
             try:
-                if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(self.root):
+                if path.is_symlink() and not path.resolve().is_relative_to(self.root):
                     log.warning("%s:%s links out of %s: not listed", self.name, key, self.root)
                     continue
-                if not entry.is_file():
-                    continue
-                out.append(self._ref(key, entry.stat()))
+                stat = path.stat()
             except OSError:  # vanished while listing
                 continue
+            if S_ISREG(stat.st_mode):
+                out.append(self._ref(key, stat))
 
     # -- bytes ------------------------------------------------------------------------------------
     def open(self, key: str) -> BinaryIO:
@@ -187,3 +186,40 @@ class FolderSource(Source):
             observer.join(timeout=5)
 
         return stop
+
+
+class _SortedNames:
+    """Each directory's entry names, sorted (a subfolder as `name/`), kept between the pages of a
+    listing: without it every page of a 100,000-file folder would read and sort all of it again.
+
+    A kept list is used only while the directory's mtime is the one it was read at, and only if
+    that mtime was already a second old then: a file added within the same timestamp tick as the
+    read cannot hide behind an unchanged mtime (the racy-git rule)."""
+
+    KEEP = 64  # directories
+
+    def __init__(self) -> None:
+        self._kept: dict[Path, tuple[int, builtins.list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def sorted(self, directory: Path) -> builtins.list[str]:
+        try:
+            mtime = directory.stat().st_mtime_ns
+        except OSError:
+            return []
+        with self._lock:
+            kept = self._kept.get(directory)
+        if kept is not None and kept[0] == mtime:
+            return kept[1]
+        try:
+            with os.scandir(directory) as it:
+                names = sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return []
+        if time.time_ns() - mtime > 1_000_000_000:
+            with self._lock:
+                self._kept.pop(directory, None)
+                while len(self._kept) >= self.KEEP:
+                    self._kept.pop(next(iter(self._kept)))
+                self._kept[directory] = (mtime, names)
+        return names
