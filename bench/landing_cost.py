@@ -85,7 +85,9 @@ def main(argv: list[str]) -> None:
     base = results[0]["median_ms"]
     print(f"icefloe from {os.path.dirname(sys.modules['icefloe'].__file__ or '')}")
     for r in results:
-        print(f"{int(r['landed']):>7} landed: ingest median {r['median_ms']:7.1f} ms  min {r['min_ms']:7.1f} ms  ({r['median_ms'] / base:.2f}x)")
+        print(
+            f"{int(r['landed']):>7} landed: ingest median {r['median_ms']:7.1f} ms  min {r['min_ms']:7.1f} ms  ({r['median_ms'] / base:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

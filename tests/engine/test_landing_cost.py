@@ -70,20 +70,26 @@ def test_ingest_lands_only_the_files_it_was_given_and_never_lists_the_source(tmp
         assert "dropped.csv" in {e.key for e in project.ledger.events(states=["committed"])}
 
 
-def test_one_ingest_does_not_list_a_5000_file_folder(tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_ingest_does_not_list_a_5000_file_folder(
+    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     for n in range(5000):
         (root / "landing" / f"old_{n:05}.csv").write_text("id,ts,amount\n")
     stamps: list[int] = []
     original = SqliteLedger.object_stamps
-    monkeypatch.setattr(SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or original(self, s, keys))
+    monkeypatch.setattr(
+        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or original(self, s, keys)
+    )
     with Project(root) as project:
         (event,) = project.ingest([_orders(tmp_path / "new.csv", 1)])
         assert event.state == "committed" and len(lists) == 0 and stamps == []
         assert [e.key for e in project.ledger.events()] == ["new.csv"]
 
 
-def test_reconcile_pages_the_listing_with_one_stamp_lookup_per_page(tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reconcile_pages_the_listing_with_one_stamp_lookup_per_page(
+    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(landing, "PAGE", 2)
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     for n in range(5):
@@ -91,7 +97,9 @@ def test_reconcile_pages_the_listing_with_one_stamp_lookup_per_page(tmp_path: Pa
     stamps: list[int] = []
     single: list[str] = []
     batched, one = SqliteLedger.object_stamps, SqliteLedger.object_stamp
-    monkeypatch.setattr(SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or batched(self, s, keys))
+    monkeypatch.setattr(
+        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or batched(self, s, keys)
+    )
     monkeypatch.setattr(SqliteLedger, "object_stamp", lambda self, s, key: single.append(key) or one(self, s, key))
     with Project(root) as project:
         project.run(once=True)
@@ -121,7 +129,9 @@ def test_a_running_worker_lands_watch_notices_without_listing_after_its_start(tm
         assert started == 1 and len(lists) == 1  # the start reconcile only
 
 
-def test_a_running_worker_reconciles_again_on_the_sources_schedule(tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_worker_reconciles_again_on_the_sources_schedule(
+    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     _set_source(root, reconcile="300ms")
     monkeypatch.setattr(FolderSource, "watch", lambda self, on_change: lambda: None)  # every notice missed
@@ -140,9 +150,13 @@ def test_a_running_worker_reconciles_again_on_the_sources_schedule(tmp_path: Pat
         assert len(lists) >= 2
 
 
-def test_unrouted_objects_are_routed_again_a_ledger_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unrouted_objects_are_routed_again_a_ledger_page_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(landing, "PAGE", 2)
-    root = make_project(tmp_path / "p", {"orders": ORDERS}, routes=[{"source": "landing", "match": "x/*", "pipeline": "orders"}])
+    root = make_project(
+        tmp_path / "p", {"orders": ORDERS}, routes=[{"source": "landing", "match": "x/*", "pipeline": "orders"}]
+    )
     for n in range(5):
         _orders(root / "landing" / f"{n}.csv", n * 10)
     with Project(root) as project:

@@ -24,7 +24,9 @@ def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Project, 
     return project, store
 
 
-def test_objects_with_no_local_path_are_read_from_their_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_objects_with_no_local_path_are_read_from_their_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project, store = _project(tmp_path, monkeypatch)
     store.write("in/a.csv", ROWS)
     with project:
@@ -34,8 +36,10 @@ def test_objects_with_no_local_path_are_read_from_their_streams(tmp_path: Path, 
         assert event.key == "in/a.csv" and event.uri == "memory://landing/in/a.csv"
 
 
-def test_ingest_puts_onto_a_store_and_a_rewrite_is_a_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    project, store = _project(tmp_path, monkeypatch)
+def test_ingest_puts_onto_a_store_and_a_rewrite_is_a_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, _ = _project(tmp_path, monkeypatch)
     local = tmp_path / "a.csv"
     local.write_bytes(ROWS)
     with project:
@@ -48,7 +52,9 @@ def test_ingest_puts_onto_a_store_and_a_rewrite_is_a_new_version(tmp_path: Path,
         assert project.sql("select sum(amount) as s from sales.orders").to_pylist()[0]["s"] == pytest.approx(8.5)
 
 
-def test_an_object_replaced_before_it_ran_is_superseded_by_its_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_object_replaced_before_it_ran_is_superseded_by_its_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project, store = _project(tmp_path, monkeypatch)
     with project:
         engine = project.engine()

@@ -74,7 +74,6 @@ def test_put_copies_and_hashes_in_one_pass(source: FolderSource, tmp_path: Path)
     assert not list(source.root.rglob("*.part"))
 
 
-
 def test_listing_is_in_key_order_across_folders(source: FolderSource) -> None:
     # '.' < '/' < '0': a file named like a folder sorts around it exactly as the keys do
     for key in ("a0.csv", "a/x.csv", "a.csv", "a/b/y.csv", "b.csv", "a/b.csv"):

@@ -10,9 +10,9 @@ import logging
 import os
 import threading
 import time
-from stat import S_ISREG
 from collections.abc import Callable
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from icefloe.config import SourceConfig

@@ -29,7 +29,9 @@ class MemorySource(Source):
     def write(self, key: str, data: bytes, *, modified_at: float | None = None) -> ObjectRef:
         """Store bytes under a key (a new version each time, as an object store does) and tell watchers."""
         check_key(self.name, key)
-        ref = ObjectRef(self.name, key, len(data), time.time() if modified_at is None else modified_at, f"v{next(_versions)}")
+        ref = ObjectRef(
+            self.name, key, len(data), time.time() if modified_at is None else modified_at, f"v{next(_versions)}"
+        )
         with self._lock:
             self._objects[key] = (data, ref)
             watchers = list(self._watchers)
@@ -68,7 +70,14 @@ class MemorySource(Source):
         if found is None:
             raise FileNotFoundError(f"{self.name}:{ref.key}")
         data, current = found
-        return Landed(self.name, ref.key, f"memory://{self.name}/{ref.key}", len(data), hashlib.sha256(data).hexdigest(), current.version)
+        return Landed(
+            self.name,
+            ref.key,
+            f"memory://{self.name}/{ref.key}",
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            current.version,
+        )
 
     def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
         data = local.read_bytes()
