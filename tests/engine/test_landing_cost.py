@@ -182,3 +182,22 @@ def test_reconcile_is_a_duration_validated_with_its_line(tmp_path: Path) -> None
     _set_source(root, reconcile="soon")
     with pytest.raises(ConfigError, match=r"icefloe.yaml:\d+.*reconcile.*not a duration"):
         load_config(root, environ={})
+
+
+def test_status_counts_waiting_objects_a_page_at_a_time(
+    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icefloe.observe.backlog import waiting_objects
+
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    for n in range(2500):
+        (root / "landing" / f"{n:05}.csv").write_text("id,ts,amount\n")
+    stamps: list[int] = []
+    original = SqliteLedger.object_stamps
+    monkeypatch.setattr(
+        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or original(self, s, keys)
+    )
+    with Project(root) as project:
+        waiting = waiting_objects(project)
+    assert len(waiting) == 2500 and waiting[0].pipelines == ("orders",)
+    assert lists.calls == [None, "00999.csv", "01999.csv"] and stamps == [1000, 1000, 500]
