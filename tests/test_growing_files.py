@@ -44,9 +44,9 @@ def test_two_versions_in_one_batch_and_rows_written_ahead_are_replaced_too(tmp_p
     engine, source = project.engine(), project.sources["landing"]
     with path.open("a") as fh:
         fh.write(ROW.format(2))
-    engine.land(source, path)
+    engine.land(source, "log.csv")
     (root / "landing" / "other.csv").write_text("id,ts,amount\n" + ROW.format(9))
-    engine.land(source, root / "landing" / "other.csv")
+    engine.land(source, "other.csv")
     engine.drain()
     assert _ids(project) == [1, 2, 9]  # once: [1, 1, 2, 9]
 
@@ -92,7 +92,7 @@ def test_run_once_does_not_wait_for_a_file_renamed_away_before_it_settled(tmp_pa
     project = Project(root)
     engine = project.engine()
     engine.reconcile()
-    assert fresh in engine._candidates
+    assert ("landing", "writing.csv") in engine._candidates
     fresh.rename(root / "landing" / "done.csv")  # the writer renames it into its final name
     done = threading.Thread(target=engine.drain, daemon=True)
     done.start()

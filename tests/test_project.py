@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -219,12 +220,12 @@ def test_restart_does_not_rehash_unchanged_files(tmp_path: Path, monkeypatch: py
     again = Project(root)
     from icefloe.sources.folder import FolderSource
 
-    calls: list[Path] = []
+    calls: list[Any] = []
     original = FolderSource.describe
-    monkeypatch.setattr(FolderSource, "describe", lambda self, path: calls.append(path) or original(self, path))
+    monkeypatch.setattr(FolderSource, "describe", lambda self, ref: calls.append(ref) or original(self, ref))
     _orders(root / "landing", "1.csv", range(100, 102))  # changed content: hashed and landed anew
     again.run(once=True)
-    assert [p.name for p in calls] == ["1.csv"]
+    assert [r.key for r in calls] == ["1.csv"]
     # 1.csv's new version replaces its 3 old rows with 2 (issue 8 item 4: append keeps the newest)
     assert again.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 8}]
 

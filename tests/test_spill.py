@@ -69,7 +69,7 @@ def test_a_version_replaced_before_it_ran_is_skipped_and_leaves_no_files(tmp_pat
     project = Project(root)
     project.engine().reconcile()
     _big(root / "landing/big.csv", 3_000)  # re-landed before anything ran: both versions queue
-    project.engine().land(project.sources["landing"], root / "landing/big.csv")
+    project.engine().land(project.sources["landing"], "big.csv")
     project.run(once=True)
     assert project.sql("select count(*) as n from s.t").to_pylist() == [{"n": 3_000}]
     table = project.catalog.load_table("s.t")

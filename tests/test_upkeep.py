@@ -52,7 +52,7 @@ def test_expiring_the_only_proof_of_a_commit_records_it_in_the_ledger_first(tmp_
     _ingest_one_by_one(project, tmp_path, 1)
     path = csv_file(tmp_path / "p/landing/crashed.csv", "id,ts,amount", ["100,2026-01-01T00:00:00,1.00"])
     engine = project.engine()
-    (event,) = engine.land(project.sources["landing"], path)
+    (event,) = engine.land(project.sources["landing"], "crashed.csv")
     (leased,) = project.ledger.lease("dead-worker", limit=1, ttl=0.01)
     out = engine.runners["orders"].run(leased, path)
     TableWriter(project.catalog, project.config.pipelines["orders"].write).commit([Staged(event.id, out.source_ref, out.data)])

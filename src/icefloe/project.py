@@ -98,7 +98,8 @@ class Project:
             ids += [e.id for e in self.ledger.object_events(src.name, landed.key) if e.content_hash == landed.content_hash]
         if on_landed is not None:
             on_landed(len(set(ids)))
-        engine.drain()
+        # no reconcile: one ingest costs the same however many objects the source holds
+        engine.drain(reconcile=False)
         return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> RunSummary:

@@ -164,16 +164,16 @@ def test_crash_between_iceberg_commit_and_ledger_update_is_not_written_again(tmp
 
         def iceberg_only(events: list, pipeline: str) -> None:
             (ev,) = [e for e in events if e.pipeline == pipeline]
-            out = engine.runners[pipeline].run(ev, source.open_path(ev.key))
+            out = engine.runners[pipeline].run(ev, source.local_path(ev.key))
             snapshot, done = engine.writer(TABLES[pipeline]).commit([Staged(ev.id, out.source_ref, out.data, ev.landed_at)])
             assert done == [ev.id] and snapshot is not None
             committed[ev.id] = snapshot
 
-        engine.land(source, landing / "a.csv")
+        engine.land(source, "a.csv")
         a_events = ledger.lease(dead_owner, limit=10, ttl=3600)
-        engine.land(source, landing / "b.csv")
+        engine.land(source, "b.csv")
         b_events = ledger.lease(remote_owner, limit=10, ttl=0.2)
-        engine.land(source, landing / "c.csv")
+        engine.land(source, "c.csv")
         assert len(a_events) == len(b_events) == 2
         iceberg_only(a_events, "rows")
         iceberg_only(a_events, "latest")
@@ -211,9 +211,9 @@ def test_a_file_rewritten_before_its_first_version_was_processed_is_not_read_twi
     with Project(root) as project:
         engine, src = project.engine(), project.sources["landing"]
         path = land_bytes(landing, "a.csv", csv_text([(1, 1, 1, "v1"), (2, 2, 1, "v1")]).encode())
-        engine.land(src, path)
+        engine.land(src, "a.csv")
         land_bytes(landing, "a.csv", csv_text([(3, 1, 2, "v2"), (4, 2, 2, "v2"), (5, 3, 2, "v2")]).encode())
-        engine.land(src, path)  # the watcher saw the rewrite before v1 was processed
+        engine.land(src, "a.csv")  # the watcher saw the rewrite before v1 was processed
         project.run(once=True)
         dup = project.sql("select id, count(*) as n from t.rows group by id having count(*) > 1").to_pylist()
     assert dup == []  # once: ids 3, 4, 5 twice (v1's event read v2's bytes); now v1's event is superseded
@@ -225,12 +225,12 @@ def test_a_same_size_rewrite_with_the_same_mtime_is_ingested(tmp_path: Path) -> 
     with Project(root) as project:
         engine, src = project.engine(), project.sources["landing"]
         path = land_bytes(landing, "a.csv", csv_text([(1, 1, 1, "v1")]).encode())
-        engine.land(src, path)
+        engine.land(src, "a.csv")
         project.run(once=True)
         stat = path.stat()
         land_bytes(landing, "a.csv", csv_text([(2, 1, 2, "v2")]).encode())  # new bytes, same size
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # cp -p, rsync -t, or one timestamp tick
-        engine.land(src, path)
+        engine.land(src, "a.csv")
         project.run(once=True)
         ids = sorted(r["id"] for r in project.sql("select id from t.rows").to_pylist())
     # once: [1], the stamp ignored ctime and v2 was skipped by every scan; v2 replaces v1's rows
@@ -246,12 +246,12 @@ def test_an_event_another_worker_committed_meanwhile_keeps_that_snapshot_id(tmp_
     with Project(root) as project:
         src = project.sources["landing"]
         slow = project.engine()  # a worker elsewhere: leases a.csv, processes it, and its lease runs out
-        slow.land(src, landing / "a.csv")
+        slow.land(src, "a.csv")
         a_rows = next(e for e in project.ledger.lease("host-a:1:aaaaaa", limit=10, ttl=0.1) if e.pipeline == "rows")
-        out = slow.runners["rows"].run(a_rows, src.open_path(a_rows.key))
+        out = slow.runners["rows"].run(a_rows, src.local_path(a_rows.key))
         time.sleep(0.2)
         worker = project.engine()
-        worker.land(src, landing / "b.csv")
+        worker.land(src, "b.csv")
         skip = worker._skip_already_committed
         committed: list[int | None] = []
 
@@ -275,9 +275,9 @@ def test_upsert_keeps_the_newest_file_when_an_older_one_commits_late(tmp_path: P
     landing = root / "landing"
     with Project(root) as project:
         engine, src = project.engine(), project.sources["landing"]
-        engine.land(src, land_bytes(landing, "a.csv", csv_text([(1, 7, 1, "old")]).encode()))
+        engine.land(src, src.key_for(land_bytes(landing, "a.csv", csv_text([(1, 7, 1, "old")]).encode())))
         project.ledger.lease("other-host:4242:cafe00", limit=10, ttl=1.0)  # that worker dies
-        engine.land(src, land_bytes(landing, "b.csv", csv_text([(2, 7, 2, "new")]).encode()))
+        engine.land(src, src.key_for(land_bytes(landing, "b.csv", csv_text([(2, 7, 2, "new")]).encode())))
         project.run(once=True)  # b commits at once, a after the dead worker's lease expires
         rows = project.sql("select k, v from t.latest").to_pylist()
     assert rows == [{"k": 7, "v": 2}]  # once: v 1; now b waits for the older a (ordered lease)

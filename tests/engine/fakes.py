@@ -1,7 +1,7 @@
 """In-memory stand-ins for every seam of a `Runtime`, to build an engine with no project folder.
 
-- `MemorySource`: objects are bytes in a dict; a spool folder gives the readers a local path
-  (the fast path a folder source has), written when an object is read.
+- `MemorySource`: icefloe's in-memory source (bytes in a dict, no local path: the readers get
+  its stream spooled to a temporary file, as they will from an object store).
 - `MemoryQuarantine`: quarantined rows kept per (pipeline, event id).
 - `FakeClock`: time moves only when the test says so.
 - `fake_runtime`: those, a `sqlite:///:memory:` ledger and a SqlCatalog on SQLite in a temp
@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,61 +21,21 @@ from pyiceberg.catalog.sql import SqlCatalog
 from icefloe.config import ProjectConfig
 from icefloe.ledger import open_ledger
 from icefloe.runtime import Clock, QuarantineSink, Runtime
-from icefloe.sources import Landed, Source
+from icefloe.sources.memory import MemorySource as _MemorySource
 
 __all__ = ["FakeClock", "MemoryQuarantine", "MemorySource", "fake_runtime"]
 
 
-class MemorySource(Source):
+class MemorySource(_MemorySource):
+    """icefloe's in-memory source (no local path: readers get its stream spooled), with `add`."""
+
     def __init__(self, name: str, spool: Path) -> None:
-        self.name = name
-        self.spool = spool
-        self.objects: dict[str, bytes] = {}
-        self.versions: dict[str, int] = {}
+        super().__init__(name)
+        self.spool = spool  # unused: kept so the fixtures read as before
 
     def add(self, key: str, data: bytes) -> None:
         """An object lands (or a new version of it)."""
-        self.objects[key] = data
-        self.versions[key] = self.versions.get(key, 0) + 1
-
-    def _path(self, key: str) -> Path:
-        return self.spool / key
-
-    def scan(self) -> Iterator[Path]:
-        for key in sorted(self.objects):
-            yield self._path(key)
-
-    def watch(self, on_change: Callable[[Path, bool], None]) -> Callable[[], None]:
-        return lambda: None  # a test lands objects itself; reconcile finds them
-
-    def key_for(self, path: Path) -> str:
-        return path.relative_to(self.spool).as_posix()
-
-    def is_stable(self, path: Path, closed: bool = False) -> bool:
-        return self.key_for(path) in self.objects  # an object is whole the moment it is added
-
-    def stamp(self, path: Path) -> str:
-        key = self.key_for(path)
-        if key not in self.objects:
-            raise FileNotFoundError(key)
-        return f"v{self.versions[key]}"
-
-    def describe(self, path: Path) -> Landed:
-        key = self.key_for(path)
-        data = self.objects[key]
-        return Landed(self.name, key, self.open_path(key), len(data), hashlib.sha256(data).hexdigest(), self.stamp(path))
-
-    def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
-        key = key or local.name
-        self.add(key, local.read_bytes())
-        return self.describe(self._path(key))
-
-    def open_path(self, key: str) -> Path:
-        path = self._path(key)
-        if key in self.objects:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self.objects[key])
-        return path
+        self.write(key, data)
 
 
 class MemoryQuarantine(QuarantineSink):

@@ -23,11 +23,11 @@ def test_a_newer_version_waits_for_the_older_one_another_worker_holds(tmp_path: 
         source = project.sources["landing"]
         slow = project.engine()
         slow.owner = "host-a:1:aaaaaa"  # a worker elsewhere, alive, that read v0 and is slow to commit
-        (v0,) = slow.land(source, _write(path, 1, 2))
+        (v0,) = slow.land(source, source.key_for(_write(path, 1, 2)))
         (held,) = project.ledger.lease(slow.owner, limit=1, ttl=60)
         out = slow.runners["orders"].run(held, path)
         worker = project.engine()
-        (v1,) = worker.land(source, _write(path, 3))
+        (v1,) = worker.land(source, source.key_for(_write(path, 3)))
         drained = threading.Thread(target=worker.drain, daemon=True)
         drained.start()
         time.sleep(1.0)  # room for the worker to commit v1 first, were it allowed to

@@ -29,7 +29,7 @@ def test_a_newer_closed_file_waits_for_an_older_one_still_settling(tmp_path: Pat
     engine.reconcile()  # too fresh to take: it waits to settle
     time.sleep(0.05)
     _write(new, "2.00")
-    engine.notice(source, new, True)  # the watcher saw this one closed
+    engine.notice(source, new.name, True)  # the watcher saw this one closed
     deadline = time.time() + 10
     while time.time() < deadline and not (len(project.ledger.events()) == 2 and project.ledger.pending_count() == 0):
         engine.step()

@@ -36,7 +36,7 @@ def test_bytes_written_back_before_the_replacement_landed_are_loaded(tmp_path: P
     engine, source = project.engine(), project.sources["landing"]
     path = root / "landing" / "r.csv"
     _replace(path, A)
-    (first,) = engine.land(source, path)
+    (first,) = engine.land(source, "r.csv")
     _replace(path, B)  # replaced before the event ran: it is discarded as superseded
     engine.step()
     assert project.ledger.get(first.id).state == "discarded"  # type: ignore[union-attr]

@@ -67,8 +67,11 @@ class SourceConfig(_Model):
     # by a scan or a modify notice) once it stayed unchanged this long: seconds, as writers pause
     settle: float = 2.0
     ignore: list[str] = Field(default_factory=lambda: ["*.part", "*.tmp", ".*", "*~"])
+    # a running worker lists the whole source this often, for objects no watch notice reported
+    # (landed while nothing ran, or missed); between passes landing never lists the source
+    reconcile: float = Field(default=300.0, gt=0)
 
-    _d = field_validator("settle", mode="before")(lambda v: parse_duration(v))
+    _d = field_validator("settle", "reconcile", mode="before")(lambda v: parse_duration(v))
 
 
 class RouteConfig(_Model):

@@ -259,7 +259,7 @@ class Committer:
     def _present(self, source: str, key: str) -> bool:
         found = self.runtime.sources.get(source)
         try:
-            return found is not None and found.open_path(key).is_file()
+            return found is not None and found.head(key) is not None
         except Exception:  # noqa: BLE001 - a key that no longer resolves is not there
             return False
 

@@ -1,20 +1,28 @@
-"""Landing: a complete object becomes ledger events (one per routed pipeline)."""
+"""Landing: a complete object becomes ledger events (one per routed pipeline).
+
+What it costs must not grow with the source: a watch notice or an `ingest` lands the objects it
+names (one `head` and one stamp lookup each). Only `reconcile` lists a source, page by page with
+one ledger lookup per page, and it runs at start and every `sources.NAME.reconcile`, never per
+ingest or per drain.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from icefloe.errors import IcefloeError, ObjectChangedError
 from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
-from icefloe.sources.base import Landed, Source
+from icefloe.sources.base import Landed, ObjectRef, Source, iter_refs
 
 __all__ = ["Lander"]
 
 log = logging.getLogger("icefloe")
+
+# refs per listing page, and unrouted events per ledger page
+PAGE = 1000
 
 
 class Lander:
@@ -25,18 +33,18 @@ class Lander:
         self.runtime = runtime
         self.config = runtime.config
         self.ledger = runtime.ledger
-        # objects a watcher noticed, waiting to settle: path -> (source, seen closed)
-        self._candidates: dict[Path, tuple[Source, bool]] = {}
+        # (source name, key) -> (source, complete): objects a notice named, landed once they settle
+        self._candidates: dict[tuple[str, str], tuple[Source, bool]] = {}
         self._lock = threading.Lock()
 
-    def _unchanged(self, source: Source, path: Path) -> bool:
-        """Landed before with this very stamp: no need to hash it again."""
-        return self.ledger.object_stamp(source.name, source.key_for(path)) == source.stamp(path)
-
-    def land(self, source: Source, path: Path) -> list[Event]:
-        if self._unchanged(source, path):
+    def land(self, source: Source, target: ObjectRef | str) -> list[Event]:
+        """Land one object (a ref, or a key to head) unless this very version landed before."""
+        ref = source.head(target) if isinstance(target, str) else target
+        if ref is None:
             return []
-        return self.land_object(source.describe(path))
+        if self.ledger.object_stamp(source.name, ref.key) == ref.version:
+            return []
+        return self.land_object(source.describe(ref))
 
     def land_object(self, landed: Landed) -> list[Event]:
         """Record a complete object and route it; returns the events that are new."""
@@ -50,90 +58,111 @@ class Lander:
             self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
         return events
 
-    def reroute(self) -> int:
+    def reroute(self, names: Iterable[str] | None = None) -> int:
         """Objects recorded `unrouted` that the config now routes (a route was added or fixed)
-        land again, for their pipelines, and their `unrouted` record goes."""
+        land again, for their pipelines, and their `unrouted` record goes. Runs with reconcile,
+        a ledger page at a time."""
+        wanted = set(self.runtime.sources if names is None else names)
         count, after = 0, None
-        # a page at a time: the pages are keyed by seq, so the rows requeued meanwhile move no boundary
-        while page := self.ledger.page(states=["unrouted"], after=after, limit=1000):
-            after = page[-1].seq
+        while True:
+            page = self.ledger.page(states=["unrouted"], after=after, limit=PAGE)
             for ev in page:
                 source = self.runtime.sources.get(ev.source)
-                if source is None or not self.runtime.router.match(ev.source, ev.key):
+                if source is None or ev.source not in wanted or not self.runtime.router.match(ev.source, ev.key):
                     continue
                 try:
-                    landed = source.describe(source.open_path(ev.key))
+                    ref = source.head(ev.key)
+                    if ref is None:
+                        raise FileNotFoundError(ev.object_ref)
+                    landed = source.describe(ref)
                 except (OSError, IcefloeError) as exc:  # gone or unreadable: it stays unrouted, shown
                     log.warning("could not route %s again: %s", ev.object_ref, exc)
                     continue
                 self.ledger.requeue_unrouted([(ev.source, ev.key)])
                 count += len(self.land_object(landed))
-        return count
+            if len(page) < PAGE:
+                return count
+            after = page[-1].seq
 
-    def reconcile(self) -> int:
-        """Find objects that landed while nothing ran (the scan at start), oldest first: what
-        piled up must land in the order it was written, or an older file could win an upsert."""
-        count = self.reroute()
-        for source, path in _oldest_first((s, p) for s in self.runtime.sources.values() for p in s.scan()):
+    def reconcile(self, names: Iterable[str] | None = None) -> int:
+        """Find objects that landed while nothing watched (at start, then on each source's
+        `reconcile` schedule), oldest first: what piled up must land in the order it was
+        written, or an older file could win an upsert."""
+        only = None if names is None else set(names)
+        chosen = [s for n, s in self.runtime.sources.items() if only is None or n in only]
+        count = self.reroute([s.name for s in chosen])
+        changed: list[tuple[Source, ObjectRef]] = []
+        for source in chosen:
             try:
-                if self._unchanged(source, path):
-                    continue  # landed before (or just now by `ingest`)
-                if not source.is_stable(path):
-                    self.notice(source, path, False)
+                for refs in iter_refs(source, PAGE):
+                    # one ledger query per page, not one per object
+                    stamps = self.ledger.object_stamps(source.name, [r.key for r in refs])
+                    changed += [(source, r) for r in refs if stamps.get(r.key) != r.version]
+            except (OSError, IcefloeError) as exc:  # the source is unreachable: try again next time
+                log.warning("could not list source %r: %s", source.name, exc)
+        for source, ref in _oldest_first(changed):
+            try:
+                if not source.is_stable(ref):
+                    self.notice(source, ref.key, False)
                     continue
-                count += len(self.land_object(source.describe(path)))
+                count += len(self.land(source, ref))
             except ObjectChangedError:
-                self.notice(source, path, False)  # still being written: look again once it settles
+                self.notice(source, ref.key, False)  # still being written: look again once it settles
             except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
-                log.warning("could not land %s: %s", path, exc)
+                log.warning("could not land %s:%s: %s", source.name, ref.key, exc)
         return count
 
-    def notice(self, source: Source, path: Path, complete: bool) -> None:
+    def notice(self, source: Source, key: str, complete: bool) -> None:
         # the latest notice wins: a file written again after a close is incomplete once more
         with self._lock:
-            self._candidates[path] = (source, complete)
+            self._candidates[(source.name, key)] = (source, complete)
 
-    def _noticer(self, source: Source) -> Callable[[Path, bool], None]:
-        return lambda path, complete: self.notice(source, path, complete)
+    def _noticer(self, source: Source) -> Callable[[str, bool], None]:
+        return lambda key, complete: self.notice(source, key, complete)
 
     def _land_candidates(self) -> None:
         with self._lock:
-            ready, settling = [], []
-            for p, (s, c) in self._candidates.items():
-                if s.is_stable(p, c):
-                    ready.append((p, s, c))
-                elif p.exists():
-                    settling.append(p)
+            if not self._candidates:
+                return
+            ready: list[tuple[Source, ObjectRef]] = []
+            settling: list[ObjectRef] = []
+            gone: list[tuple[str, str]] = []
+            for (name, key), (source, closed) in self._candidates.items():
+                try:
+                    ref = source.head(key)
+                except (OSError, IcefloeError) as exc:  # a link out of the root, say: dropped, shown
+                    log.warning("could not land %s:%s: %s", name, key, exc)
+                    ref = None
+                if ref is None:
+                    # renamed or deleted before it settled (write-then-rename): nothing to wait
+                    # for, and `run --once` must not wait for it forever
+                    gone.append((name, key))
+                elif source.is_stable(ref, closed):
+                    ready.append((source, ref))
+                else:
+                    settling.append(ref)
             # landing order is the order files were written: a finished file waits for an older
             # one still settling (found by the scan at start, or seen only by modify notices), or
             # a newer file could land first and lose an upsert to it. The wait ends once the
             # older file settles, or it is written again (then it is the newer one).
             if settling:
-                oldest = min(_when(p) for p in settling)
-                ready = [r for r in ready if _when(r[0]) < oldest]
-            # renamed or deleted before it settled (write-then-rename): nothing to wait for, and
-            # `run --once` must not wait for it forever
-            gone = [p for p in self._candidates if not p.exists()]
-            for path in [*(p for p, _, _ in ready), *gone]:
-                self._candidates.pop(path, None)
-        for source, path in _oldest_first((s, p) for p, s, _ in ready):
+                oldest = min(_when(r) for r in settling)
+                ready = [(s, r) for s, r in ready if _when(r) < oldest]
+            for done in [*((s.name, r.key) for s, r in ready), *gone]:
+                self._candidates.pop(done, None)
+        for source, ref in _oldest_first(ready):
             try:
-                if path.is_file():
-                    self.land(source, path)
+                self.land(source, ref)
             except ObjectChangedError:
-                self.notice(source, path, False)  # still being written: look again once it settles
+                self.notice(source, ref.key, False)  # still being written: look again once it settles
             except (OSError, IcefloeError) as exc:
-                log.warning("could not land %s: %s", path, exc)
+                log.warning("could not land %s:%s: %s", source.name, ref.key, exc)
 
 
-def _when(path: Path) -> tuple[int, str]:
-    """Modification time, ties by name (a file that vanished meanwhile counts as newest)."""
-    try:
-        return path.stat().st_mtime_ns, str(path)
-    except OSError:
-        return 2**63, str(path)
+def _when(ref: ObjectRef) -> tuple[float, str]:
+    """Modification time, ties by key."""
+    return ref.modified_at, ref.key
 
 
-def _oldest_first(found: Iterable[tuple[Source, Path]]) -> list[tuple[Source, Path]]:
-    """By modification time, ties by name (files that vanished meanwhile go last, and fail there)."""
+def _oldest_first(found: Iterable[tuple[Source, ObjectRef]]) -> list[tuple[Source, ObjectRef]]:
     return sorted(found, key=lambda item: _when(item[1]))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from icefloe.engine.committing import Committer, _Buffer, held_key
@@ -17,7 +16,8 @@ from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import EventOutput, PipelineRunner
 from icefloe.runtime import Runtime
-from icefloe.sources.base import Landed, Source
+from icefloe.sources.base import Landed, ObjectRef, Source
+from icefloe.sources.spool import readable_path
 
 if TYPE_CHECKING:
     from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
@@ -40,6 +40,7 @@ class Engine:
         self.lease_limit = lease_limit
         self.runners = {name: PipelineRunner(name, cfg, runtime.root) for name, cfg in self.config.pipelines.items()}
         self.tally = Tally()
+        self._reconcile_at: dict[str, float] = {}  # source -> when its next reconcile pass is due
         self.on_event: Callable[[Event, str], None] | None = None
         # (event, bytes of its file read, records so far), for a progress bar on long files
         self.progress: Callable[[Event, int, int], None] | None = None
@@ -80,23 +81,23 @@ class Engine:
             self.on_event(ev, state)
 
     # -- the parts' own API, for callers that hold the engine (Project.ingest, tests) ------------
-    def land(self, source: Source, path: Path) -> list[Event]:
-        return self.lander.land(source, path)
+    def land(self, source: Source, target: ObjectRef | str) -> list[Event]:
+        return self.lander.land(source, target)
 
     def land_object(self, landed: Landed) -> list[Event]:
         return self.lander.land_object(landed)
 
-    def reconcile(self) -> int:
-        return self.lander.reconcile()
+    def reconcile(self, names: Iterable[str] | None = None) -> int:
+        return self.lander.reconcile(names)
 
-    def reroute(self) -> int:
-        return self.lander.reroute()
+    def reroute(self, names: Iterable[str] | None = None) -> int:
+        return self.lander.reroute(names)
 
-    def notice(self, source: Source, path: Path, complete: bool) -> None:
-        self.lander.notice(source, path, complete)
+    def notice(self, source: Source, key: str, complete: bool) -> None:
+        self.lander.notice(source, key, complete)
 
     @property
-    def _candidates(self) -> dict[Path, tuple[Source, bool]]:
+    def _candidates(self) -> dict[tuple[str, str], tuple[Source, bool]]:
         return self.lander._candidates
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
@@ -171,8 +172,7 @@ class Engine:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
-            path = source.open_path(ev.key)
-            if self._superseded(ev, source, path):
+            if self._superseded(ev, source):
                 return
             duplicate = self._duplicate(ev)
             if duplicate is True:
@@ -188,8 +188,10 @@ class Engine:
                 now = time.time()
                 out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
             else:
-                out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
-            if self._superseded(ev, source, path):  # rewritten while we read it
+                # the folder's own file, or the object's stream spooled to a temporary one
+                with readable_path(source, ev.key) as path:
+                    out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+            if self._superseded(ev, source):  # rewritten while we read it
                 self.committer._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
@@ -207,22 +209,21 @@ class Engine:
         buf.rows += out.data.num_rows
         buf.bytes += out.data.nbytes
 
-    def _superseded(self, ev: Event, source: Source, path: Path) -> bool:
+    def _superseded(self, ev: Event, source: Source) -> bool:
         """The bytes this event stands for were replaced: the new bytes are their own event."""
-        try:
-            current = source.stamp(path)
-        except FileNotFoundError:
-            raise DataError("the object was deleted before it could be processed", file=ev.object_ref) from None
-        if not ev.stamp or current == ev.stamp:
+        current = source.head(ev.key)
+        if current is None:
+            raise DataError("the object was deleted before it could be processed", file=ev.object_ref)
+        if not ev.stamp or current.version == ev.stamp:
             return False
         try:
-            same = source.describe(path).content_hash == ev.content_hash  # landed again, same bytes?
+            same = source.describe(current).content_hash == ev.content_hash  # landed again, same bytes?
         except ObjectChangedError:
             same = False
         if same:
             return False
         self.ledger.supersede(ev.id, f"{ev.object_ref} was replaced before it was processed; the new version is a new event")
-        self.notice(source, path, False)
+        self.notice(source, ev.key, False)
         self._notify(ev, "discarded")
         return True
 
@@ -294,11 +295,13 @@ class Engine:
             self._keepalive = None
         self.ledger.heartbeat(self.owner, stopped=True)
 
-    def drain(self, stop: threading.Event | None = None) -> None:
-        """Process until nothing is pending (retries included), then return: `run --once`."""
+    def drain(self, stop: threading.Event | None = None, *, reconcile: bool = True) -> None:
+        """Process until nothing is pending (retries included), then return: `run --once`
+        reconciles once at start; `ingest` (reconcile=False) lands only what it was given."""
         self.start()
         try:
-            self.reconcile()
+            if reconcile:
+                self.reconcile()
             while not (stop and stop.is_set()):
                 if self.step():
                     continue
@@ -311,14 +314,26 @@ class Engine:
         finally:
             self.sign_off()
 
+    def _reconcile_due(self) -> None:
+        """Each source's listing pass on its own `reconcile` schedule (watch notices land in between)."""
+        now = time.monotonic()
+        due = [name for name, at in self._reconcile_at.items() if now >= at]
+        if not due:
+            return
+        for name in due:
+            self._reconcile_at[name] = now + self.config.sources[name].reconcile
+        self.reconcile(due)
+
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""
         self.start()
         stoppers = [source.watch(self.lander._noticer(source)) for source in self.runtime.sources.values()]
         try:
-            self.reconcile()
+            self._reconcile_at = dict.fromkeys(self.runtime.sources, 0.0)
+            self._reconcile_due()
             while not stop.is_set():
                 try:
+                    self._reconcile_due()
                     busy = self.step()
                 except Exception:  # noqa: BLE001 - keep serving; the ledger keeps the work
                     log.exception("worker step failed; retrying")

@@ -371,6 +371,10 @@ class Ledger(ABC):
         """The size/mtime stamp recorded when this object was last landed, if any."""
 
     @abstractmethod
+    def object_stamps(self, source: str, keys: list[str]) -> dict[str, str]:
+        """`object_stamp` for many keys in one lookup (a reconcile page): keys never landed are absent."""
+
+    @abstractmethod
     def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
         """Remember it, so a restart's reconcile scan need not hash unchanged objects again."""
 

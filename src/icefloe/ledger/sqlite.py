@@ -51,6 +51,16 @@ def _event(row: tuple[Any, ...]) -> Event:
     return Event(**dict(zip(_COLUMNS, row, strict=True)))
 
 
+# rowid first: the landing sequence that `page` pages by
+_SELECT_SEQ = _SELECT.replace("SELECT ", "SELECT rowid, ", 1)
+
+
+def _sequenced(row: tuple[Any, ...]) -> Event:
+    ev = _event(row[1:])
+    ev.seq = int(row[0])
+    return ev
+
+
 def _check(old: str, new: State) -> None:
     if new not in TRANSITIONS[old]:
         raise IcefloeError(f"illegal event transition {old} -> {new}")
@@ -412,11 +422,35 @@ class SqliteLedger(SqliteViews, SideTables, Ledger):
         if pipeline is not None:
             clauses.append("pipeline=?")
             params.append(pipeline)
-        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY landed_at, id"
+        sql = _SELECT_SEQ + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY landed_at, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
-            return [_event(r) for r in self._db.execute(sql, params).fetchall()]
+            return [_sequenced(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        # rowid is the landing sequence here (events are only inserted, in landing order)
+        clauses: list[str] = ["rowid > ?"]
+        params: list[Any] = [after or 0]
+        if states is not None:
+            names = list(states)
+            clauses.append(f"state IN ({', '.join('?' * len(names))})")
+            params += names
+        for column, value in (("pipeline", pipeline), ("source", source)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        sql = _SELECT_SEQ + " WHERE " + " AND ".join(clauses) + f" ORDER BY rowid LIMIT {int(limit)}"
+        with self._lock:
+            return [_sequenced(r) for r in self._db.execute(sql, params).fetchall()]
 
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None:
         payload = json.dumps(detail, default=str)

@@ -67,6 +67,17 @@ class SideTables:
             row = self._db.execute("SELECT stamp FROM objects WHERE source=? AND key=?", (source, key)).fetchone()
         return row[0] if row else None
 
+    def object_stamps(self, source: str, keys: list[str]) -> dict[str, str]:
+        # a self-contained method: chunks keep each query under SQLite's bound-parameter limit
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, stamp FROM objects WHERE source=? AND key IN ({marks})", (source, *chunk))
+                found.update((key, stamp) for key, stamp in rows if stamp)
+        return found
+
     def set_object_stamp(self, source: str, key: str, stamp: str) -> None:
         with self._tx() as db:
             # an upsert, not INSERT OR REPLACE: the row also holds the current version

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from icefloe.errors import IcefloeError
 from icefloe.runtime import Runtime
+from icefloe.sources.base import iter_refs
 
 __all__ = ["Waiting", "waiting_objects"]
 
@@ -25,16 +26,19 @@ class Waiting:
 
 
 def waiting_objects(rt: Runtime) -> list[Waiting]:
-    """Every object whose current version has not landed, with the pipelines it routes to."""
+    """Every object whose current version has not landed, with the pipelines it routes to.
+
+    A status call, so it lists: a page of refs at a time, one ledger lookup per page."""
     found: list[Waiting] = []
     for name, source in rt.sources.items():
-        for path in source.scan():
-            try:
-                key = source.key_for(path)
-                stamp = source.stamp(path)
-                modified = path.stat().st_mtime
-            except (OSError, IcefloeError):  # vanished meanwhile, or a link out of the source
-                continue
-            if rt.ledger.object_stamp(name, key) != stamp:
-                found.append(Waiting(name, key, modified, tuple(rt.router.match(name, key))))
+        try:
+            for refs in iter_refs(source):
+                stamps = rt.ledger.object_stamps(name, [r.key for r in refs])
+                found += [
+                    Waiting(name, r.key, r.modified_at, tuple(rt.router.match(name, r.key)))
+                    for r in refs
+                    if stamps.get(r.key) != r.version
+                ]
+        except (OSError, IcefloeError):  # the source is unreachable: nothing known to wait
+            continue
     return found

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from icefloe.config import SourceConfig
 from icefloe.errors import ConfigError
-from icefloe.sources.base import Landed, Source
+from icefloe.sources.base import Landed, ListPage, ObjectRef, Source
 
-__all__ = ["Landed", "Source", "open_source"]
+__all__ = ["Landed", "ListPage", "ObjectRef", "Source", "open_source"]
 
 
 def open_source(name: str, config: SourceConfig, root: Path) -> Source:

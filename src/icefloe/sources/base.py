@@ -1,13 +1,42 @@
-"""The source seam: where objects land. Folder now; S3, HTTP upload and queues implement the same."""
+"""The source seam: where objects land. Folder now; S3, HTTP upload and queues implement the same.
+
+A source speaks of object references and byte streams, not local paths: an object store has no
+path to hand out. `local_path` is the fast path for backends that have one (the folder); readers
+fall back to `open()` otherwise (see `sources/spool.py`).
+"""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["Landed", "Source"]
+__all__ = ["Landed", "ListPage", "ObjectRef", "Source", "check_key", "iter_refs"]
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One version of an object as a listing or a head sees it, without reading its bytes.
+
+    `version` changes whenever the bytes may have (an etag, a version id, a stat stamp): it is
+    what the ledger records as the object's stamp, so an unchanged object is never hashed again."""
+
+    source: str
+    key: str
+    size: int
+    modified_at: float
+    version: str
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """Refs in key order; `cursor` is what to pass as `after` for the next page (None: the end)."""
+
+    refs: list[ObjectRef] = field(default_factory=list)
+    cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -16,43 +45,53 @@ class Landed:
 
     source: str
     key: str
-    path: Path
+    uri: str
     size: int
     content_hash: str
-    # what stat() said when the bytes were hashed: if it differs later, these bytes are gone
+    # the version (ObjectRef.version) the hashed bytes were: if it differs later, these bytes are gone
     stamp: str = ""
 
-    @property
-    def uri(self) -> str:
-        return self.path.as_uri()
+
+def check_key(source: str, key: str) -> str:
+    """A key is a relative, '/'-separated name: never absolute, never climbing out with '..'."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or "\0" in key or any(p in ("", ".", "..") for p in parts):
+        from icefloe.errors import DataError
+
+        raise DataError(f"key {key!r} escapes source {source!r} (keys are relative names without '..')")
+    return key
 
 
 class Source(ABC):
     name: str
+    # seconds an object must stay unchanged before it counts as complete (when no close was seen)
+    settle: float = 0.0
 
     @abstractmethod
-    def scan(self) -> Iterator[Path]:
-        """Every complete-looking object now present (the reconcile scan at start)."""
+    def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
+        """Up to `limit` complete-looking objects with keys after `after`, in key order."""
 
     @abstractmethod
-    def watch(self, on_change: Callable[[Path, bool], None]) -> Callable[[], None]:
-        """Call on_change(path, complete) when an object may have landed; returns a stop function.
-
-        `complete` is True when the backend knows the writer finished (closed or renamed it)."""
+    def head(self, key: str) -> ObjectRef | None:
+        """The object's current version, or None if there is none."""
 
     @abstractmethod
-    def key_for(self, path: Path) -> str: ...
+    def open(self, key: str) -> BinaryIO:
+        """Its bytes, as a stream read front to back."""
+
+    def local_path(self, key: str) -> Path | None:
+        """A local file holding the object's bytes, where the backend has one (no copy made)."""
+        return None
+
+    def key_for(self, path: Path) -> str:
+        """The key of a local path on this source (`trace ./landing/x.csv`); none without paths."""
+        from icefloe.errors import DataError
+
+        raise DataError(f"source {self.name!r} has no local paths ({path})")
 
     @abstractmethod
-    def is_stable(self, path: Path, closed: bool = False) -> bool:
-        """True once the object is complete (not growing, not a temp name). Never blocks."""
-
-    @abstractmethod
-    def describe(self, path: Path) -> Landed: ...
-
-    @abstractmethod
-    def stamp(self, path: Path) -> str:
-        """A cheap fingerprint of the object's current version (no reading of its bytes)."""
+    def describe(self, ref: ObjectRef) -> Landed:
+        """Hash the object's bytes; `ObjectChangedError` if they changed while being read."""
 
     @abstractmethod
     def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
@@ -60,5 +99,23 @@ class Source(ABC):
         how far the copy is."""
 
     @abstractmethod
-    def open_path(self, key: str) -> Path:
-        """A local path to read the object from."""
+    def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
+        """Call on_change(key, complete) when an object may have landed; returns a stop function.
+
+        `complete` is True when the backend knows the writer finished (closed or renamed it)."""
+
+    def is_stable(self, ref: ObjectRef, closed: bool = False) -> bool:
+        """True once the object is complete: its writer closed it, or it stopped changing. Never blocks."""
+        return closed or time.time() - ref.modified_at >= self.settle
+
+
+def iter_refs(source: Source, limit: int = 1000) -> Iterator[list[ObjectRef]]:
+    """Every page of the source's listing, front to back (a status or reconcile pass)."""
+    after: str | None = None
+    while True:
+        page = source.list(after, limit)
+        if page.refs:
+            yield page.refs
+        if page.cursor is None:
+            return
+        after = page.cursor

@@ -1,84 +1,145 @@
-"""A local folder as a source: watchdog notifications plus a reconcile scan."""
+"""A local folder as a source: watchdog notifications plus a paged listing in key order."""
 
 from __future__ import annotations
 
+import bisect
+import builtins
 import fnmatch
 import hashlib
+import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO
 
 from icefloe.config import SourceConfig
 from icefloe.errors import DataError, ObjectChangedError
-from icefloe.sources.base import Landed, Source
+from icefloe.sources.base import Landed, ListPage, ObjectRef, Source, check_key
 
 __all__ = ["FolderSource"]
+
+log = logging.getLogger("icefloe")
 
 
 class FolderSource(Source):
     def __init__(self, name: str, config: SourceConfig, root: Path) -> None:
         self.name, self.config = name, config
+        self.settle = config.settle
         path = Path(config.path)
         self.root = (path if path.is_absolute() else root / path).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._names = _SortedNames()
 
-    def ignored(self, path: Path) -> bool:
-        parts = path.relative_to(self.root).parts if path.is_relative_to(self.root) else (path.name,)
-        return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in self.config.ignore)
+    def ignored(self, key: str) -> bool:
+        return any(fnmatch.fnmatch(part, pattern) for part in key.split("/") for pattern in self.config.ignore)
 
-    def scan(self) -> Iterator[Path]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not self.ignored(Path(dirpath, d)))
-            for filename in sorted(filenames):
-                path = Path(dirpath, filename)
-                if not self.ignored(path):
-                    yield path
-
+    # -- keys and paths ---------------------------------------------------------------------------
     def key_for(self, path: Path) -> str:
-        resolved = path.resolve()
+        """The key of a path under the root (what a watch notice or `trace ./landing/x.csv` names)."""
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        resolved = Path(os.path.normpath(absolute))
         if not resolved.is_relative_to(self.root):
+            resolved = path.resolve()
+        if not resolved.is_relative_to(self.root) or resolved == self.root:
             raise DataError(f"{path} is outside source {self.name!r} ({self.root})")
         return resolved.relative_to(self.root).as_posix()
 
-    def open_path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        # a key like ../../etc/passwd must never reach outside the source root
-        if not path.is_relative_to(self.root):
-            raise DataError(f"key {key!r} escapes source {self.name!r}")
+    def _path(self, key: str) -> Path:
+        path = self.root / check_key(self.name, key)
+        # a symlink may point anywhere: what it resolves to must still be inside the root
+        if not path.resolve().is_relative_to(self.root):
+            raise DataError(f"key {key!r} escapes source {self.name!r} (a link out of {self.root})")
         return path
 
-    def is_stable(self, path: Path, closed: bool = False) -> bool:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return False
-        # a writer that closed the file is done; otherwise wait until it stopped changing
-        return closed or time.time() - stat.st_mtime >= self.config.settle
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
 
-    def stamp(self, path: Path) -> str:
+    # -- listing ----------------------------------------------------------------------------------
+    def _ref(self, key: str, stat: os.stat_result) -> ObjectRef:
         # ctime moves on every write and cannot be set back (cp -p and rsync -t restore mtime);
         # a rename into place brings a new inode
-        stat = path.stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+        version = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+        return ObjectRef(self.name, key, stat.st_size, stat.st_mtime, version)
 
-    def describe(self, path: Path) -> Landed:
-        before = self.stamp(path)
+    def head(self, key: str) -> ObjectRef | None:
+        try:
+            stat = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._ref(key, stat) if S_ISREG(stat.st_mode) else None
+
+    def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
+        refs: list[ObjectRef] = []
+        self._walk(self.root, "", after, limit, refs)
+        cursor = refs[-1].key if len(refs) >= limit else None
+        return ListPage(refs, cursor)
+
+    def _walk(self, directory: Path, prefix: str, after: str | None, limit: int, out: builtins.list[ObjectRef]) -> None:
+        """Append refs in key order: a directory's entries sorted by name, a subfolder's name
+        sorting as `name/` (so `a.csv` < `a/x.csv` < `a0.csv`, the order of the keys themselves).
+        Whole subtrees before `after` are skipped without being read."""
+        names = self._names.sorted(directory)
+        start = 0
+        if after is not None and after.startswith(prefix):
+            start = bisect.bisect_left(names, after[len(prefix) :].split("/", 1)[0])
+        for name in names[start:]:
+            if len(out) >= limit:
+                return
+            key = prefix + name
+            if self.ignored(name.rstrip("/")):  # its parents were checked on the way down
+                continue
+            if name.endswith("/"):
+                # the whole subtree sorts before `after` unless `after` is inside it or before it
+                if after is not None and after > key and not after.startswith(key):
+                    continue
+                self._walk(directory / name[:-1], key, after, limit, out)
+                continue
+            if after is not None and key <= after:
+                continue
+            path = directory / name
+            try:
+                if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+                    log.warning("%s:%s links out of %s: not listed", self.name, key, self.root)
+                    continue
+                stat = path.stat()
+            except OSError:  # vanished while listing
+                continue
+            if S_ISREG(stat.st_mode):
+                out.append(self._ref(key, stat))
+
+    # -- bytes ------------------------------------------------------------------------------------
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def describe(self, ref: ObjectRef) -> Landed:
+        path = self._path(ref.key)
+        before = self.head(ref.key)
+        if before is None:
+            raise DataError(f"{self.name}:{ref.key} is gone", file=f"{self.name}:{ref.key}")
         digest = hashlib.sha256()
         size = 0
         with path.open("rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
-        if self.stamp(path) != before:
+        after = self.head(ref.key)
+        if after is None or after.version != before.version:
             raise ObjectChangedError(f"{path} changed while it was being hashed")
-        return Landed(self.name, self.key_for(path), path.resolve(), size, digest.hexdigest(), before)
+        return Landed(self.name, ref.key, path.resolve().as_uri(), size, digest.hexdigest(), before.version)
 
     def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
         local = local.resolve()
         if local.is_relative_to(self.root) and key is None:
-            return self.describe(local)
-        target = self.open_path(key or local.name)
+            key = local.relative_to(self.root).as_posix()
+            ref = self.head(key)
+            if ref is None:
+                raise DataError(f"{local}: no such file")
+            return self.describe(ref)
+        key = key or local.name
+        target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         # copy under an ignored name, then rename: a watcher never sees a half-written file;
         # hashing while copying reads the bytes once instead of twice
@@ -93,9 +154,11 @@ class FolderSource(Source):
                 if progress is not None:
                     progress(size)
         os.replace(partial, target)
-        return Landed(self.name, self.key_for(target), target.resolve(), size, digest.hexdigest(), self.stamp(target))
+        ref = self.head(key)
+        assert ref is not None
+        return Landed(self.name, key, target.resolve().as_uri(), size, digest.hexdigest(), ref.version)
 
-    def watch(self, on_change: Callable[[Path, bool], None]) -> Callable[[], None]:
+    def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -106,9 +169,12 @@ class FolderSource(Source):
                 if event.is_directory or event.event_type in ("deleted", "opened", "closed_no_write"):
                     return
                 target = getattr(event, "dest_path", "") or event.src_path
-                path = Path(os.fsdecode(target))
-                if not source.ignored(path):
-                    on_change(path, event.event_type in ("closed", "moved"))
+                try:
+                    key = source.key_for(Path(os.fsdecode(target)))
+                except DataError:
+                    return
+                if not source.ignored(key):
+                    on_change(key, event.event_type in ("closed", "moved"))
 
         observer = Observer()
         observer.schedule(Handler(), str(self.root), recursive=True)
@@ -120,3 +186,40 @@ class FolderSource(Source):
             observer.join(timeout=5)
 
         return stop
+
+
+class _SortedNames:
+    """Each directory's entry names, sorted (a subfolder as `name/`), kept between the pages of a
+    listing: without it every page of a 100,000-file folder would read and sort all of it again.
+
+    A kept list is used only while the directory's mtime is the one it was read at, and only if
+    that mtime was already a second old then: a file added within the same timestamp tick as the
+    read cannot hide behind an unchanged mtime (the racy-git rule)."""
+
+    KEEP = 64  # directories
+
+    def __init__(self) -> None:
+        self._kept: dict[Path, tuple[int, builtins.list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def sorted(self, directory: Path) -> builtins.list[str]:
+        try:
+            mtime = directory.stat().st_mtime_ns
+        except OSError:
+            return []
+        with self._lock:
+            kept = self._kept.get(directory)
+        if kept is not None and kept[0] == mtime:
+            return kept[1]
+        try:
+            with os.scandir(directory) as it:
+                names = sorted(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in it)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return []
+        if time.time_ns() - mtime > 1_000_000_000:
+            with self._lock:
+                self._kept.pop(directory, None)
+                while len(self._kept) >= self.KEEP:
+                    self._kept.pop(next(iter(self._kept)))
+                self._kept[directory] = (mtime, names)
+        return names
