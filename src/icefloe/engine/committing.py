@@ -25,6 +25,7 @@ from icefloe.ledger.base import Event, Ledger
 from icefloe.pipelines.runner import META_COLUMNS, EventOutput
 
 if TYPE_CHECKING:
+    from icefloe.engine.maintenance import Maintenance
     from icefloe.project import Project
     from icefloe.upkeep import Upkeep
 
@@ -63,7 +64,7 @@ class Committing:
     buffers: dict[str, _Buffer]
     on_event: Callable[[Event, str], None] | None
     _held_back: set[str]
-    _upkeep: Upkeep | None
+    _maintenance: Maintenance | None
     _maintain_due: set[str]
     tally: Tally
 
@@ -103,19 +104,23 @@ class Committing:
             log.warning("could not delete files written ahead for pipeline %s: %s", pipeline, describe(exc))
 
     @property
-    def upkeep(self) -> Upkeep:
-        if self._upkeep is None:
+    def maintenance(self) -> Maintenance:
+        if self._maintenance is None:
             # the lake's maintenance code loads on first use
-            from icefloe.upkeep import Upkeep
+            from icefloe.engine.maintenance import Maintenance
 
-            self._upkeep = Upkeep(self.project, self.owner)
-        return self._upkeep
+            self._maintenance = Maintenance(self.project, self.owner)
+        return self._maintenance
+
+    @property
+    def upkeep(self) -> Upkeep:
+        return self.maintenance.upkeep
 
     def _maintain(self) -> None:
-        """Maintenance that commits made due runs between rounds, never inside a commit."""
+        """Maintenance that commits made due goes to the maintenance thread; no commit waits for it."""
         due, self._maintain_due = self._maintain_due, set()
-        for table in sorted(due):
-            self.upkeep.run_quietly(table)
+        if due:
+            self.maintenance.submit(sorted(due))
 
     def _counted(self, table: str) -> None:
         if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
@@ -369,4 +374,4 @@ class Committing:
     def _tick(self) -> None:
         if self.config.maintenance.every or any("every" in t for t in self.config.maintenance.tables.values()):
             tables = list(dict.fromkeys([*self.table_of.values(), *self.child_writes]))
-            self.upkeep.tick(tables)
+            self.maintenance.tick(tables)

@@ -21,8 +21,8 @@ from icefloe.pipelines.runner import PipelineRunner
 from icefloe.sources.base import Source
 
 if TYPE_CHECKING:
+    from icefloe.engine.maintenance import Maintenance
     from icefloe.project import Project
-    from icefloe.upkeep import Upkeep
 
 __all__ = ["Engine"]
 
@@ -62,7 +62,7 @@ class Engine(Landing, Committing):
         self.on_event: Callable[[Event, str], None] | None = None
         # (event, bytes of its file read, records so far), for a progress bar on long files
         self.progress: Callable[[Event, int, int], None] | None = None
-        self._upkeep: Upkeep | None = None
+        self._maintenance: Maintenance | None = None
         self._maintain_due: set[str] = set()
         self.tally = Tally()
 
@@ -111,6 +111,15 @@ class Engine(Landing, Committing):
                 ev.state = "committed"
                 self._notify(ev, "committed")
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
+            elif ev.state == "running" and table in history and self._settled(ev):
+                # maintenance records a commit in the ledger before its snapshot expires; the
+                # history read above, taken after the lease, can already miss that snapshot
+                ev.state = "committed"
+                self._notify(ev, "committed")
+
+    def _settled(self, ev: Event) -> bool:
+        now = self.ledger.get(ev.id)
+        return now is not None and now.state == "committed"
 
     def _process(self, ev: Event) -> None:
         self._in_flight.add(ev.id)
@@ -245,6 +254,8 @@ class Engine(Landing, Committing):
 
     def sign_off(self) -> None:
         """A clean exit: `status` stops listing this worker."""
+        if self._maintenance is not None:
+            self._maintenance.close()
         if self._keepalive is not None:
             thread, stop = self._keepalive
             stop.set()
@@ -266,6 +277,8 @@ class Engine(Landing, Committing):
                 time.sleep(0.05)  # only retries with a backoff remain
             self._flush(force=True)
             self._maintain()
+            if self._maintenance is not None:
+                self._maintenance.wait(stop)  # `run --once` ends with its tables maintained
         finally:
             self.sign_off()
 

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# {event id: snapshot id} of the snapshots about to expire -> the event ids not yet recorded elsewhere
+OnExpire = Callable[[dict[str, int]], Collection[str] | None]
 
 ACTIONS = ("expire", "compact", "manifests", "orphans")
 MAINTAINED_AT_PROPERTY = "icefloe.maintained-at"
@@ -149,13 +152,14 @@ def maintain(
     dry_run: bool = False,
     now: float | None = None,
     actions: Sequence[str] = ACTIONS,
-    on_expire: Callable[[dict[str, int]], None] | None = None,
+    on_expire: OnExpire | None = None,
 ) -> MaintenanceReport:
     """Run the chosen actions over one table.
 
     `on_expire({event_id: snapshot_id})` gets the `icefloe.events` of every snapshot about to
     expire, before the expiry commits, so the caller can record them (the writer's exactly-once
-    check reads them from table history); if it raises, nothing is expired and the exception
+    check reads them from table history); it returns the ids it could not record yet (their
+    snapshots are kept this time) or None. If it raises, nothing is expired and the exception
     propagates. Any other failure of one action is noted in the report and the others still run."""
     if unknown := [a for a in actions if a not in ACTIONS]:
         raise ConfigError(f"unknown maintenance action {unknown[0]!r}; choose from {', '.join(ACTIONS)}")
@@ -165,7 +169,7 @@ def maintain(
 class _Run:
     def __init__(
         self, catalog: Catalog, identifier: str, policy: MaintenancePolicy, dry_run: bool, now: float | None,
-        on_expire: Callable[[dict[str, int]], None] | None,
+        on_expire: OnExpire | None,
     ) -> None:  # fmt: skip
         self.catalog, self.identifier, self.policy, self.dry_run = catalog, identifier, policy, dry_run
         self.on_expire = on_expire
@@ -225,10 +229,10 @@ class _Run:
         self.report.notes.extend(done.notes)
         return done.table
 
-    def _hand_over(self, ids: dict[str, int]) -> None:
+    def _hand_over(self, ids: dict[str, int]) -> Collection[str] | None:
         assert self.on_expire is not None
         try:
-            self.on_expire(ids)
+            return self.on_expire(ids)
         except BaseException:
             self.vetoed = True  # the caller must hear this one, unlike a failed step
             raise
@@ -304,13 +308,25 @@ def _added_small(table: Table, small: int, since: float | None = None) -> tuple[
 
 
 class Maintainer:
-    """One per engine process: counts commits per table and says when maintenance is due."""
+    """One per engine process: counts commits per table and says when maintenance is due.
 
-    def __init__(self, catalog: Catalog, policies: dict[str, MaintenancePolicy], default: MaintenancePolicy) -> None:
-        self.catalog, self.policies, self.default = catalog, dict(policies), default
+    Counting (`after_commit`, `due`) needs no catalog and is safe from the committing thread while
+    `run` works on another; `catalog` may be a function that opens one on the first run, so a
+    maintenance thread gets a connection of its own without the committer waiting for it."""
+
+    def __init__(
+        self, catalog: Catalog | Callable[[], Catalog], policies: dict[str, MaintenancePolicy], default: MaintenancePolicy
+    ) -> None:
+        self._catalog, self.policies, self.default = catalog, dict(policies), default
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._started = time.time()
+
+    @property
+    def catalog(self) -> Catalog:
+        if not isinstance(self._catalog, Catalog):
+            self._catalog = self._catalog()
+        return self._catalog
 
     def policy(self, identifier: str) -> MaintenancePolicy:
         return self.policies.get(identifier, self.default)
@@ -353,12 +369,14 @@ class Maintainer:
         )
 
     def run(
-        self, identifier: str, *, dry_run: bool = False, on_expire: Callable[[dict[str, int]], None] | None = None
+        self, identifier: str, *, dry_run: bool = False, on_expire: OnExpire | None = None
     ) -> MaintenanceReport:
         """Run every action (orphans at most once per ORPHAN_SWEEP_INTERVAL); resets the counters."""
         with self._lock:
             state = self._pending.setdefault(identifier, _Pending())
             sweep = state.last_sweep is None or time.time() - state.last_sweep >= ORPHAN_SWEEP_INTERVAL
+            # commits counted while the run works (on another thread) count towards the next one
+            commits, small = state.commits, state.small
         actions = tuple(a for a in ACTIONS if a != "orphans" or sweep)
         started = time.time()
         try:
@@ -368,6 +386,6 @@ class Maintainer:
             # is retried at the next trigger, not after every single commit
             if not dry_run:
                 with self._lock:
-                    state.commits = state.small = 0
+                    state.commits, state.small = max(0, state.commits - commits), max(0, state.small - small)
                     state.last_run, state.primed = time.time(), True
                     state.last_sweep = started if sweep else state.last_sweep
