@@ -49,7 +49,8 @@ class Maintenance:
         self._thread: threading.Thread | None = None
 
     def submit(self, tables: Iterable[str]) -> None:
-        """Hand these tables over for a run each; one already waiting is not queued twice."""
+        """Hand these tables over for a run each; one waiting or running is not queued again (its
+        counters say "due" until its run ends, and the commits made meanwhile count towards the next)."""
         tables = list(tables)
         if not tables:
             return
@@ -60,7 +61,7 @@ class Maintenance:
         with self._changed:
             if self._closed:
                 return
-            self._queue += [t for t in tables if t not in self._queue]
+            self._queue += [t for t in tables if t not in self._queue and t != self._running]
             if self._thread is None or not self._thread.is_alive():
                 # started on the first run: an engine per `Project.ingest` must not pay for a thread
                 # and a catalog connection it never uses
@@ -70,7 +71,7 @@ class Maintenance:
 
     def tick(self, tables: list[str]) -> None:
         """Scheduled runs (`maintenance.every`) that are due, handed over."""
-        self.submit(t for t in self.upkeep.scheduled(tables) if t not in self._queue and t != self._running)
+        self.submit(self.upkeep.scheduled(tables))
 
     def busy(self) -> bool:
         with self._changed:
