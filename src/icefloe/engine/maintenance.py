@@ -44,13 +44,15 @@ class Maintenance:
         self.upkeep = Upkeep(project, owner, own_connection=self.threaded)
         self._queue: list[str] = []
         self._running: str | None = None
+        self._again: set[str] = set()
         self._closed = False
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def submit(self, tables: Iterable[str]) -> None:
-        """Hand these tables over for a run each; one waiting or running is not queued again (its
-        counters say "due" until its run ends, and the commits made meanwhile count towards the next)."""
+        """Hand these tables over for a run each; one waiting is not queued twice. One running is
+        checked again when its run ends: its counters say "due" until then, and only the commits
+        made meanwhile count towards its next run."""
         tables = list(tables)
         if not tables:
             return
@@ -61,6 +63,7 @@ class Maintenance:
         with self._changed:
             if self._closed:
                 return
+            self._again.update(t for t in tables if t == self._running)
             self._queue += [t for t in tables if t not in self._queue and t != self._running]
             if self._thread is None or not self._thread.is_alive():
                 # started on the first run: an engine per `Project.ingest` must not pay for a thread
@@ -111,11 +114,17 @@ class Maintenance:
                     if self._closed:
                         return
                     self._running = table = self._queue.pop(0)
+                again = False
                 try:
                     self.upkeep.run_quietly(table)
+                    again = self.upkeep.maintainer.due(table)  # by the commits made during the run
                 finally:
                     with self._changed:
                         self._running = None
+                        if table in self._again:
+                            self._again.discard(table)
+                            if again and not self._closed and table not in self._queue:
+                                self._queue.append(table)
                         self._changed.notify_all()
         except BaseException:  # never let the thread die silently; the worker goes on without it
             log.exception("the maintenance thread stopped")
