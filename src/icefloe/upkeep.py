@@ -24,6 +24,7 @@ from pyiceberg.catalog import Catalog
 from icefloe.errors import describe
 from icefloe.lake.catalog import open_catalog
 from icefloe.lake.maintain import Maintainer, MaintenancePolicy, MaintenanceReport
+from icefloe.lake.maintain_compact import Exclusive
 from icefloe.ledger.base import local_owner_alive
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class Upkeep:
         # a job row older than this is a dead worker's: maintenance of one table never takes this long
         self.stale_after = max(3600.0, project.config.lease * 10)
         self._quiet_until = 0.0
+        # the lock this worker's committer holds around its commits (engine.maintenance): a
+        # rewrite that lost a race to it takes it for its next attempt
+        self.exclusive: Exclusive | None = None
 
     @cached_property
     def maintainer(self) -> Maintainer:
@@ -120,7 +124,9 @@ class Upkeep:
             log.info("maintenance of %s is already running elsewhere", table)
             return None
         try:
-            report = self.maintainer.run(table, dry_run=dry_run, on_expire=lambda ids: self._settle(table, ids))
+            report = self.maintainer.run(
+                table, dry_run=dry_run, on_expire=lambda ids: self._settle(table, ids), exclusive=self.exclusive
+            )
         except Exception as exc:
             self.project.ledger.finish_job(job, "failed", {"dry_run": dry_run}, error=describe(exc))
             raise

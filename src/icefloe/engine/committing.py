@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -143,7 +144,9 @@ class Committing:
         for table, buf in list(self.buffers.items()):
             if self._due(table, buf, force):
                 self.buffers[table] = _Buffer()
-                self._commit(table, buf.items)
+                # a maintenance commit that lost a race to ours goes next (engine.maintenance)
+                with self._maintenance.gate if self._maintenance is not None else nullcontext():
+                    self._commit(table, buf.items)
                 flushed = True
         return flushed
 

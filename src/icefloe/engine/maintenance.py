@@ -42,6 +42,11 @@ class Maintenance:
         # an in-memory catalog is one database per connection: its runs stay in the loop
         self.threaded = not shares_one_database(project)
         self.upkeep = Upkeep(project, owner, own_connection=self.threaded)
+        # held by the committer around each commit; a compaction or manifest rewrite that lost a
+        # race to one takes it for its next attempt, or a steady stream of commits (one every
+        # ~100 ms) would win every race against its slower commit and it would never go in
+        self.gate = threading.Lock()
+        self.upkeep.exclusive = lambda: self.gate
         self._queue: list[str] = []
         self._running: str | None = None
         self._again: set[str] = set()

@@ -29,7 +29,7 @@ from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, NotFoundError, describe
 from icefloe.lake.compat import transaction
-from icefloe.lake.maintain_compact import compact
+from icefloe.lake.maintain_compact import Exclusive, compact
 from icefloe.lake.maintain_expire import expire
 from icefloe.lake.maintain_files import (
     BOUNDED_METADATA_PROPERTIES,
@@ -153,8 +153,12 @@ def maintain(
     now: float | None = None,
     actions: Sequence[str] = ACTIONS,
     on_expire: OnExpire | None = None,
+    exclusive: Exclusive | None = None,
 ) -> MaintenanceReport:
     """Run the chosen actions over one table.
+
+    `exclusive()` is a lock the caller's committer takes around its own commits; a compaction or
+    manifest rewrite that lost a race to one takes it for its next attempts (see `compact`).
 
     `on_expire({event_id: snapshot_id})` gets the `icefloe.events` of every snapshot about to
     expire, before the expiry commits, so the caller can record them (the writer's exactly-once
@@ -163,16 +167,16 @@ def maintain(
     propagates. Any other failure of one action is noted in the report and the others still run."""
     if unknown := [a for a in actions if a not in ACTIONS]:
         raise ConfigError(f"unknown maintenance action {unknown[0]!r}; choose from {', '.join(ACTIONS)}")
-    return _Run(catalog, identifier, policy, dry_run, now, on_expire).run(actions)
+    return _Run(catalog, identifier, policy, dry_run, now, on_expire, exclusive).run(actions)
 
 
 class _Run:
     def __init__(
         self, catalog: Catalog, identifier: str, policy: MaintenancePolicy, dry_run: bool, now: float | None,
-        on_expire: OnExpire | None,
+        on_expire: OnExpire | None, exclusive: Exclusive | None = None,
     ) -> None:  # fmt: skip
         self.catalog, self.identifier, self.policy, self.dry_run = catalog, identifier, policy, dry_run
-        self.on_expire = on_expire
+        self.on_expire, self.exclusive = on_expire, exclusive
         started = time.time()
         self.now = started if now is None else now
         self.table = _load(catalog, identifier)
@@ -216,14 +220,17 @@ class _Run:
         policy = self.policy
         done = compact(
             self.catalog, self.identifier, self.table, target=policy.target_file_bytes, small=policy.small_threshold,
-            min_files=policy.compact_min_files, sort_by=policy.sort_by, dry_run=self.dry_run,
+            min_files=policy.compact_min_files, sort_by=policy.sort_by, dry_run=self.dry_run, exclusive=self.exclusive,
         )  # fmt: skip
         self.report.files_compacted, self.report.files_written = done.files_compacted, done.files_written
         self.report.notes.extend(done.notes)
         return done.table
 
     def manifests(self) -> Table:
-        done = rewrite_manifests(self.catalog, self.identifier, self.table, max_manifests=self.policy.max_manifests, dry_run=self.dry_run)
+        done = rewrite_manifests(
+            self.catalog, self.identifier, self.table, max_manifests=self.policy.max_manifests, dry_run=self.dry_run,
+            exclusive=self.exclusive,
+        )  # fmt: skip
         if self.dry_run:
             self.report.manifests_after = done.after
         self.report.notes.extend(done.notes)
@@ -369,7 +376,7 @@ class Maintainer:
         )
 
     def run(
-        self, identifier: str, *, dry_run: bool = False, on_expire: OnExpire | None = None
+        self, identifier: str, *, dry_run: bool = False, on_expire: OnExpire | None = None, exclusive: Exclusive | None = None
     ) -> MaintenanceReport:
         """Run every action (orphans at most once per ORPHAN_SWEEP_INTERVAL); resets the counters."""
         with self._lock:
@@ -380,7 +387,8 @@ class Maintainer:
         actions = tuple(a for a in ACTIONS if a != "orphans" or sweep)
         started = time.time()
         try:
-            return maintain(self.catalog, identifier, self.policy(identifier), dry_run=dry_run, actions=actions, on_expire=on_expire)
+            policy = self.policy(identifier)
+            return maintain(self.catalog, identifier, policy, dry_run=dry_run, actions=actions, on_expire=on_expire, exclusive=exclusive)
         finally:
             # reset even when the run failed: a run that cannot succeed (a veto, a catalog down)
             # is retried at the next trigger, not after every single commit
