@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from icefloe import Project
 from icefloe.cli import EXIT_NOT_FOUND, main
-from icefloe.lake.writer import Staged, TableWriter
+from icefloe.lake.maintain_expire import expire
+from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.upkeep import JOB_KIND, Upkeep
-from tests.helpers import ORDERS, csv_file, make_project
+from tests.helpers import ORDERS, csv_file, make_project, wait_for
 
 FAST = {"every_commits": 3, "keep_snapshots": 2, "compact_min_files": 2, "target_file_bytes": "1MB"}
 
@@ -108,3 +111,70 @@ def test_a_run_abandoned_by_a_killed_worker_does_not_block_the_next_one(tmp_path
     states = {j.owner: (j.state, j.error) for j in project.ledger.jobs(kind=JOB_KIND)}
     assert states[dead_owner][0] == "failed" and "died" in (states[dead_owner][1] or "")
     assert states["me"] == ("succeeded", None)
+
+
+def _committed_then_crashed(project: Project, tmp_path: Path, later_commits: int) -> str:
+    """A worker committed event 100 to the table and died before its ledger update (its lease
+    has run out); `later_commits` commits followed it, so its snapshot is due to expire."""
+    engine = project.engine()
+    paths = {}
+    for n in [*range(1, later_commits + 1), 100]:  # the later ones land first so they lease first
+        paths[n] = csv_file(tmp_path / f"p/landing/by-hand-{n}.csv", "id,ts,amount", [f"{n},2026-01-01T00:00:00,1.00"])
+        engine.land(project.sources["landing"], paths[n].name)
+    later = project.ledger.lease("busy-worker", limit=later_commits, ttl=3600)
+    (crashed,) = project.ledger.lease("busy-worker", limit=1, ttl=0.2)
+    writer = TableWriter(project.catalog, project.config.pipelines["orders"].write)
+    for ev in [crashed, *later]:
+        n = 100 if ev is crashed else int(ev.key.rsplit("-", 1)[1].split(".")[0])
+        out = engine.runners["orders"].run(ev, paths[n])
+        snapshot_id, _ = writer.commit([Staged(ev.id, out.source_ref, out.data)])
+        if ev is not crashed:
+            project.ledger.mark_committed([ev.id], table="sales.orders", snapshot_id=snapshot_id, stats={})
+    assert wait_for(lambda: time.time() > crashed.lease_expires_at)  # type: ignore[operator]
+    return crashed.id
+
+
+def test_expiry_keeps_the_snapshot_of_an_event_a_worker_is_still_committing(tmp_path: Path) -> None:
+    """The snapshot of an event still `running` must stay: its worker may be between its commit
+    and its ledger update (maintenance now runs beside the committer), or, as here, the retry
+    after a crash is about to check the table history for it."""
+    project = Project(make_project(tmp_path / "p", {"orders": ORDERS}, maintenance={**FAST, "every_commits": 1000}))
+    _ingest_one_by_one(project, tmp_path, 1)
+    event_id = _committed_then_crashed(project, tmp_path, 4)
+    (report,) = project.maintain("sales.orders")
+    assert report["expired_snapshots"] >= 1 and any("being committed right now" in n for n in report["notes"])
+    table = project.catalog.load_table("sales.orders")
+    assert event_id in committed_event_ids(table)
+    held = project.ledger.get(event_id)
+    assert held is not None and held.state == "running"
+    project.run(once=True)
+    settled = project.ledger.get(event_id)
+    assert settled is not None and settled.state == "committed"
+    assert project.sql("select count(*) as n from sales.orders where id = 100").to_pylist() == [{"n": 1}]
+
+
+def test_a_retried_event_settled_by_expiry_after_its_lease_is_not_committed_twice(tmp_path: Path) -> None:
+    """Maintenance records the commit (the event was not leased when it looked), a worker leases
+    the event again, then the expiry drops the snapshot before that worker reads the history."""
+    project = Project(make_project(tmp_path / "p", {"orders": ORDERS}, maintenance={**FAST, "every_commits": 1000}))
+    _ingest_one_by_one(project, tmp_path, 1)
+    event_id = _committed_then_crashed(project, tmp_path, 2)
+    engine = project.engine()
+    writer = engine.writer("sales.orders")
+    real_load = writer.load
+    raced: list[bool] = []
+
+    def load_after_the_expiry() -> Any:
+        if not raced:
+            raced.append(True)
+            table = real_load()
+            assert table is not None
+            ids = committed_event_ids(table)
+            project.ledger.mark_committed([event_id], table="sales.orders", snapshot_id=ids[event_id], stats={})
+            expire(project.catalog, "sales.orders", table, 1, 0.0, now=time.time())
+        return real_load()
+
+    writer.load = load_after_the_expiry  # type: ignore[method-assign]
+    engine.drain()
+    assert raced and event_id not in committed_event_ids(project.catalog.load_table("sales.orders"))
+    assert project.sql("select count(*) as n from sales.orders where id = 100").to_pylist() == [{"n": 1}]

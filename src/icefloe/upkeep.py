@@ -4,7 +4,12 @@ The lake decides *how* to expire, compact and clean (`lake.maintain`); this modu
 *when* (the policy's triggers, counted per process), makes sure only one worker maintains a
 table at a time (a ledger job), and keeps exactly-once intact: before snapshots expire, every
 event they committed is marked committed in the ledger, because the table history that proved it
-is about to be gone.
+is about to be gone. An event some worker is committing right now (leased, `running`) is not
+recorded here: its snapshot stays until the next run, so that worker's own history check finds it.
+
+Workers run it beside the committer (`engine.maintenance`, a thread with its own catalog
+connection), so a maintenance run races ordinary commits on the same table; the lake's actions
+detect that on their own commits and retry or give up (see `lake.maintain`).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import time
 from functools import cached_property
 from typing import Any
 
+from pyiceberg.catalog import Catalog
+
 from icefloe.errors import describe
 from icefloe.lake.maintain import Maintainer, MaintenancePolicy, MaintenanceReport
+from icefloe.lake.maintain_compact import Exclusive
 from icefloe.ledger.base import local_owner_alive
-from icefloe.runtime import Runtime
+from icefloe.runtime import Runtime, close_catalog
 
-__all__ = ["Upkeep", "JOB_KIND", "policy_for"]
+__all__ = ["Upkeep", "JOB_KIND", "policy_for", "shares_one_database"]
 
 log = logging.getLogger("icefloe")
 JOB_KIND = "maintain"
@@ -29,35 +37,61 @@ def policy_for(rt: Runtime, table: str | None = None) -> MaintenancePolicy:
     return MaintenancePolicy(**rt.config.maintenance.settings(table))
 
 
+def shares_one_database(rt: Runtime) -> bool:
+    """An in-memory catalog is one database per connection: a second one would see no tables."""
+    return rt.config.catalog.partition("://")[2].lstrip("/") in ("", ":memory:")
+
+
 class Upkeep:
-    def __init__(self, runtime: Runtime, owner: str) -> None:
+    def __init__(self, runtime: Runtime, owner: str, *, own_connection: bool = False) -> None:
+        """`own_connection`: open a catalog connection for the runs (on the first one) instead of
+        using the runtime's, whose committer may be using it on another thread."""
         self.runtime, self.owner = runtime, owner
+        self._own: Catalog | None = None
+        self._own_connection = own_connection and not shares_one_database(runtime)
         self.config = runtime.config.maintenance
         # a job row older than this is a dead worker's: maintenance of one table never takes this long
         self.stale_after = max(3600.0, runtime.config.lease * 10)
         self._quiet_until = 0.0
+        # the lock this worker's committer holds around its commits (engine.maintenance): a
+        # rewrite that lost a race to it takes it for its next attempt
+        self.exclusive: Exclusive | None = None
 
     @cached_property
     def maintainer(self) -> Maintainer:
         # opened on first use: a worker whose catalog is down must still start and retry its events
         policies = {table: policy_for(self.runtime, table) for table in self.config.tables}
-        return Maintainer(self.runtime.catalog, policies, policy_for(self.runtime))
+        return Maintainer(self._catalog if self._own_connection else lambda: self.runtime.catalog, policies, policy_for(self.runtime))
+
+    def _catalog(self) -> Catalog:
+        if self._own is None:
+            self._own = self.runtime.open_catalog()
+        return self._own
+
+    def close(self) -> None:
+        """Let go of the catalog connection of its own, if it opened one."""
+        if self._own is not None:
+            close_catalog(self._own)  # SqlCatalog's connection pool (a PostgreSQL catalog holds sockets)
+        self._own = None
 
     def enabled(self, table: str) -> bool:
         return self.config.enabled_for(table)
 
     def tick(self, tables: list[str]) -> None:
         """Scheduled runs (`maintenance.every`), checked while the worker is idle."""
+        for table in self.scheduled(tables):
+            self.run_quietly(table)
+
+    def scheduled(self, tables: list[str]) -> list[str]:
+        """The tables whose scheduled run (`maintenance.every`) is due; in-memory counters only."""
         if time.time() < self._quiet_until:
-            return
+            return []
         try:
-            due = [table for table in tables if self.enabled(table) and self.maintainer.due(table)]
+            return [table for table in tables if self.enabled(table) and self.maintainer.due(table)]
         except Exception as exc:  # noqa: BLE001 - the catalog is down: maintenance waits, ingestion goes on
             self._quiet_until = time.time() + 30  # an idle worker ticks every few ms: not a warning each time
             log.warning("maintenance check skipped for 30 s: %s", describe(exc))
-            return
-        for table in due:
-            self.run_quietly(table)
+            return []
 
     def run_quietly(self, table: str) -> MaintenanceReport | None:
         """`run`, but never raises: a failed run is recorded in the ledger and retried at the next
@@ -80,7 +114,9 @@ class Upkeep:
             log.info("maintenance of %s is already running elsewhere", table)
             return None
         try:
-            report = self.maintainer.run(table, dry_run=dry_run, on_expire=lambda ids: self._settle(table, ids))
+            report = self.maintainer.run(
+                table, dry_run=dry_run, on_expire=lambda ids: self._settle(table, ids), exclusive=self.exclusive
+            )
         except Exception as exc:
             self.runtime.ledger.finish_job(job, "failed", {"dry_run": dry_run}, error=describe(exc))
             raise
@@ -88,17 +124,25 @@ class Upkeep:
         log.info("maintained %s: %s", table, _summary(report))
         return report
 
-    def _settle(self, table: str, ids: dict[str, int]) -> None:
-        """Events whose only proof of commit is a snapshot about to expire get it in the ledger."""
+    def _settle(self, table: str, ids: dict[str, int]) -> list[str]:
+        """Events whose only proof of commit is a snapshot about to expire get it in the ledger.
+        Returns those held by a worker right now: their snapshots must stay (see the module doc)."""
         ledger = self.runtime.ledger
+        held = []
         for event_id, snapshot_id in ids.items():
             ev = ledger.get(event_id)
             if ev is None or ev.state in ("committed", "discarded"):
+                continue
+            if ev.state == "running":
+                # its worker is between its commit and its ledger update, or retrying it after a
+                # crash and about to check the table history, which must still show the commit
+                held.append(event_id)
                 continue
             staged = [s.detail for s in ledger.steps(event_id) if s.step == "staged"]
             stats = {event_id: staged[-1]} if staged else {}
             ledger.mark_committed([event_id], table=table, snapshot_id=snapshot_id, stats=stats)
             log.info("event %s was committed in %s (snapshot %s, now expiring)", event_id, table, snapshot_id)
+        return held
 
 
 def _summary(report: MaintenanceReport) -> str:

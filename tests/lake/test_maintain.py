@@ -4,6 +4,7 @@ rewrite, orphan removal, their races with ordinary commits, time travel, and whe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -293,6 +294,31 @@ def test_compaction_gives_up_cleanly_when_every_attempt_loses_the_race(
     assert report.files_compacted == 0 and any("gave up" in note for note in report.notes)
     assert len(_ids(table)) == 4 * 3 + 3 * 3 and len(_data_paths(table)) == 7
     assert not list((_local(table.location()) / "data").rglob("icefloe-compact-*"))
+
+
+def test_compaction_that_lost_a_race_goes_in_under_the_committers_lock_against_a_steady_stream(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A committer that commits before every attempt, but takes the lock its worker's maintenance
+    shares with it (`exclusive`): after the first lost race the compaction holds it and goes in."""
+    _commit(catalog, range(4))
+    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
+    gate = threading.Lock()
+    racing: list[int] = []
+
+    def commit_unless_held(attempt: int) -> None:
+        if gate.acquire(blocking=False):
+            try:
+                other.commit([_staged(60 + attempt)])
+                racing.append(attempt)
+            finally:
+                gate.release()
+
+    _race(monkeypatch, commit_unless_held)
+    report = maintain(catalog, T, _policy(), actions=ONLY_COMPACT, exclusive=lambda: gate)
+    table = catalog.load_table(T)
+    assert racing == [0] and report.files_compacted == 4 and report.files_written == 1
+    assert len(_ids(table)) == 4 * 3 + 3 and len(_data_paths(table)) == 2
 
 
 def test_expiry_after_compaction_deletes_the_replaced_small_files(catalog: Catalog) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from icefloe.pipelines.runner import META_COLUMNS, EventOutput
 from icefloe.runtime import Runtime
 
 if TYPE_CHECKING:
+    from icefloe.engine.maintenance import Maintenance
     from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
 
 __all__ = ["Committer", "held_key"]
@@ -47,19 +49,18 @@ class Committer:
     """The `Engine`'s part that takes an event's rows after its pipeline ran: per-table buffers,
     commits, failures, and the maintenance commits make due.
 
-    `notify(event, state)` hears each event this worker settles; `upkeep()` gives the worker's
-    maintenance (built on first use by whoever owns it)."""
+    `notify(event, state)` hears each event this worker settles. Maintenance runs on a thread of
+    its own (`engine.maintenance`), made on first use."""
 
     def __init__(
-        self, runtime: Runtime, owner: str, *, notify: Callable[[Event, str], None], upkeep: Callable[[], Upkeep]
-    ) -> None:
+        self, runtime: Runtime, owner: str, *, notify: Callable[[Event, str], None]) -> None:
         self.runtime = runtime
         self.config = runtime.config
         self.ledger = runtime.ledger
         self.clock = runtime.clock
         self.owner = owner
         self._notify = notify
-        self._upkeep = upkeep
+        self._maintenance: Maintenance | None = None
         self.writers: dict[str, TableWriter] = {}
         self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
         # child tables (format xml `children`) are written in their parent's mode, before the parent
@@ -117,14 +118,23 @@ class Committer:
             log.warning("could not delete files written ahead for pipeline %s: %s", pipeline, describe(exc))
 
     @property
+    def maintenance(self) -> Maintenance:
+        """The worker's maintenance thread, made on the first table a commit makes due."""
+        if self._maintenance is None:
+            from icefloe.engine.maintenance import Maintenance
+
+            self._maintenance = Maintenance(self.runtime, self.owner)
+        return self._maintenance
+
+    @property
     def upkeep(self) -> Upkeep:
-        return self._upkeep()
+        return self.maintenance.upkeep
 
     def _maintain(self) -> None:
-        """Maintenance that commits made due runs between rounds, never inside a commit."""
+        """Maintenance that commits made due goes to the maintenance thread; no commit waits for it."""
         due, self._maintain_due = self._maintain_due, set()
-        for table in sorted(due):
-            self.upkeep.run_quietly(table)
+        if due:
+            self.maintenance.submit(sorted(due))
 
     def _counted(self, table: str) -> None:
         if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
@@ -147,7 +157,9 @@ class Committer:
         for table, buf in list(self.buffers.items()):
             if self._due(table, buf, force):
                 self.buffers[table] = _Buffer()
-                self._commit(table, buf.items)
+                # a maintenance commit that lost a race to ours goes next (engine.maintenance)
+                with self._maintenance.gate if self._maintenance is not None else nullcontext():
+                    self._commit(table, buf.items)
                 flushed = True
         return flushed
 
@@ -368,4 +380,4 @@ class Committer:
     def _tick(self) -> None:
         if self.config.maintenance.every or any("every" in t for t in self.config.maintenance.tables.values()):
             tables = list(dict.fromkeys([*self.table_of.values(), *self.child_writes]))
-            self.upkeep.tick(tables)
+            self.maintenance.tick(tables)

@@ -47,9 +47,8 @@ class Engine:
         self._housekept = 0.0
         self._in_flight: set[str] = set()  # the event _process is working on (it can take minutes)
         self._keepalive: tuple[threading.Thread, threading.Event] | None = None
-        self._upkeep: Upkeep | None = None
         self.lander = Lander(runtime)
-        self.committer = Committer(runtime, owner_id(), notify=self._notify, upkeep=lambda: self.upkeep)
+        self.committer = Committer(runtime, owner_id(), notify=self._notify)
         # the committer's table layout and buffers, which leasing and processing read too (the
         # same objects: never replaced, only changed in place)
         self.table_of = self.committer.table_of
@@ -69,11 +68,7 @@ class Engine:
 
     @property
     def upkeep(self) -> Upkeep:
-        if self._upkeep is None:
-            from icefloe.upkeep import Upkeep
-
-            self._upkeep = Upkeep(self.runtime, self.owner)
-        return self._upkeep
+        return self.committer.upkeep
 
     def _notify(self, ev: Event, state: str) -> None:
         self.tally.seen(ev.id, state)
@@ -154,6 +149,15 @@ class Engine:
                 ev.state = "committed"
                 self._notify(ev, "committed")
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
+            elif ev.state == "running" and table in history and self._settled(ev):
+                # maintenance records a commit in the ledger before its snapshot expires; the
+                # history read above, taken after the lease, can already miss that snapshot
+                ev.state = "committed"
+                self._notify(ev, "committed")
+
+    def _settled(self, ev: Event) -> bool:
+        now = self.ledger.get(ev.id)
+        return now is not None and now.state == "committed"
 
     def _process(self, ev: Event) -> None:
         self._in_flight.add(ev.id)
@@ -288,6 +292,8 @@ class Engine:
 
     def sign_off(self) -> None:
         """A clean exit: `status` stops listing this worker."""
+        if self.committer._maintenance is not None:
+            self.committer._maintenance.close()
         if self._keepalive is not None:
             thread, stop = self._keepalive
             stop.set()
@@ -311,6 +317,8 @@ class Engine:
                 time.sleep(0.05)  # only retries with a backoff remain
             self._flush(force=True)
             self.committer._maintain()
+            if self.committer._maintenance is not None:
+                self.committer._maintenance.wait(stop)  # `run --once` ends with its tables maintained
         finally:
             self.sign_off()
 

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from pyiceberg.table import Table
 
 from icefloe.errors import ConfigError, NotFoundError, describe
 from icefloe.lake.compat import transaction
-from icefloe.lake.maintain_compact import compact
+from icefloe.lake.maintain_compact import Exclusive, compact
 from icefloe.lake.maintain_expire import expire
 from icefloe.lake.maintain_files import (
     BOUNDED_METADATA_PROPERTIES,
@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# {event id: snapshot id} of the snapshots about to expire -> the event ids not yet recorded elsewhere
+OnExpire = Callable[[dict[str, int]], Collection[str] | None]
 
 ACTIONS = ("expire", "compact", "manifests", "orphans")
 MAINTAINED_AT_PROPERTY = "icefloe.maintained-at"
@@ -149,26 +152,31 @@ def maintain(
     dry_run: bool = False,
     now: float | None = None,
     actions: Sequence[str] = ACTIONS,
-    on_expire: Callable[[dict[str, int]], None] | None = None,
+    on_expire: OnExpire | None = None,
+    exclusive: Exclusive | None = None,
 ) -> MaintenanceReport:
     """Run the chosen actions over one table.
 
+    `exclusive()` is a lock the caller's committer takes around its own commits; a compaction or
+    manifest rewrite that lost a race to one takes it for its next attempts (see `compact`).
+
     `on_expire({event_id: snapshot_id})` gets the `icefloe.events` of every snapshot about to
     expire, before the expiry commits, so the caller can record them (the writer's exactly-once
-    check reads them from table history); if it raises, nothing is expired and the exception
+    check reads them from table history); it returns the ids it could not record yet (their
+    snapshots are kept this time) or None. If it raises, nothing is expired and the exception
     propagates. Any other failure of one action is noted in the report and the others still run."""
     if unknown := [a for a in actions if a not in ACTIONS]:
         raise ConfigError(f"unknown maintenance action {unknown[0]!r}; choose from {', '.join(ACTIONS)}")
-    return _Run(catalog, identifier, policy, dry_run, now, on_expire).run(actions)
+    return _Run(catalog, identifier, policy, dry_run, now, on_expire, exclusive).run(actions)
 
 
 class _Run:
     def __init__(
         self, catalog: Catalog, identifier: str, policy: MaintenancePolicy, dry_run: bool, now: float | None,
-        on_expire: Callable[[dict[str, int]], None] | None,
+        on_expire: OnExpire | None, exclusive: Exclusive | None = None,
     ) -> None:  # fmt: skip
         self.catalog, self.identifier, self.policy, self.dry_run = catalog, identifier, policy, dry_run
-        self.on_expire = on_expire
+        self.on_expire, self.exclusive = on_expire, exclusive
         started = time.time()
         self.now = started if now is None else now
         self.table = _load(catalog, identifier)
@@ -212,23 +220,26 @@ class _Run:
         policy = self.policy
         done = compact(
             self.catalog, self.identifier, self.table, target=policy.target_file_bytes, small=policy.small_threshold,
-            min_files=policy.compact_min_files, sort_by=policy.sort_by, dry_run=self.dry_run,
+            min_files=policy.compact_min_files, sort_by=policy.sort_by, dry_run=self.dry_run, exclusive=self.exclusive,
         )  # fmt: skip
         self.report.files_compacted, self.report.files_written = done.files_compacted, done.files_written
         self.report.notes.extend(done.notes)
         return done.table
 
     def manifests(self) -> Table:
-        done = rewrite_manifests(self.catalog, self.identifier, self.table, max_manifests=self.policy.max_manifests, dry_run=self.dry_run)
+        done = rewrite_manifests(
+            self.catalog, self.identifier, self.table, max_manifests=self.policy.max_manifests, dry_run=self.dry_run,
+            exclusive=self.exclusive,
+        )  # fmt: skip
         if self.dry_run:
             self.report.manifests_after = done.after
         self.report.notes.extend(done.notes)
         return done.table
 
-    def _hand_over(self, ids: dict[str, int]) -> None:
+    def _hand_over(self, ids: dict[str, int]) -> Collection[str] | None:
         assert self.on_expire is not None
         try:
-            self.on_expire(ids)
+            return self.on_expire(ids)
         except BaseException:
             self.vetoed = True  # the caller must hear this one, unlike a failed step
             raise
@@ -304,13 +315,25 @@ def _added_small(table: Table, small: int, since: float | None = None) -> tuple[
 
 
 class Maintainer:
-    """One per engine process: counts commits per table and says when maintenance is due."""
+    """One per engine process: counts commits per table and says when maintenance is due.
 
-    def __init__(self, catalog: Catalog, policies: dict[str, MaintenancePolicy], default: MaintenancePolicy) -> None:
-        self.catalog, self.policies, self.default = catalog, dict(policies), default
+    Counting (`after_commit`, `due`) needs no catalog and is safe from the committing thread while
+    `run` works on another; `catalog` may be a function that opens one on the first run, so a
+    maintenance thread gets a connection of its own without the committer waiting for it."""
+
+    def __init__(
+        self, catalog: Catalog | Callable[[], Catalog], policies: dict[str, MaintenancePolicy], default: MaintenancePolicy
+    ) -> None:
+        self._catalog, self.policies, self.default = catalog, dict(policies), default
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._started = time.time()
+
+    @property
+    def catalog(self) -> Catalog:
+        if not isinstance(self._catalog, Catalog):
+            self._catalog = self._catalog()
+        return self._catalog
 
     def policy(self, identifier: str) -> MaintenancePolicy:
         return self.policies.get(identifier, self.default)
@@ -353,21 +376,24 @@ class Maintainer:
         )
 
     def run(
-        self, identifier: str, *, dry_run: bool = False, on_expire: Callable[[dict[str, int]], None] | None = None
+        self, identifier: str, *, dry_run: bool = False, on_expire: OnExpire | None = None, exclusive: Exclusive | None = None
     ) -> MaintenanceReport:
         """Run every action (orphans at most once per ORPHAN_SWEEP_INTERVAL); resets the counters."""
         with self._lock:
             state = self._pending.setdefault(identifier, _Pending())
             sweep = state.last_sweep is None or time.time() - state.last_sweep >= ORPHAN_SWEEP_INTERVAL
+            # commits counted while the run works (on another thread) count towards the next one
+            commits, small = state.commits, state.small
         actions = tuple(a for a in ACTIONS if a != "orphans" or sweep)
         started = time.time()
         try:
-            return maintain(self.catalog, identifier, self.policy(identifier), dry_run=dry_run, actions=actions, on_expire=on_expire)
+            policy = self.policy(identifier)
+            return maintain(self.catalog, identifier, policy, dry_run=dry_run, actions=actions, on_expire=on_expire, exclusive=exclusive)
         finally:
             # reset even when the run failed: a run that cannot succeed (a veto, a catalog down)
             # is retried at the next trigger, not after every single commit
             if not dry_run:
                 with self._lock:
-                    state.commits = state.small = 0
+                    state.commits, state.small = max(0, state.commits - commits), max(0, state.small - small)
                     state.last_run, state.primed = time.time(), True
                     state.last_sweep = started if sweep else state.last_sweep

@@ -9,8 +9,8 @@ as big as it is. Re-packing one growing file with every trickle of new small fil
 the whole partition on every run; this way every byte is rewritten at most log2(N) times.
 
 Races: commits go without pyiceberg's retry (`compat.transaction`): a conflict comes back here. On a
-conflict the table is reloaded; a bin whose inputs are all still live is committed again with the
-same output files (a racing append changes nothing for it), a bin that lost an input to a racing
+conflict the table is reloaded (under `exclusive`, when the caller gives one); a bin whose inputs
+are all still live is committed again with the same output files (a racing append changes nothing for it), a bin that lost an input to a racing
 delete or replace is dropped and its output deleted. Rows are never lost or doubled: a bin's
 output replaces exactly its inputs, in one snapshot, or not at all.
 """
@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -41,7 +42,10 @@ from icefloe.errors import ConfigError
 from icefloe.lake.compat import OverwriteFiles, to_requested_schema, transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
 
-__all__ = ["plan_bins", "compact", "CompactionResult"]
+__all__ = ["plan_bins", "compact", "CompactionResult", "Exclusive"]
+
+# a lock around one commit, shared with the caller's own committer (see `compact`)
+Exclusive = Callable[[], AbstractContextManager[object]]
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +228,12 @@ def compact(
     min_files: int,
     sort_by: tuple[str, ...] = (),
     dry_run: bool = False,
+    exclusive: Exclusive | None = None,
 ) -> CompactionResult:
+    """`exclusive()`: a lock the caller's own committer also takes around its commits. Taken for
+    every attempt after a lost race, so against a steady stream of commits the rewrite still goes
+    in (on its second attempt) instead of losing every race; a commit then waits for one
+    compaction commit, never for the run."""
     if missing := [c for c in sort_by if c not in {f.name for f in table.schema().fields}]:
         raise ConfigError(f"{identifier}: cannot sort compacted files by {missing[0]!r}: no such column")
     planned, notes = plan_bins(table, target=target, small=small, min_files=min_files)
@@ -244,31 +253,37 @@ def compact(
         _discard(table, bins)
         raise
     for attempt in range(ATTEMPTS):
-        if _before_commit is not None:
-            _before_commit(attempt)
-        tx = transaction(table)
-        replace = _ReplaceFiles(operation=Operation.OVERWRITE, transaction=tx, io=table.io)
-        for b in bins:
-            for f in b.inputs:
-                replace.delete_data_file(f)
-            for f in b.outputs:
-                replace.append_data_file(f)
-        # only a conflict is known not to have landed; any other error propagates and leaves the
-        # outputs to orphan removal, because that commit may have landed after all
-        try:
-            replace.commit()
-            table = tx.commit_transaction()
-        except (CommitFailedException, ValidationException) as exc:
-            log.info("%s: compaction commit conflict (%s), checking inputs", identifier, exc)
-            time.sleep(min(0.02 * 2**attempt, 0.5))
-            table = catalog.load_table(identifier)
-            bins, lost = _still_valid(table, bins)
-            if lost:
-                _discard(table, lost)
-                result.notes.append(f"compact: {len(lost)} bins dropped, a racing commit removed their inputs")
-            if not bins:
-                result.table = table
-                return result
+        with exclusive() if exclusive is not None and attempt else nullcontext():
+            if attempt:  # on fresh metadata: a bin that lost an input to the racing commit goes
+                table = catalog.load_table(identifier)
+                bins, lost = _still_valid(table, bins)
+                if lost:
+                    _discard(table, lost)
+                    result.notes.append(f"compact: {len(lost)} bins dropped, a racing commit removed their inputs")
+                if not bins:
+                    result.table = table
+                    return result
+            if _before_commit is not None:
+                _before_commit(attempt)
+            tx = transaction(table)
+            replace = _ReplaceFiles(operation=Operation.OVERWRITE, transaction=tx, io=table.io)
+            for b in bins:
+                for f in b.inputs:
+                    replace.delete_data_file(f)
+                for f in b.outputs:
+                    replace.append_data_file(f)
+            # only a conflict is known not to have landed; any other error propagates and leaves the
+            # outputs to orphan removal, because that commit may have landed after all
+            try:
+                replace.commit()
+                table = tx.commit_transaction()
+            except (CommitFailedException, ValidationException) as exc:
+                log.info("%s: compaction commit conflict (%s), checking inputs", identifier, exc)
+                conflict = True
+            else:
+                conflict = False
+        if conflict:
+            time.sleep(0 if exclusive is not None else min(0.02 * 2**attempt, 0.5))
             continue
         snapshot = table.current_snapshot()
         result.table, result.snapshot_id = table, snapshot.snapshot_id if snapshot else None

@@ -10,7 +10,7 @@ from a commit in progress).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
@@ -74,6 +74,13 @@ def plan_expiry(table: Table, keep_snapshots: int, keep_for: float, now: float) 
     return plan
 
 
+def _keeping(plan: ExpiryPlan, snapshot_ids: set[int]) -> ExpiryPlan:
+    """The plan with these snapshots moved from expiring to kept."""
+    kept = [s for s in plan.expire if s.snapshot_id in snapshot_ids]
+    events = {e: sid for e, sid in plan.events.items() if sid not in snapshot_ids}
+    return ExpiryPlan([s for s in plan.expire if s.snapshot_id not in snapshot_ids], plan.keep + kept, events)
+
+
 def unreferenced(table: Table, expired: list[Snapshot], kept: list[Snapshot]) -> dict[str, int]:
     """Path -> bytes of every file reachable from `expired` and from nothing in `kept`."""
     walk = Walk(table)
@@ -100,10 +107,14 @@ def expire(
     *,
     now: float,
     dry_run: bool = False,
-    on_expire: Callable[[dict[str, int]], None] | None = None,
+    on_expire: Callable[[dict[str, int]], Collection[str] | None] | None = None,
     properties: dict[str, str] | None = None,
 ) -> ExpiryResult:
-    """Expire, then delete what only the expired snapshots held. `properties` ride in the same commit."""
+    """Expire, then delete what only the expired snapshots held. `properties` ride in the same commit.
+
+    `on_expire` may answer with event ids it could not record yet: the snapshots holding them
+    stay this time (a later run expires them)."""
+    notes: list[str] = []
     for attempt in range(ATTEMPTS):
         plan = plan_expiry(table, keep_snapshots, keep_for, now)
         if dry_run:
@@ -114,7 +125,12 @@ def expire(
         if plan.expire and on_expire is not None:
             # before the commit: once the snapshots are gone the table can no longer say which
             # events it holds, so the caller records them elsewhere first (or raises to veto)
-            on_expire(dict(plan.events))
+            held = on_expire(dict(plan.events))
+            if held:
+                plan = _keeping(plan, {plan.events[e] for e in held if e in plan.events})
+                notes = [f"expire: {len(set(held))} events are being committed right now; their snapshots stay until the next run"]
+                if not plan.expire and not properties:
+                    return ExpiryResult(table, notes=notes)
         tx = transaction(table)
         if properties:
             tx.set_properties(properties)
@@ -133,7 +149,7 @@ def expire(
             time.sleep(min(0.02 * 2**attempt, 0.5))
             table = catalog.load_table(identifier)
             continue
-        result = ExpiryResult(table, len(plan.expire))
+        result = ExpiryResult(table, len(plan.expire), notes=notes)
         if plan.expire:
             # computed against the committed metadata, which also holds whatever a racing writer added
             kept = table.metadata.snapshots

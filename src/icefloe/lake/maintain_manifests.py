@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog
@@ -26,6 +27,7 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.utils.properties import property_as_int
 
 from icefloe.lake.compat import SnapshotProducer, transaction
+from icefloe.lake.maintain_compact import Exclusive
 from icefloe.lake.maintain_files import as_replace
 
 __all__ = ["rewrite_manifests", "ManifestResult"]
@@ -89,24 +91,33 @@ class _RewriteManifests(SnapshotProducer["_RewriteManifests"]):
         return as_replace(super()._summary(snapshot_properties or {}), "manifests")
 
 
-def rewrite_manifests(catalog: Catalog, identifier: str, table: Table, *, max_manifests: int, dry_run: bool = False) -> ManifestResult:
+def rewrite_manifests(
+    catalog: Catalog, identifier: str, table: Table, *, max_manifests: int, dry_run: bool = False, exclusive: Exclusive | None = None
+) -> ManifestResult:
+    """`exclusive`: as for `compact`, taken for every attempt after a lost race."""
     for attempt in range(ATTEMPTS):
-        snapshot = table.current_snapshot()
-        manifests = snapshot.manifests(table.io) if snapshot else []
-        result = ManifestResult(table, len(manifests), len(manifests))
-        if len(manifests) <= max_manifests:
-            return result
-        if dry_run:
-            data_specs = {m.partition_spec_id for m in manifests if m.content == ManifestContent.DATA}
-            result.after = len(data_specs) + sum(m.content != ManifestContent.DATA for m in manifests)
-            return result
-        tx = transaction(table)
-        try:
-            _RewriteManifests(operation=Operation.OVERWRITE, transaction=tx, io=table.io).commit()
-            table = tx.commit_transaction()
-        except CommitFailedException:
-            time.sleep(min(0.02 * 2**attempt, 0.5))
-            table = catalog.load_table(identifier)
+        with exclusive() if exclusive is not None and attempt else nullcontext():
+            if attempt:
+                table = catalog.load_table(identifier)
+            snapshot = table.current_snapshot()
+            manifests = snapshot.manifests(table.io) if snapshot else []
+            result = ManifestResult(table, len(manifests), len(manifests))
+            if len(manifests) <= max_manifests:
+                return result
+            if dry_run:
+                data_specs = {m.partition_spec_id for m in manifests if m.content == ManifestContent.DATA}
+                result.after = len(data_specs) + sum(m.content != ManifestContent.DATA for m in manifests)
+                return result
+            tx = transaction(table)
+            try:
+                _RewriteManifests(operation=Operation.OVERWRITE, transaction=tx, io=table.io).commit()
+                table = tx.commit_transaction()
+            except CommitFailedException:
+                conflict = True
+            else:
+                conflict = False
+        if conflict:
+            time.sleep(0 if exclusive is not None else min(0.02 * 2**attempt, 0.5))
             continue
         current = table.current_snapshot()
         result.table = table
