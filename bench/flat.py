@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    BENCH_DIR,
     PYTHON,
     ROOT,
     SEED,
@@ -76,18 +77,34 @@ def ingest_contender(args: dict[str, Any]) -> dict[str, Any]:
     (root / "landing").mkdir(exist_ok=True)
     files = _files(Path(args["data"]), args["files"])
     times: list[float] = []
+    spans: list[tuple[float, float]] = []
     with Project(root) as project:
         project.ingest([files[0]])  # creates the table: not counted
         for n, path in enumerate(files[1:], 1):
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             events = project.ingest([path])
             times.append(time.perf_counter() - started)
+            spans.append((wall, wall + times[-1]))
             if [e.state for e in events] != ["committed"]:
                 raise RuntimeError(f"{path.name}: {[(e.state, e.error) for e in events]}")
             _progress("ingest", n, len(files) - 1, times)
         rows = project.sql(f"select count(*) from {TABLE}").column(0)[0].as_py()
         snapshots = len(project.catalog.load_table(TABLE).metadata.snapshots)
-    return {"seconds": sum(times), "times": times, "rows": rows, "snapshots": snapshots}
+    return {"seconds": sum(times), "times": times, "rows": rows, "snapshots": snapshots, "waited": _waited(root, spans)}
+
+
+def _waited(root: Path, spans: list[tuple[float, float]]) -> list[bool]:
+    """Per file: did a maintenance run overlap it (from the ledger's job records)? Empty when
+    the ledger keeps no such records."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{root / '.icefloe' / 'ledger.db'}?mode=ro", uri=True)
+        jobs = db.execute("SELECT started_at, ended_at FROM jobs WHERE kind='maintain' AND ended_at IS NOT NULL").fetchall()
+        db.close()
+    except sqlite3.Error:
+        return []
+    return [any(a < end and b > start for a, b in jobs) for start, end in spans]
 
 
 def run_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +120,7 @@ def run_contender(args: dict[str, Any]) -> dict[str, Any]:
     with open(root / "worker.log", "wb") as out:
         worker = subprocess.Popen([PYTHON, "-m", "icefloe", "run", "-p", str(root)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     times: list[float] = []
+    spans: list[tuple[float, float]] = []
     ledger = None
     try:
         ledger_path = root / ".icefloe" / "ledger.db"
@@ -121,6 +139,7 @@ def run_contender(args: dict[str, Any]) -> dict[str, Any]:
             _, committed_at, _ = _wait_committed(ledger, path.name, worker, timeout=120 if n == 0 else 60)
             if n:  # file 0 created the table: not counted
                 times.append(committed_at - t0)
+                spans.append((t0, committed_at))
                 _progress("run", n, len(files) - 1, times)
     finally:
         if ledger is not None:
@@ -137,7 +156,7 @@ def run_contender(args: dict[str, Any]) -> dict[str, Any]:
     with Project(root) as project:
         rows = project.sql(f"select count(*) from {TABLE}").column(0)[0].as_py()
         snapshots = len(project.catalog.load_table(TABLE).metadata.snapshots)
-    return {"seconds": sum(times), "times": times, "rows": rows, "snapshots": snapshots}
+    return {"seconds": sum(times), "times": times, "rows": rows, "snapshots": snapshots, "waited": _waited(root, spans)}
 
 
 def raw_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +228,14 @@ def measure(files: int, peer_files: int, number: int = 8) -> BenchResult:
             f"pyiceberg: {peer['p99']:.1f} / {peer['median']:.1f} ms = {peer['tail']:.2f}x", "",
             f"<= {TARGET_TAIL:.0f}x", f["tail"] <= TARGET_TAIL,
         )  # fmt: skip
+        waited = runs[name].get("waited") or []
+        if len(waited) == len(runs[name]["times"]) and any(waited[-1000:]):
+            tail = [t for t, w in zip(runs[name]["times"][-1000:], waited[-1000:], strict=True) if not w]
+            g = figures(tail)
+            result.row(
+                f"{label}: same, files no maintenance run overlapped", f"{g['p99']:.1f} / {g['median']:.1f} ms = {g['tail']:.2f}x",
+                f"{sum(waited[-1000:])} of the last 1,000 overlapped one",
+            )  # fmt: skip
         result.row(f"{label}: max, snapshots at the end", f"{f['max']:.0f} ms, {runs[name]['snapshots']} snapshots",
                    f"pyiceberg: {peer['max']:.0f} ms, {runs['pyiceberg']['snapshots']} snapshots")  # fmt: skip
     result.row(
@@ -234,6 +261,17 @@ def measure(files: int, peer_files: int, number: int = 8) -> BenchResult:
     return result
 
 
+def save(result: BenchResult, name: str) -> Path:
+    """A module run alone keeps its rows and raw times in .bench/NAME.json."""
+    import json
+
+    BENCH_DIR.mkdir(exist_ok=True)
+    path = BENCH_DIR / f"{name}.json"
+    path.write_text(json.dumps(result.to_json(), indent=1, default=str) + "\n")
+    log(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
 def run(quick: bool) -> BenchResult:
     return measure(QUICK_FILES if quick else FILES, PEER_FILES)
 
@@ -249,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = measure(files, args.peer_files)
     print_results([result])
+    save(result, "flat")
     return 0 if all(row["result"] != "FAIL" for row in result.rows) else 1
 
 

@@ -185,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or (QUICK_SIZES if args.quick else SIZES)
     from bench.__main__ import print_results
 
+    from bench.flat import save
+
     result = measure(tuple(sorted(sizes)), args.files or (QUICK_FILES if args.quick else FILES))
     print_results([result])
+    save(result, "landing_scale")
     return 0 if all(row["result"] != "FAIL" for row in result.rows) else 1
 
 
