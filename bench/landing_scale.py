@@ -40,7 +40,8 @@ from bench.common import (
 )
 
 SIZES, QUICK_SIZES = (100, 10_000, 100_000), (100, 1_000, 10_000)
-FILES, QUICK_FILES = 20, 10
+# medians of this many files per size: fewer are at the mercy of whatever else the machine runs
+FILES, QUICK_FILES = 30, 20
 ROWS = 1_000
 TARGET_SPREAD = 1.3
 TABLE = "bench.scale"
@@ -178,13 +179,12 @@ def run(quick: bool) -> BenchResult:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.landing_scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="sizes 100 / 1,000 / 10,000 and 10 files each")
+    parser.add_argument("--quick", action="store_true", help=f"sizes 100 / 1,000 / 10,000 and {QUICK_FILES} files each")
     parser.add_argument("--sizes", default="", help="comma-separated folder sizes (default 100,10000,100000)")
     parser.add_argument("--files", type=int, default=None, help=f"files timed per size (default {FILES})")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or (QUICK_SIZES if args.quick else SIZES)
     from bench.__main__ import print_results
-
     from bench.flat import save
 
     result = measure(tuple(sorted(sizes)), args.files or (QUICK_FILES if args.quick else FILES))
