@@ -28,14 +28,16 @@ BENCHMARKS = {
     5: "bench.maintain:run_commits",
     6: "bench.maintain:run_groupby",
     7: "bench.upsert",
-    8: "bench.maint_latency",
+    8: "bench.flat",
+    9: "bench.landing_scale",
+    10: "bench.maint_latency",
 }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run (seconds, not minutes)")
-    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert, 8 commit latency with maintenance on vs off (e.g. 2 or 1,3)")
+    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert, 8 flat per-file cost, 9 landing cost vs source size, 10 commit latency with maintenance on vs off (e.g. 2 or 1,3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects under .bench/tmp")
     args = parser.parse_args(argv)
     try:
@@ -99,6 +101,17 @@ def _markdown(results: list[BenchResult], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def print_results(results: list[BenchResult], console: Console | None = None) -> None:
+    """The tables and notes, as `python -m bench` prints them (also for a module run alone)."""
+    # piped output (a log, CI) gets a wide table rather than rich's 80-column default
+    console = console or Console(width=None if sys.stdout.isatty() else 150)
+    for result in results:
+        console.print(_table(result))
+        for note in result.notes:
+            console.print(f"  [dim]- {escape(note)}[/dim]")
+        console.print()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     # piped output (a log, CI) gets a wide table rather than rich's 80-column default
@@ -138,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         f"DuckDB {machine['duckdb']}, Python {machine['python']}, {machine['cpus']} CPUs, "
         f"load average {meta['load_average']['start']} -> {meta['load_average']['end']}"
     )
-    for result in results:
-        console.print(_table(result))
-        for note in result.notes:
-            console.print(f"  [dim]- {escape(note)}[/dim]")
-        console.print()
+    print_results(results, console)
     BENCH_DIR.mkdir(exist_ok=True)
     payload = dict(meta, results=[r.to_json() for r in results])
     (BENCH_DIR / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -34,3 +34,11 @@ def test_data_file_writer_and_schema_projection_signatures() -> None:
 def test_a_transaction_keeps_its_table_and_producers_where_compat_reads_them() -> None:
     init = inspect.getsource(Transaction.__init__)
     assert "self._table = table" in init and "self._snapshot_producers" in init and "self._updates" in init
+
+
+def test_transaction_metadata_is_the_staged_updates_applied_to_the_tables_metadata() -> None:
+    # NoRetryTransaction computes the same thing once per state; a pyiceberg that derives it
+    # differently must be looked at again
+    source = inspect.getsource(Transaction.table_metadata.fget)  # type: ignore[attr-defined]
+    assert "update_table_metadata(self._table.metadata, self._updates)" in source
+    assert isinstance(compat.NoRetryTransaction.table_metadata, property)

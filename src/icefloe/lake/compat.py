@@ -10,6 +10,12 @@ Spark, Flink and Trino writing the same table, so it is done here, for icefloe's
 pyiceberg 0.12's `ArrowProjectionVisitor.list` rebuilds a list of structs from its offsets and
 values (working around apache/arrow#38809) and drops the list's validity on the way, so a NULL
 list of structs was written, compacted and read as an empty list. `_keep_list_nulls` puts it back.
+
+pyiceberg 0.12's `Transaction.table_metadata` applies the pending updates and deep-copies the
+whole table metadata (every snapshot, its summary, the snapshot and metadata logs) on every
+access, and one fast append reads it some sixteen times: most of a small commit's time, and it
+grows with the snapshots the table keeps. `NoRetryTransaction` computes it once per state of the
+transaction instead.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import ArrowProjectionVisitor, _dataframe_to_data_files, _to_requested_schema
 from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import update_table_metadata
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 
 __all__ = [
@@ -50,6 +58,22 @@ class NoRetryTransaction(Transaction):
     without them has nothing to rebuild), so they are held aside for the catalog call and only
     used for what they are also needed for: deleting the manifests of a commit that did not land.
     """
+
+    _pinned: tuple[TableMetadata, tuple[Any, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        """The metadata this transaction would commit, copied once per state, not per access.
+
+        The state is the table's metadata object (a commit or refresh replaces it) and the tuple
+        of staged updates (staging builds a new one), both compared by identity, so a reader
+        never sees metadata older than the transaction. The copy is still a deep one: what a
+        caller does to it cannot reach the table's own metadata."""
+        base, updates = self._table.metadata, self._updates
+        pinned = self._pinned
+        if pinned is None or pinned[0] is not base or pinned[1] is not updates:
+            pinned = self._pinned = (base, updates, update_table_metadata(base, updates))
+        return pinned[2]
 
     def commit_transaction(self) -> Table:
         producers: list[Any] = self._snapshot_producers
