@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from icefloe.errors import IcefloeError
 from icefloe.ledger import Ledger, event_id, open_ledger
-
-
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", pytest.param("postgresql", marks=pytest.mark.service)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "postgresql":
-        uri = request.getfixturevalue("pg_uri")
-    else:
-        uri = {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[request.param]
-    led = open_ledger(uri, tmp_path)
-    yield led
-    led.close()
 
 
 def _land(ledger: Ledger, key: str = "a.csv", content: str = "h1", pipelines: list[str] | None = None) -> list:
