@@ -1,0 +1,62 @@
+"""What only the PostgreSQL ledger does: survive a dropped connection, read the server's clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icefloe.errors import LedgerUnavailableError, TransientError
+from icefloe.ledger import open_ledger
+from icefloe.ledger.postgres import PostgresLedger
+from tests.ledger.conftest import SERVER
+from tests.ledger.test_ledger_contract import _land
+
+pytestmark = pytest.mark.service
+
+
+def _terminate(ledger: PostgresLedger) -> None:
+    import psycopg
+
+    pid = ledger._connection().execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(pg_uri: str, tmp_path: Path) -> None:
+    ledger = open_ledger(pg_uri, tmp_path)
+    assert isinstance(ledger, PostgresLedger)
+    try:
+        _land(ledger, key="a.csv")
+        _terminate(ledger)
+        with pytest.raises(LedgerUnavailableError) as lost:
+            ledger.lease("w", limit=1, ttl=30)
+        assert isinstance(lost.value, TransientError)
+        (ev,) = ledger.lease("w", limit=1, ttl=30)  # a worker keeps going on a new connection
+        _terminate(ledger)
+        with pytest.raises(LedgerUnavailableError):
+            ledger.events()
+        ledger.mark_committed([ev.id], table="t.x", snapshot_id=1, stats={}, epochs={ev.id: ev.epoch})
+        done = ledger.get(ev.id)
+        assert done is not None and done.state == "committed"
+    finally:
+        ledger.close()
+
+
+def test_a_server_that_is_not_there_is_a_transient_error(tmp_path: Path) -> None:
+    with pytest.raises(LedgerUnavailableError):
+        open_ledger("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", tmp_path)
+
+
+def test_lease_times_come_from_the_server_clock(pg_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    ledger = open_ledger(pg_uri, tmp_path)
+    try:
+        _land(ledger)
+        monkeypatch.setattr(time, "time", lambda: 0.0)  # a client clock stuck in 1970
+        (ev,) = ledger.lease("w", limit=1, ttl=30)
+        assert ev.started_at is not None and ev.started_at > 1_600_000_000
+        assert ev.lease_expires_at == pytest.approx(ev.started_at + 30)
+    finally:
+        ledger.close()
