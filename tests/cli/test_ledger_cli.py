@@ -34,6 +34,7 @@ def test_version_lists_pending_migrations_without_applying_them(tmp_path: Path, 
     assert code == 0 and f"ledger schema version 0 (this icefloe: {LATEST})" in out and "icefloe ledger upgrade" in out
     con = sqlite3.connect(root / ".icefloe" / "ledger.db")
     assert [r[1] for r in con.execute("PRAGMA table_info(events)")].count("epoch") == 0  # untouched
+    assert con.execute("SELECT name FROM sqlite_master WHERE name = 'schema_version'").fetchall() == []
     con.close()
 
 
