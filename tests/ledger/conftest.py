@@ -36,7 +36,8 @@ def pg_uri(pg_database: str) -> str:
     schema = f"t_{secrets.token_hex(4)}"
     with psycopg.connect(pg_database, autocommit=True) as con:
         con.execute(f"CREATE SCHEMA {schema}")
-    return f"{pg_database}?options=-csearch_path%3D{schema}"
+    # no fsync per commit: a test database need not survive a power cut, and it is 10x faster
+    return f"{pg_database}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
 
 
 def ledger_uri(kind: str, request: pytest.FixtureRequest) -> str:

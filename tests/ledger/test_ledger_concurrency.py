@@ -90,3 +90,22 @@ def test_landing_from_two_connections_numbers_every_event_once(shared_uri: str, 
     finally:
         first.close()
         second.close()
+
+
+def test_one_ledger_shared_by_threads_keeps_every_call_whole(ledger: Ledger) -> None:
+    """A worker's loop and its keep-alive thread share one ledger (one connection, one lock)."""
+
+    def work(n: int) -> list[str]:
+        for i in range(20):
+            _land(ledger, key=f"t{n}-{i}.csv")
+        got: list[str] = []
+        while batch := ledger.lease(f"thread-{n}", limit=2, ttl=60):
+            ledger.renew([e.id for e in batch], f"thread-{n}", 60, epochs={e.id: e.epoch for e in batch})
+            ledger.mark_committed([e.id for e in batch], table="t.x", snapshot_id=n, stats={}, epochs={e.id: e.epoch for e in batch})
+            got += [e.id for e in batch]
+        return got
+
+    results = _at_once([lambda n=n: work(n) for n in range(4)])
+    taken = [i for got in results for i in got]
+    assert len(taken) == len(set(taken)) == 80
+    assert {e.state for e in ledger.events()} == {"committed"}

@@ -12,8 +12,6 @@ from icefloe.ledger.postgres import PostgresLedger
 from tests.ledger.conftest import SERVER
 from tests.ledger.test_ledger_contract import _land
 
-pytestmark = pytest.mark.service
-
 
 def _terminate(ledger: PostgresLedger) -> None:
     import psycopg
@@ -23,6 +21,7 @@ def _terminate(ledger: PostgresLedger) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
+@pytest.mark.service
 def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(pg_uri: str, tmp_path: Path) -> None:
     ledger = open_ledger(pg_uri, tmp_path)
     assert isinstance(ledger, PostgresLedger)
@@ -44,10 +43,12 @@ def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(
 
 
 def test_a_server_that_is_not_there_is_a_transient_error(tmp_path: Path) -> None:
+    """No server needed: nothing listens on port 1."""
     with pytest.raises(LedgerUnavailableError):
         open_ledger("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", tmp_path)
 
 
+@pytest.mark.service
 def test_lease_times_come_from_the_server_clock(pg_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
@@ -60,3 +61,21 @@ def test_lease_times_come_from_the_server_clock(pg_uri: str, tmp_path: Path, mon
         assert ev.lease_expires_at == pytest.approx(ev.started_at + 30)
     finally:
         ledger.close()
+
+
+@pytest.mark.service
+def test_a_project_with_a_postgresql_ledger_ingests_and_reports(pg_uri: str, tmp_path: Path) -> None:
+    from icefloe import Project
+    from tests.helpers import ORDERS, csv_file, make_project
+
+    root = make_project(tmp_path / "p", {"orders": ORDERS}, ledger=pg_uri)
+    with Project(root) as project:
+        (first,) = project.ingest([csv_file(tmp_path / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,1.00"])])
+        (second,) = project.ingest([csv_file(tmp_path / "b.csv", "id,ts,amount", ["2,2026-01-01 00:00:00,2.00"])])
+        assert (first.state, second.state) == ("committed", "committed")
+        assert first.seq < second.seq and first.epoch == second.epoch == 1
+        assert project.sql("select count(*) as n from sales.orders").to_pylist() == [{"n": 2}]
+        (row,) = [r for r in project.status() if r["kind"] == "pipeline"]
+        assert (row["committed"], row["backlog"]) == (2, 0)
+    with Project(root) as again:  # another process would see the same events
+        assert [e.key for e in again.ledger.events()] == [first.key, second.key]
