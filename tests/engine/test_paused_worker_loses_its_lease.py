@@ -37,8 +37,13 @@ def pause_once(batch):
 
 @pytest.mark.parametrize("wakes_to", ["commit", "fail"])
 def test_a_paused_worker_that_lost_its_lease_cannot_move_the_ledger_back(tmp_path: Path, wakes_to: str) -> None:
+    paused_worker_wakes(tmp_path, wakes_to)
+
+
+def paused_worker_wakes(tmp_path: Path, wakes_to: str, **config: str) -> None:
+    """The scenario, on the default ledger or on the one `config` names (tests/ledger runs it on PostgreSQL)."""
     pipeline = {**ORDERS, "transform": [{"python": "hooks:pause_once"}]}
-    root = make_project(tmp_path / "p", {"orders": pipeline}, lease="1s")
+    root = make_project(tmp_path / "p", {"orders": pipeline}, lease="1s", **config)
     (root / "hooks.py").write_text(HOOKS)
     if wakes_to == "fail":
         (root / "fail").write_text("")

@@ -79,3 +79,11 @@ def test_a_project_with_a_postgresql_ledger_ingests_and_reports(pg_uri: str, tmp
         assert (row["committed"], row["backlog"]) == (2, 0)
     with Project(root) as again:  # another process would see the same events
         assert [e.key for e in again.ledger.events()] == [first.key, second.key]
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("wakes_to", ["commit", "fail"])
+def test_a_paused_worker_cannot_move_a_postgresql_ledger_back(pg_uri: str, tmp_path: Path, wakes_to: str) -> None:
+    from tests.engine.test_paused_worker_loses_its_lease import paused_worker_wakes
+
+    paused_worker_wakes(tmp_path, wakes_to, ledger=pg_uri)
