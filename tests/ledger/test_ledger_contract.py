@@ -290,3 +290,9 @@ def test_supersede_as_a_duplicate_names_its_kind(ledger: Ledger) -> None:
     got = ledger.get(ev.id)
     assert got is not None and got.state == "discarded" and got.error_kind == "Duplicate"
     assert [s.step for s in ledger.steps(ev.id)][-1] == "duplicate"
+
+
+def test_find_folds_the_case_of_an_id_prefix(ledger: Ledger) -> None:
+    (ev,) = _land(ledger)
+    found = ledger.find(ev.id[:8].upper())
+    assert found is not None and found.id == ev.id

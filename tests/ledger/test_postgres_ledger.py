@@ -87,3 +87,13 @@ def test_a_paused_worker_cannot_move_a_postgresql_ledger_back(pg_uri: str, tmp_p
     from tests.engine.test_paused_worker_loses_its_lease import paused_worker_wakes
 
     paused_worker_wakes(tmp_path, wakes_to, ledger=pg_uri)
+
+
+def test_without_psycopg_the_error_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from icefloe.errors import NotInstalledError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+    with pytest.raises(NotInstalledError, match=r"pip install 'icefloe\[postgres\]'"):
+        open_ledger("postgresql://postgres@127.0.0.1:5432/x", tmp_path)
