@@ -52,8 +52,7 @@ CREATE TABLE IF NOT EXISTS workers (
     heartbeat_at {real} NOT NULL, stopped_at {real}
 )
 """
-# the states a lease takes from; spelled the same in the index and the lease so both databases
-# see that the index covers the query
+# the states a lease takes from; the lease's WHERE spells them the same (Dialect.lease_scope)
 PENDING = "state IN ('queued', 'retrying', 'running')"
 # columns unversioned ledgers may lack (created before `stamp`, before `version`)
 _BASELINE_COLUMNS = {
@@ -130,8 +129,8 @@ def _pending_index(db: DB, dialect: Dialect) -> None:
     # the lease reads pending events in landing order: an index of those alone keeps it from
     # walking every committed event's seq (PostgreSQL's planner chose that on a 20,000-event
     # table, 16 ms a lease and growing)
-    db.execute(f"CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE {PENDING}")
     if dialect.name == "postgresql":
+        db.execute(f"CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE {PENDING}")
         # every event row is rewritten a few times (queued, running, committed): the lease scans
         # its dead versions until vacuum removes them, so vacuum this table early, not at 20%
         db.execute(
@@ -142,7 +141,7 @@ def _pending_index(db: DB, dialect: Dialect) -> None:
 MIGRATIONS = [
     Migration(1, "baseline: the 818dcae tables (older unversioned ledgers gain stamp and version)", _baseline),
     Migration(2, "landing sequence (events.seq), lease epochs (events.epoch), numbered steps", _sequence_and_epochs),
-    Migration(3, "index of the pending events in landing order (lease); PostgreSQL vacuums events early", _pending_index),
+    Migration(3, "PostgreSQL: index of the pending events in landing order (lease), events vacuumed early", _pending_index),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -22,7 +22,6 @@ from typing import Any
 
 from icefloe.errors import IcefloeError, LeaseLostError
 from icefloe.ledger.base import TRANSITIONS, Event, State, event_id
-from icefloe.ledger.migrations import PENDING
 from icefloe.ledger.ordering import order_filter
 from icefloe.ledger.sql_side import COLUMNS, SELECT, event_row
 from icefloe.ledger.sql_views import SqlReads
@@ -176,7 +175,7 @@ class SqlLedger(SqlReads):
                 # the ordering rules read other events' states: leases that apply them take turns
                 db.execute(self.dialect.serialize_lease)
             now = self._now(db)
-            where = f"{PENDING} AND ((state IN ('queued', 'retrying') AND next_attempt_at <= ?) OR (state = 'running' AND lease_expires_at < ?))"
+            where = f"{self.dialect.lease_scope}((state IN ('queued', 'retrying') AND next_attempt_at <= ?) OR (state = 'running' AND lease_expires_at < ?))"
             params: list[Any] = [now, now]
             if pipelines is not None:
                 names = list(pipelines)
