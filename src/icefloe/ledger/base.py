@@ -16,8 +16,13 @@ An event is one landing of one *version* of an object: the same bytes delivered 
 are the object's current version are the same event (a no-op), but an object that changes back to
 bytes it had before is a new version and a new event, so the newest landing wins.
 
-Backends (SQLite here; PostgreSQL and NATS JetStream next) implement `Ledger`; the contract
-test suite in tests/ledger runs against every implementation.
+Every lease bumps the event's `epoch`; a worker's writes name the epoch they were leased with and
+are refused (`LeaseLostError`) once the lease has moved on, so a paused worker whose lease expired
+cannot write its stale state over the new owner's.
+
+The policy (transitions, backoff, the ordering rules, job staleness) and the SQL live once in
+`ledger/sql.py`; the SQLite and PostgreSQL backends only connect. The contract suite in
+tests/ledger runs against every backend.
 """
 
 from __future__ import annotations
@@ -123,7 +128,9 @@ class Event:
     lease_expires_at: float | None = None
     stamp: str = ""
     version: int = 0
-    # landing order (keyset paging); filled by `page` and `find_by_name`, 0 where not read
+    # grows by one each time the event is leased: a worker's writes name it (fencing)
+    epoch: int = 0
+    # landing order, from a database sequence (lease order, and the cursor of `page`)
     seq: int = 0
 
     @property
@@ -254,17 +261,20 @@ class Ledger(ABC):
         `ordered_by_key` pipelines (append) wait only for older events of the same object: its
         versions commit in landing order."""
 
+    # Fenced writes: `epochs`/`epoch` name the lease the worker holds (None: an unfenced admin
+    # write). Writes to events still held apply; then LeaseLostError(ids=the refused) is raised.
+
     @abstractmethod
-    def release(self, ids: list[str], owner: str) -> None:
+    def release(self, ids: list[str], owner: str, *, epochs: Mapping[str, int] | None = None) -> None:
         """running -> queued, the attempt not counted: handed back untried."""
 
     @abstractmethod
-    def supersede(self, id: str, reason: str, kind: str = "Superseded") -> None:
+    def supersede(self, id: str, reason: str, kind: str = "Superseded", *, epoch: int | None = None) -> None:
         """running -> discarded: the object's bytes changed before the event ran (the new bytes
         are their own event), or (`kind` Duplicate) its bytes were loaded already."""
 
     @abstractmethod
-    def renew(self, ids: list[str], owner: str, ttl: float) -> None: ...
+    def renew(self, ids: list[str], owner: str, ttl: float, *, epochs: Mapping[str, int] | None = None) -> None: ...
 
     @abstractmethod
     def release_dead_owners(self, is_alive: Any) -> int:
@@ -279,10 +289,20 @@ class Ledger(ABC):
         """Every worker that sent a heartbeat, newest first."""
 
     @abstractmethod
-    def mark_committed(self, ids: list[str], *, table: str, snapshot_id: int | None, stats: dict[str, dict[str, int]]) -> None: ...
+    def mark_committed(
+        self,
+        ids: list[str],
+        *,
+        table: str,
+        snapshot_id: int | None,
+        stats: dict[str, dict[str, int]],
+        epochs: Mapping[str, int] | None = None,
+    ) -> None: ...
 
     @abstractmethod
-    def mark_failed(self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float) -> State:
+    def mark_failed(
+        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None
+    ) -> State:
         """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`."""
 
     @abstractmethod
