@@ -1,0 +1,70 @@
+"""Throwaway PostgreSQL databases for the crash trials and bench/workers.py (psycopg 3, no pytest).
+
+The server is the one the service tests use: 127.0.0.1:5432, trust auth, user postgres. Every run
+gets its own `icefloe_bench_<random>` database, dropped afterwards, so runs never see each
+other's ledger or catalog rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PG_SERVER", "PgDatabase", "backend_pids", "create_database", "drop_database", "terminate_sessions"]
+
+PG_SERVER = os.environ.get("ICEFLOE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def _admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    name: str
+
+    @property
+    def url(self) -> str:
+        """`postgresql://...`: the form both `ledger:` and `catalog:` accept."""
+        return f"{PG_SERVER}/{self.name}"
+
+    @property
+    def catalog_url(self) -> str:
+        """The SQLAlchemy form pyiceberg's SqlCatalog takes (icefloe accepts it for `catalog:` too)."""
+        return self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def create_database(prefix: str = "icefloe_bench") -> PgDatabase:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _admin() as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return PgDatabase(name)
+
+
+def drop_database(db: PgDatabase) -> None:
+    with _admin() as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+
+
+def terminate_sessions(db: PgDatabase) -> int:
+    """Drop every connection to `db` but this one: what a failover or a DBA's kill does to the
+    workers. Returns how many sessions were terminated."""
+    import psycopg
+
+    with psycopg.connect(db.url, autocommit=True, connect_timeout=5) as con:
+        rows = con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db.name,),
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
+
+
+def backend_pids(db: PgDatabase) -> list[int]:
+    """Server processes serving `db` now (their CPU time is the database's share of the work)."""
+    with _admin() as con:
+        rows = con.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (db.name,)).fetchall()
+    return [int(pid) for (pid,) in rows]
