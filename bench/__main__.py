@@ -28,13 +28,14 @@ BENCHMARKS = {
     5: "bench.maintain:run_commits",
     6: "bench.maintain:run_groupby",
     7: "bench.upsert",
+    10: "bench.workers",
 }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run (seconds, not minutes)")
-    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert (e.g. 2 or 1,3)")
+    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert, 10 workers on PostgreSQL (e.g. 2 or 1,3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects under .bench/tmp")
     args = parser.parse_args(argv)
     try:

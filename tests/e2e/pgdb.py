@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PG_SERVER", "PgDatabase", "backend_pids", "create_database", "drop_database", "terminate_sessions"]
+__all__ = ["PG_SERVER", "PgDatabase", "backend_pids", "create_database", "drop_database", "libpq_url", "ports_of", "terminate_sessions"]
 
 PG_SERVER = os.environ.get("ICEFLOE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -50,17 +50,34 @@ def drop_database(db: PgDatabase) -> None:
         con.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
 
 
-def terminate_sessions(db: PgDatabase) -> int:
-    """Drop every connection to `db` but this one: what a failover or a DBA's kill does to the
-    workers. Returns how many sessions were terminated."""
+def terminate_sessions(url: str) -> list[int]:
+    """Drop every connection to the database of `url` but this one: what a failover or a DBA's
+    kill does to the workers. Returns the client ports of the sessions terminated (to tell whose
+    they were: see `ports_of`)."""
     import psycopg
 
-    with psycopg.connect(db.url, autocommit=True, connect_timeout=5) as con:
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as con:
         rows = con.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (db.name,),
+            "SELECT client_port, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
-    return sum(1 for (done,) in rows if done)
+    return [int(port or -1) for port, done in rows if done]
+
+
+def ports_of(pid: int) -> set[int]:
+    """Local TCP ports a process has open (its PostgreSQL sessions among them)."""
+    import psutil
+
+    try:
+        return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.laddr}
+    except psutil.Error:
+        return set()
+
+
+def libpq_url(url: str) -> str:
+    """`postgresql://...` from SQLAlchemy's `postgresql+psycopg://...` (psycopg takes only the former)."""
+    scheme, _, rest = url.partition("://")
+    return "postgresql://" + rest if scheme.split("+")[0] in ("postgresql", "postgres") else url
 
 
 def backend_pids(db: PgDatabase) -> list[int]:
