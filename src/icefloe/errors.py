@@ -4,9 +4,11 @@
     ├── ConfigError                  bad icefloe.yaml / flags (line-precise), never retried
     ├── NotInstalledError            an optional extra is missing (with the pip hint)
     ├── NotFoundError                unknown table, event, pipeline, ...
+    ├── LedgerVersionError           the ledger's schema is newer than this icefloe
     ├── TransientError  (marker)     worth retrying with backoff
     │   ├── CommitConflictError      another writer committed first
-    │   ├── LeaseLostError           our lease expired and someone else took the event
+    │   ├── LeaseLostError           our lease moved on (expired and taken again): drop the work
+    │   ├── LedgerUnavailableError   the ledger database dropped the connection (reconnects next call)
     │   ├── ObjectChangedError       the object changed while we read it (still being written)
     │   └── StorageUnavailableError  object store / catalog not reachable
     └── PermanentError  (marker)     retrying cannot help: dead-letter at once
@@ -31,6 +33,8 @@ __all__ = [
     "TransientError",
     "CommitConflictError",
     "LeaseLostError",
+    "LedgerUnavailableError",
+    "LedgerVersionError",
     "StorageUnavailableError",
     "ObjectChangedError",
     "PermanentError",
@@ -88,6 +92,19 @@ class CommitConflictError(TransientError):
 
 
 class LeaseLostError(TransientError):
+    """A fenced ledger write named an epoch the event no longer has: another worker leased it
+    since (or it left `running`). `ids` are the refused events; the others' writes applied."""
+
+    def __init__(self, ids: list[str], message: str | None = None) -> None:
+        self.ids = list(ids)
+        super().__init__(message or f"lease lost on {len(self.ids)} event(s): {', '.join(self.ids[:5])}")
+
+
+class LedgerUnavailableError(TransientError):
+    pass
+
+
+class LedgerVersionError(IcefloeError):
     pass
 
 

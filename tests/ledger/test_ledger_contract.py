@@ -1,4 +1,4 @@
-"""One contract, every ledger backend (PostgreSQL and NATS join this list when they land)."""
+"""One contract, every ledger backend: SQLite file, SQLite :memory: and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from icefloe.errors import IcefloeError
 from icefloe.ledger import Ledger, event_id, open_ledger
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", pytest.param("postgresql", marks=pytest.mark.service)])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    uri = {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[request.param]
+    if request.param == "postgresql":
+        uri = request.getfixturevalue("pg_uri")
+    else:
+        uri = {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[request.param]
     led = open_ledger(uri, tmp_path)
     yield led
     led.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from icefloe.errors import ConfigError
@@ -10,6 +11,7 @@ from icefloe.ledger.base import (
     TERMINAL,
     TRANSITIONS,
     Event,
+    GroupCount,
     Job,
     JobState,
     Ledger,
@@ -19,19 +21,43 @@ from icefloe.ledger.base import (
     owner_id,
 )
 
-__all__ = ["Event", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS", "event_id", "owner_id", "open_ledger"]
+__all__ = [
+    "Event", "GroupCount", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS",
+    "event_id", "owner_id", "open_ledger",
+]  # fmt: skip
 
 
-def open_ledger(uri: str, root: Path) -> Ledger:
-    """`sqlite:///relative/or/absolute.db` (relative to the project root) or `sqlite:///:memory:`."""
+def _sqlite(uri: str, rest: str, root: Path, upgrade: bool) -> Ledger:
+    from icefloe.ledger.sqlite import SqliteLedger
+
+    path = rest[1:] if rest.startswith("/") else rest
+    if path == ":memory:":
+        return SqliteLedger(":memory:", upgrade=upgrade)
+    if rest.startswith("//"):  # sqlite:////abs/path
+        return SqliteLedger(rest[1:], upgrade=upgrade)
+    return SqliteLedger(root / path, upgrade=upgrade)
+
+
+def _postgres(uri: str, rest: str, root: Path, upgrade: bool) -> Ledger:
+    from icefloe.ledger.postgres import PostgresLedger
+
+    return PostgresLedger("postgresql://" + rest, upgrade=upgrade)
+
+
+# URI scheme -> backend; postgres:// is the alias libpq also accepts
+BACKENDS: dict[str, Callable[[str, str, Path, bool], Ledger]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
+
+
+def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
+    """`sqlite:///relative/or/absolute.db` (relative to the project root), `sqlite:///:memory:`,
+    or `postgresql://user@host:port/db`. Pending schema migrations are applied unless `upgrade`
+    is False (then only `schema_status`/`upgrade` are safe to call on an old ledger)."""
     scheme, _, rest = uri.partition("://")
-    if scheme == "sqlite":
-        from icefloe.ledger.sqlite import SqliteLedger
-
-        path = rest[1:] if rest.startswith("/") else rest
-        if path == ":memory:":
-            return SqliteLedger(":memory:")
-        if rest.startswith("//"):  # sqlite:////abs/path
-            return SqliteLedger(rest[1:])
-        return SqliteLedger(root / path)
-    raise ConfigError(f"unknown ledger backend {scheme!r} in {uri!r}; available: sqlite (postgresql and nats are planned)")
+    backend = BACKENDS.get(scheme)
+    if backend is None:
+        raise ConfigError(f"unknown ledger backend {scheme!r} in {uri!r}; available: sqlite, postgresql")
+    return backend(uri, rest, root, upgrade)

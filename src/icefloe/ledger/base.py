@@ -16,8 +16,13 @@ An event is one landing of one *version* of an object: the same bytes delivered 
 are the object's current version are the same event (a no-op), but an object that changes back to
 bytes it had before is a new version and a new event, so the newest landing wins.
 
-Backends (SQLite here; PostgreSQL and NATS JetStream next) implement `Ledger`; the contract
-test suite in tests/ledger runs against every implementation.
+Every lease bumps the event's `epoch`; a worker's writes name the epoch they were leased with and
+are refused (`LeaseLostError`) once the lease has moved on, so a paused worker whose lease expired
+cannot write its stale state over the new owner's.
+
+The policy (transitions, backoff, the ordering rules, job staleness) and the SQL live once in
+`ledger/sql.py`; the SQLite and PostgreSQL backends only connect. The contract suite in
+tests/ledger runs against every backend.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "Event",
     "Step",
     "Job",
+    "GroupCount",
     "WorkerInfo",
     "HEARTBEAT_EVERY",
     "JobState",
@@ -122,6 +128,10 @@ class Event:
     lease_expires_at: float | None = None
     stamp: str = ""
     version: int = 0
+    # grows by one each time the event is leased: a worker's writes name it (fencing)
+    epoch: int = 0
+    # landing order, from a database sequence (lease order, and the cursor of `page`)
+    seq: int = 0
 
     @property
     def object_ref(self) -> str:
@@ -160,6 +170,20 @@ class Job:
     ended_at: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass
+class GroupCount:
+    """One (source, pipeline, state) group of events, as `Ledger.counts` aggregates it."""
+
+    source: str
+    pipeline: str | None
+    state: str
+    events: int
+    oldest_landed_at: float | None
+    newest_landed_at: float | None
+    last_committed_at: float | None
+    rows_quarantined: int
 
 
 @dataclass
@@ -236,17 +260,20 @@ class Ledger(ABC):
         `ordered_by_key` pipelines (append) wait only for older events of the same object: its
         versions commit in landing order."""
 
+    # Fenced writes: `epochs`/`epoch` name the lease the worker holds (None: an unfenced admin
+    # write). Writes to events still held apply; then LeaseLostError(ids=the refused) is raised.
+
     @abstractmethod
-    def release(self, ids: list[str], owner: str) -> None:
+    def release(self, ids: list[str], owner: str, *, epochs: Mapping[str, int] | None = None) -> None:
         """running -> queued, the attempt not counted: handed back untried."""
 
     @abstractmethod
-    def supersede(self, id: str, reason: str, kind: str = "Superseded") -> None:
+    def supersede(self, id: str, reason: str, kind: str = "Superseded", *, epoch: int | None = None) -> None:
         """running -> discarded: the object's bytes changed before the event ran (the new bytes
         are their own event), or (`kind` Duplicate) its bytes were loaded already."""
 
     @abstractmethod
-    def renew(self, ids: list[str], owner: str, ttl: float) -> None: ...
+    def renew(self, ids: list[str], owner: str, ttl: float, *, epochs: Mapping[str, int] | None = None) -> None: ...
 
     @abstractmethod
     def release_dead_owners(self, is_alive: Any) -> int:
@@ -261,10 +288,20 @@ class Ledger(ABC):
         """Every worker that sent a heartbeat, newest first."""
 
     @abstractmethod
-    def mark_committed(self, ids: list[str], *, table: str, snapshot_id: int | None, stats: dict[str, dict[str, int]]) -> None: ...
+    def mark_committed(
+        self,
+        ids: list[str],
+        *,
+        table: str,
+        snapshot_id: int | None,
+        stats: dict[str, dict[str, int]],
+        epochs: Mapping[str, int] | None = None,
+    ) -> None: ...
 
     @abstractmethod
-    def mark_failed(self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float) -> State:
+    def mark_failed(
+        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None
+    ) -> State:
         """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`."""
 
     @abstractmethod
@@ -290,6 +327,34 @@ class Ledger(ABC):
     def events(
         self, *, states: Iterable[str] | None = None, pipeline: str | None = None, limit: int | None = None
     ) -> list[Event]: ...
+
+    @abstractmethod
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """Events in landing order, `limit` at a time; `after` is the `seq` of the previous page's last."""
+
+    @abstractmethod
+    def find_by_name(self, name: str, limit: int = 20) -> list[Event]:
+        """Events whose key is `name` or ends with `/name`, newest first."""
+
+    @abstractmethod
+    def counts(self) -> list[GroupCount]:
+        """One row per (source, pipeline, state)."""
+
+    @abstractmethod
+    def object_count(self, source: str) -> int:
+        """Distinct objects recorded for the source."""
+
+    @abstractmethod
+    def last_error(self, pipeline: str) -> str | None:
+        """The error of the pipeline's newest dead event."""
 
     @abstractmethod
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...

@@ -186,6 +186,7 @@ class QueryEngine:
 _EVENT_TYPES: dict[str, pa.DataType] = {
     "size": pa.int64(), "attempts": pa.int64(), "max_attempts": pa.int64(), "rows_in": pa.int64(),
     "rows_out": pa.int64(), "rows_quarantined": pa.int64(), "snapshot_id": pa.int64(), "version": pa.int64(),
+    "epoch": pa.int64(), "seq": pa.int64(),
 }  # fmt: skip
 _TIMES = ("landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at", "lease_expires_at")
 

@@ -1,0 +1,176 @@
+"""Numbered schema migrations, applied when a ledger opens (or by `icefloe ledger upgrade`).
+
+`schema_version` holds one row per applied migration. Opening applies the missing ones inside
+one transaction that first takes the database's write lock (SQLite BEGIN IMMEDIATE, a
+PostgreSQL advisory lock), so two processes opening at once apply each migration once.
+Every step is idempotent on the layouts it may meet: migration 1 also brings the ledgers older
+icefloe versions wrote without `schema_version` (before `stamp`, before `version`) to the
+818dcae layout, keeping every row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from icefloe.errors import LedgerVersionError
+from icefloe.ledger.dialect import DB, Dialect
+
+__all__ = ["LATEST", "MIGRATIONS", "Migration", "SchemaStatus", "apply", "status"]
+
+_BASELINE = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, key TEXT NOT NULL, uri TEXT NOT NULL,
+    content_hash TEXT NOT NULL, size {int} NOT NULL, pipeline TEXT, state TEXT NOT NULL,
+    attempts {int} NOT NULL DEFAULT 0, max_attempts {int} NOT NULL DEFAULT 5,
+    error TEXT, error_kind TEXT, rows_in {int}, rows_out {int}, rows_quarantined {int},
+    "table" TEXT, snapshot_id {int}, landed_at {real} NOT NULL, started_at {real}, committed_at {real},
+    updated_at {real} NOT NULL, next_attempt_at {real} NOT NULL DEFAULT 0,
+    lease_owner TEXT, lease_expires_at {real}, stamp TEXT NOT NULL DEFAULT '',
+    version {int} NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_runnable ON events(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS events_object ON events(source, key);
+CREATE INDEX IF NOT EXISTS events_content ON events(content_hash, pipeline);
+CREATE TABLE IF NOT EXISTS steps (
+    event_id TEXT NOT NULL, step TEXT NOT NULL, started_at {real} NOT NULL, ended_at {real} NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE INDEX IF NOT EXISTS steps_event ON steps(event_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id {id}, kind TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+    owner TEXT NOT NULL, started_at {real} NOT NULL, ended_at {real}, detail TEXT NOT NULL DEFAULT '{{}}', error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs(kind, target, state);
+CREATE TABLE IF NOT EXISTS objects (
+    source TEXT NOT NULL, key TEXT NOT NULL, stamp TEXT NOT NULL, content_hash TEXT, version {int},
+    PRIMARY KEY (source, key)
+);
+CREATE TABLE IF NOT EXISTS workers (
+    owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid {int} NOT NULL, started_at {real} NOT NULL,
+    heartbeat_at {real} NOT NULL, stopped_at {real}
+)
+"""
+# columns unversioned ledgers may lack (created before `stamp`, before `version`)
+_BASELINE_COLUMNS = {
+    "events": [("stamp", "TEXT NOT NULL DEFAULT ''"), ("version", "{int} NOT NULL DEFAULT 0")],
+    "objects": [("content_hash", "TEXT"), ("version", "{int}")],
+}
+
+# landing order was (landed_at, id) before the sequence: number the old events that way
+_NUMBER_EVENTS = (
+    "UPDATE events SET seq = (SELECT n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY landed_at, id) AS n"
+    " FROM events) numbered WHERE numbered.id = events.id)"
+)
+_SEQ_SQLITE = """
+ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+{number};
+CREATE TABLE ledger_sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO ledger_sequences SELECT 'events', COALESCE(MAX(seq), 0) FROM events;
+CREATE INDEX events_seq ON events(seq);
+CREATE TABLE steps_numbered (
+    id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, step TEXT NOT NULL, started_at REAL NOT NULL,
+    ended_at REAL NOT NULL, detail TEXT NOT NULL DEFAULT '{{}}'
+);
+INSERT INTO steps_numbered SELECT rowid, event_id, step, started_at, ended_at, detail FROM steps ORDER BY rowid;
+DROP TABLE steps;
+ALTER TABLE steps_numbered RENAME TO steps;
+CREATE INDEX steps_event ON steps(event_id)
+""".format(number=_NUMBER_EVENTS)
+_SEQ_POSTGRES = f"""
+ALTER TABLE events ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+{_NUMBER_EVENTS};
+CREATE SEQUENCE events_seq;
+SELECT setval('events_seq', GREATEST(COALESCE(MAX(seq), 0), 1), MAX(seq) IS NOT NULL) FROM events;
+CREATE INDEX events_seq_idx ON events(seq);
+ALTER TABLE steps ADD COLUMN id BIGSERIAL PRIMARY KEY
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    run: Callable[[DB, Dialect], None]
+
+
+def _statements(sql: str) -> list[str]:
+    return [s for s in sql.split(";\n") if s.strip()]
+
+
+def _columns(db: DB, dialect: Dialect, table: str) -> set[str]:
+    if dialect.name == "sqlite":
+        return {r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
+    rows = db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = current_schema()", (table,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def _baseline(db: DB, dialect: Dialect) -> None:
+    for statement in _statements(dialect.ddl(_BASELINE)):
+        db.execute(statement)
+    for table, columns in _BASELINE_COLUMNS.items():
+        have = _columns(db, dialect, table)
+        for name, decl in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {dialect.ddl(decl)}")
+
+
+def _sequence_and_epochs(db: DB, dialect: Dialect) -> None:
+    for statement in _statements(_SEQ_SQLITE if dialect.name == "sqlite" else _SEQ_POSTGRES):
+        db.execute(statement)
+
+
+MIGRATIONS = [
+    Migration(1, "baseline: the 818dcae tables (older unversioned ledgers gain stamp and version)", _baseline),
+    Migration(2, "landing sequence (events.seq), lease epochs (events.epoch), numbered steps", _sequence_and_epochs),
+]
+LATEST = MIGRATIONS[-1].version
+
+
+@dataclass
+class SchemaStatus:
+    applied: list[tuple[int, str, float]]
+    pending: list[Migration]
+
+    @property
+    def version(self) -> int:
+        return max((v for v, _, _ in self.applied), default=0)
+
+
+def _version_table(db: DB, dialect: Dialect) -> None:
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS schema_version (version {dialect.types['int']} PRIMARY KEY,"
+        f" description TEXT NOT NULL, applied_at {dialect.types['real']} NOT NULL)"
+    )
+
+
+def status(db: DB, dialect: Dialect) -> SchemaStatus:
+    """Run inside the opening transaction (the version table is created if missing)."""
+    if dialect.migration_lock:
+        db.execute(dialect.migration_lock)
+    _version_table(db, dialect)
+    rows = db.execute("SELECT version, description, applied_at FROM schema_version ORDER BY version").fetchall()
+    applied = [(int(r[0]), r[1], float(r[2])) for r in rows]
+    done = {v for v, _, _ in applied}
+    newest = max(done, default=0)
+    if newest > LATEST:
+        raise LedgerVersionError(
+            f"this ledger's schema is version {newest}, newer than this icefloe knows ({LATEST}): "
+            "upgrade icefloe (pip install -U icefloe) before opening it"
+        )
+    return SchemaStatus(applied, [m for m in MIGRATIONS if m.version not in done])
+
+
+def apply(db: DB, dialect: Dialect) -> list[Migration]:
+    """Apply what is pending; run inside a transaction holding the write lock. Returns what ran."""
+    pending = status(db, dialect).pending
+    for migration in pending:
+        migration.run(db, dialect)
+        db.execute(
+            "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.description, time.time()),
+        )
+    return pending

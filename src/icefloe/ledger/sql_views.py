@@ -1,0 +1,120 @@
+"""Reading the events: lookups, keyset pages and GROUP BY aggregates, so no view has to load
+every event into memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from icefloe.errors import IcefloeError
+from icefloe.ledger.base import Event, GroupCount
+from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
+
+__all__ = ["SqlReads"]
+
+_PENDING = "('landed', 'queued', 'running', 'retrying')"
+
+
+def _filters(states: Iterable[str] | None, pipeline: str | None, source: str | None = None) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if states is not None:
+        names = list(states)
+        clauses.append(f"state IN ({', '.join('?' * len(names))})" if names else "1=0")
+        params += names
+    if pipeline is not None:
+        clauses.append("pipeline=?")
+        params.append(pipeline)
+    if source is not None:
+        clauses.append("source=?")
+        params.append(source)
+    return clauses, params
+
+
+class SqlReads(SqlBase):
+
+    def get(self, id: str) -> Event | None:
+        with self._read() as db:
+            row = db.execute(f"{SELECT} WHERE id=?", (id,)).fetchone()
+        return event_row(row) if row else None
+
+    def find(self, prefix: str) -> Event | None:
+        with self._read() as db:
+            rows = db.execute(f"{SELECT} WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+        if len(rows) > 1:
+            raise IcefloeError(f"event id prefix {prefix!r} is ambiguous")
+        return event_row(rows[0]) if rows else None
+
+    def events(
+        self, *, states: Iterable[str] | None = None, pipeline: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        clauses, params = _filters(states, pipeline)
+        sql = SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._read() as db:
+            return [event_row(r) for r in db.execute(sql, params).fetchall()]
+
+    def page(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        clauses, params = _filters(states, pipeline, source)
+        if after is not None:
+            clauses.append("seq > ?")
+            params.append(after)
+        sql = SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY seq LIMIT ?"
+        with self._read() as db:
+            return [event_row(r) for r in db.execute(sql, [*params, int(limit)]).fetchall()]
+
+    def iter_events(self, **filters: Any) -> Iterator[Event]:
+        """Every matching event, a page at a time."""
+        after = None
+        while page := self.page(after=after, **filters):
+            yield from page
+            after = page[-1].seq
+
+    def find_by_name(self, name: str, limit: int = 20) -> list[Event]:
+        # substr, not LIKE: LIKE ignores case on SQLite and not on PostgreSQL, and `%`/`_` in a
+        # name would be wildcards
+        tail = "/" + name
+        sql = f"{SELECT} WHERE key = ? OR substr(key, length(key) - ? + 1) = ? ORDER BY seq DESC LIMIT ?"
+        with self._read() as db:
+            return [event_row(r) for r in db.execute(sql, (name, len(tail), tail, int(limit))).fetchall()]
+
+    def counts(self) -> list[GroupCount]:
+        sql = (
+            "SELECT source, pipeline, state, COUNT(*), MIN(landed_at), MAX(landed_at), MAX(committed_at),"
+            " COALESCE(SUM(rows_quarantined), 0) FROM events GROUP BY source, pipeline, state"
+        )
+        with self._read() as db:
+            rows = db.execute(sql).fetchall()
+        found = [GroupCount(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], int(r[7])) for r in rows]
+        # NULLs sort first on SQLite and last on PostgreSQL: order here, the same everywhere
+        return sorted(found, key=lambda g: (g.source, g.pipeline or "", g.state))
+
+    def object_count(self, source: str) -> int:
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(DISTINCT key) FROM events WHERE source=?", (source,)).fetchone()[0])
+
+    def last_error(self, pipeline: str) -> str | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT error FROM events WHERE pipeline=? AND state='dead' ORDER BY updated_at DESC, seq DESC LIMIT 1", (pipeline,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def pending_count(self, pipelines: Iterable[str] | None = None) -> int:
+        sql = f"SELECT COUNT(*) FROM events WHERE state IN {_PENDING}"
+        params: list[Any] = []
+        if pipelines is not None:
+            names = list(pipelines)
+            sql += f" AND pipeline IN ({', '.join('?' * len(names))})" if names else " AND 1=0"
+            params = names
+        with self._read() as db:
+            return int(db.execute(sql, params).fetchone()[0])
