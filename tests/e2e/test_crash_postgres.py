@@ -1,4 +1,4 @@
-"""Exactly-once under kill -9 with the catalog in PostgreSQL, and a dropped connection mid-run.
+"""Exactly-once under kill -9 with the ledger and the catalog in PostgreSQL, and a dropped connection mid-run.
 
 A few trials of the harness in tests/e2e/crash_harness.py (`python -m bench.crash --postgres
 --trials 100` is the full run); ICEFLOE_CRASH_SEED replays a failing seed's choices.
@@ -25,7 +25,7 @@ def test_kill_9_and_a_connection_drop_with_postgresql_lose_and_duplicate_nothing
     print(f"crash trials seed {seed} (replay: ICEFLOE_CRASH_SEED={seed})")
     db = create_database("icefloe_test")
     try:
-        harness = CrashHarness(tmp_path / "p", seed=seed, log=print, catalog=db.catalog_url, drops=(3,))
+        harness = CrashHarness(tmp_path / "p", seed=seed, log=print, ledger=db.url, catalog=db.catalog_url, drops=(3,))
         report = harness.run(5)
     finally:
         drop_database(db)
