@@ -130,6 +130,23 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
+def _sched(pids: list[int]) -> tuple[float, float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one, seconds alive) of the workers' main
+    threads, from /proc/PID/task/PID/schedstat: on 2 shared cores, the wait is what a worker
+    lost to the other processes; alive minus both is time blocked (database round trips, I/O, idle)."""
+    import psutil
+
+    run = wait = alive = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+            alive += time.time() - psutil.Process(pid).create_time()
+        except (OSError, psutil.Error):
+            continue
+        run, wait = run + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9
+    return run, wait, alive
+
+
 def _busy(before: Any, after: Any) -> tuple[float, float]:
     """(busy CPU seconds, all CPU seconds) of the whole machine between two psutil samples."""
     spent = {f: getattr(after, f) - getattr(before, f) for f in after._fields}
@@ -185,6 +202,7 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
             wall = time.time() - t0
             # CPU is sampled before the workers stop, while their PostgreSQL sessions still exist
             worker_cpu = _cpu([p.pid for p, _, _ in procs])
+            on_cpu, runnable, alive = _sched([p.pid for p, _, _ in procs])
             pg_cpu = _cpu(backend_pids(db))
             me_after, sys_after = me.cpu_times(), psutil.cpu_times()
             states = Counter(e.state for e in ledger.events())
@@ -229,6 +247,8 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
             "catalog_attempts": int(sum(s.get("attempts", 0) for s in stats)),
             "catalog_conflicts": int(sum(s.get("conflicts", 0) for s in stats)),
             "catalog_commit_seconds": round(sum(s.get("commit_seconds", 0.0) for s in stats), 2),
+            "main_thread": {"on_cpu": round(on_cpu / alive, 3), "waiting_for_cpu": round(runnable / alive, 3),
+                            "blocked": round(max(0.0, alive - on_cpu - runnable) / alive, 3)} if alive else {},
             "worker_cpu": round(worker_cpu, 2), "pg_cpu": round(pg_cpu, 2), "bench_cpu": round(bench_cpu, 2),
             "busy_cpu": round(busy, 2), "all_cpu": round(total, 2), "cores": psutil.cpu_count() or 1,
             "states": dict(states), "rows": rows, "problems": problems, "root": str(root),
@@ -264,6 +284,19 @@ def _limit(r: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _threads(r: dict[str, Any]) -> str:
+    t = r.get("main_thread") or {}
+    if not t:
+        return "n/a"
+    return f"{t['on_cpu']:.0%} on a CPU, {t['waiting_for_cpu']:.0%} waiting for one, {t['blocked']:.0%} blocked (database, I/O, idle)"
+
+
+def ceiling(r: dict[str, Any]) -> float:
+    """files/s the machine's cores would allow if the workers and PostgreSQL had them to themselves."""
+    per_file = (r["worker_cpu"] + r["pg_cpu"]) / r["files"]
+    return r["cores"] / per_file if per_file else float("inf")
+
+
 def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
     result = BenchResult(10, "Workers on PostgreSQL: files/s through N `icefloe run` processes (PostgreSQL catalog)")
     by = {(r["ledger"], r["workers"]): r for r in runs}
@@ -292,6 +325,9 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
             cell(peer, n, lambda r: f"{1000 * r['worker_cpu'] / r['files']:.1f} + {1000 * r['pg_cpu'] / r['files']:.1f}"),
         )
     for n in counts:
+        result.row(f"CPU ceiling on {runs[0]['cores']} idle cores (files/s), {n}", cell(main_kind, n, lambda r: f"{ceiling(r):.0f}"),
+                   cell(peer, n, lambda r: f"{ceiling(r):.0f}"))  # fmt: skip
+    for n in counts:
         result.row(
             f"catalog conflicts / attempts (commits, events each), {n}",
             cell(main_kind, n, lambda r: f"{r['catalog_conflicts']}/{r['catalog_attempts']} ({r['commits']}, {r['events_per_commit']:.1f})"),
@@ -302,7 +338,7 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
             f"{r['ledger']} ledger, {r['workers']} worker(s): {r['files']} files in {r['wall']:.1f}s (files/s of every run"
             f" {r['all_files_per_s']}; first commit after {r['first_commit_after']:.1f}s), events per worker {r['per_worker_events']},"
             f" median commit {r['commit_ms_median']} ms; first to last commit: {r['steady_busy_share']:.0%} of the machine busy,"
-            f" workers on {r['steady_worker_cores']:.2f} cores; whole run: {_limit(r)}" + (f"; PROBLEMS: {r['problems']}" if r["problems"] else "")
+            f" workers on {r['steady_worker_cores']:.2f} cores; workers' main threads {_threads(r)}; whole run: {_limit(r)}" + (f"; PROBLEMS: {r['problems']}" if r["problems"] else "")
         )
     result.notes.append(
         "CPU: workers' and the bench database's PostgreSQL backends' user+system seconds (psutil) sampled when the"
