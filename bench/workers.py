@@ -35,7 +35,7 @@ from bench.common import CHECKS, PYTHON, ROOT, SCHEMA, SEED, BenchResult, datase
 if str(ROOT) not in sys.path:  # `tests` is a package at the repo root
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.pgdb import PgDatabase, backend_pids, create_database, drop_database  # noqa: E402
+from tests.e2e.pgdb import PgDatabase, backend_pids, create_database, drop_database, transactions  # noqa: E402
 
 TABLE = "bench.workers"
 FILE_ROWS = 20
@@ -83,6 +83,12 @@ def _worker_main(root: Path, stats: Path) -> None:
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.exceptions import CommitFailedException
 
+    if os.environ.get("ICEFLOE_BENCH_PROFILE"):  # where a worker's time goes, for the report
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
+        atexit.register(lambda: (profile.disable(), profile.dump_stats(str(stats.with_suffix(".prof")))))
     counts: dict[str, float] = {"attempts": 0, "conflicts": 0, "commit_seconds": 0.0}
     original = SqlCatalog.commit_table
 
@@ -173,9 +179,10 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
     from icefloe import Project
     from icefloe.ledger import open_ledger
 
-    db: PgDatabase = create_database()
+    # postgresql-nosync: the same, the database's commits not waiting for their WAL flush (a diagnostic)
+    db: PgDatabase = create_database(synchronous_commit=kind != "postgresql-nosync")
     root = temp_dir(f"workers-{kind}-{workers}-")
-    ledger_uri = db.url if kind == "postgresql" else "sqlite:///.icefloe/ledger.db"
+    ledger_uri = db.url if kind.startswith("postgresql") else "sqlite:///.icefloe/ledger.db"
     procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     try:
         _project(root, data, ledger_uri, db.catalog_url)
@@ -187,6 +194,8 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
         ledger = open_ledger(ledger_uri, root)
         try:
             me = psutil.Process()
+            time.sleep(1.1)  # the landing's backend reports its transactions at most once a second
+            xacts_before = transactions(db)
             me_before, sys_before = me.cpu_times(), psutil.cpu_times()
             t0 = time.time()
             procs = [_spawn(root, n) for n in range(workers)]
@@ -217,6 +226,8 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
                 p.kill()
                 p.wait()
         stats = [json.loads(s.read_text()) if s.exists() else {} for _, _, s in procs]
+        time.sleep(1.1)
+        xacts = transactions(db) - xacts_before  # the workers' backends flushed their counts on exit
         commits = [c for _, out, _ in procs for c in _commits(out)]
         per_worker = [sum(e for _, e, _ in _commits(out)) for _, out, _ in procs]
         with Project(root) as project:
@@ -249,6 +260,7 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
             "catalog_commit_seconds": round(sum(s.get("commit_seconds", 0.0) for s in stats), 2),
             "main_thread": {"on_cpu": round(on_cpu / alive, 3), "waiting_for_cpu": round(runnable / alive, 3),
                             "blocked": round(max(0.0, alive - on_cpu - runnable) / alive, 3)} if alive else {},
+            "pg_transactions": xacts,
             "worker_cpu": round(worker_cpu, 2), "pg_cpu": round(pg_cpu, 2), "bench_cpu": round(bench_cpu, 2),
             "busy_cpu": round(busy, 2), "all_cpu": round(total, 2), "cores": psutil.cpu_count() or 1,
             "states": dict(states), "rows": rows, "problems": problems, "root": str(root),
@@ -312,6 +324,9 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
         ratio = f"{a['files_per_s'] / b['files_per_s']:.2f}x" if a and b else ""
         result.row(f"files/s, {n} worker(s) ({main_kind} ledger vs {peer or '-'})", cell(main_kind, n, lambda r: f"{r['files_per_s']:.1f}"),
                    cell(peer, n, lambda r: f"{r['files_per_s']:.1f}"), ratio, ok=None if a is None else not a["problems"])  # fmt: skip
+    for extra in ledgers[2:]:  # diagnostics beside the two contenders, e.g. postgresql-nosync
+        for n in counts:
+            result.row(f"files/s, {n} worker(s), {extra} ledger", cell(extra, n, lambda r: f"{r['files_per_s']:.1f}"))
     for n in counts[1:]:
         scale = lambda kind: (lambda r: f"{r['files_per_s'] / by[(kind, counts[0])]['files_per_s']:.2f}x")  # noqa: E731
         result.row(f"scaling {n} vs {counts[0]} worker(s)", cell(main_kind, n, scale(main_kind)), cell(peer, n, scale(peer)) if peer else "")
@@ -324,6 +339,9 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
             cell(main_kind, n, lambda r: f"{1000 * r['worker_cpu'] / r['files']:.1f} + {1000 * r['pg_cpu'] / r['files']:.1f}"),
             cell(peer, n, lambda r: f"{1000 * r['worker_cpu'] / r['files']:.1f} + {1000 * r['pg_cpu'] / r['files']:.1f}"),
         )
+    for n in counts:
+        result.row(f"PostgreSQL transactions per file, {n}", cell(main_kind, n, lambda r: f"{r['pg_transactions'] / r['files']:.1f}"),
+                   cell(peer, n, lambda r: f"{r['pg_transactions'] / r['files']:.1f}"))  # fmt: skip
     for n in counts:
         result.row(f"CPU ceiling on {runs[0]['cores']} idle cores (files/s), {n}", cell(main_kind, n, lambda r: f"{ceiling(r):.0f}"),
                    cell(peer, n, lambda r: f"{ceiling(r):.0f}"))  # fmt: skip
@@ -378,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--workers", default="1,2,4", help="worker counts, e.g. 1,2,4")
-    parser.add_argument("--ledgers", default="postgresql,sqlite", help="the measured ledger first, then its peer")
+    parser.add_argument(
+        "--ledgers", default="postgresql,sqlite",
+        help="the measured ledger first, then its peer; postgresql-nosync is PostgreSQL with synchronous_commit off in the bench database",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (ledger, workers), the median reported")
     parser.add_argument("--keep", action="store_true", help="keep the project folders under .bench/tmp")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # the worker process itself

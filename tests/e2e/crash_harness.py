@@ -304,7 +304,8 @@ class CrashHarness:
                 if state == "running" and exp and exp > time.time()
             }
             since_step = self.peek.max_step()
-            code, seconds = run_once(self.root, self.log_path)
+            # a slow ledger (PostgreSQL commits wait on their WAL flush) can leave a backlog to drain
+            code, seconds = run_once(self.root, self.log_path, timeout=900)
             first_lease = self.peek.first_leases(since_step)
         finally:
             self.peek.close()

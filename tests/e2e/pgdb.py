@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PG_SERVER", "PgDatabase", "backend_pids", "create_database", "drop_database", "libpq_url", "ports_of", "terminate_sessions"]
+__all__ = ["PG_SERVER", "PgDatabase", "backend_pids", "create_database", "drop_database", "libpq_url", "ports_of", "terminate_sessions", "transactions"]
 
 PG_SERVER = os.environ.get("ICEFLOE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -38,10 +38,14 @@ class PgDatabase:
         return self.url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-def create_database(prefix: str = "icefloe_bench") -> PgDatabase:
+def create_database(prefix: str = "icefloe_bench", *, synchronous_commit: bool = True) -> PgDatabase:
+    """`synchronous_commit=False` sets it off for this database alone (its new sessions): commits
+    return before their WAL is flushed, which shows how much of a run waits on that flush."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with _admin() as con:
         con.execute(f'CREATE DATABASE "{name}"')
+        if not synchronous_commit:
+            con.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return PgDatabase(name)
 
 
@@ -78,6 +82,14 @@ def libpq_url(url: str) -> str:
     """`postgresql://...` from SQLAlchemy's `postgresql+psycopg://...` (psycopg takes only the former)."""
     scheme, _, rest = url.partition("://")
     return "postgresql://" + rest if scheme.split("+")[0] in ("postgresql", "postgres") else url
+
+
+def transactions(db: PgDatabase) -> int:
+    """Transactions committed in `db` so far (each is at least one round trip from a client).
+    Backends report their counts when they exit or at most once a second."""
+    with _admin() as con:
+        row = con.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (db.name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def backend_pids(db: PgDatabase) -> list[int]:
