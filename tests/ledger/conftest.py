@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from icefloe.ledger import Ledger, open_ledger
 from tests.conftest import require_service
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -34,4 +36,30 @@ def pg_uri(pg_database: str) -> str:
     schema = f"t_{secrets.token_hex(4)}"
     with psycopg.connect(pg_database, autocommit=True) as con:
         con.execute(f"CREATE SCHEMA {schema}")
-    return f"{pg_database}?options=-csearch_path%3D{schema}"
+    # no fsync per commit: a test database need not survive a power cut, and it is 10x faster
+    return f"{pg_database}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
+
+
+def ledger_uri(kind: str, request: pytest.FixtureRequest) -> str:
+    if kind == "postgresql":
+        return str(request.getfixturevalue("pg_uri"))
+    return {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[kind]
+
+
+BACKENDS = ["sqlite-file", "sqlite-memory", pytest.param("postgresql", marks=pytest.mark.service)]
+# backends where two connections can share one ledger (a :memory: database is one connection's)
+SHARED_BACKENDS = ["sqlite-file", pytest.param("postgresql", marks=pytest.mark.service)]
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """The contract suite's ledger: every test runs once per backend."""
+    led = open_ledger(ledger_uri(request.param, request), tmp_path)
+    yield led
+    led.close()
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_uri(request: pytest.FixtureRequest) -> str:
+    """A ledger URI two connections (or processes) can open at once."""
+    return ledger_uri(request.param, request)

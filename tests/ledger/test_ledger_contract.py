@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from icefloe.errors import IcefloeError
 from icefloe.ledger import Ledger, event_id, open_ledger
-
-
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", pytest.param("postgresql", marks=pytest.mark.service)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "postgresql":
-        uri = request.getfixturevalue("pg_uri")
-    else:
-        uri = {"sqlite-file": "sqlite:///ledger.db", "sqlite-memory": "sqlite:///:memory:"}[request.param]
-    led = open_ledger(uri, tmp_path)
-    yield led
-    led.close()
 
 
 def _land(ledger: Ledger, key: str = "a.csv", content: str = "h1", pipelines: list[str] | None = None) -> list:
@@ -302,3 +290,9 @@ def test_supersede_as_a_duplicate_names_its_kind(ledger: Ledger) -> None:
     got = ledger.get(ev.id)
     assert got is not None and got.state == "discarded" and got.error_kind == "Duplicate"
     assert [s.step for s in ledger.steps(ev.id)][-1] == "duplicate"
+
+
+def test_find_folds_the_case_of_an_id_prefix(ledger: Ledger) -> None:
+    (ev,) = _land(ledger)
+    found = ledger.find(ev.id[:8].upper())
+    assert found is not None and found.id == ev.id

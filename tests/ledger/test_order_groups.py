@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from icefloe.ledger import Ledger
-from tests.ledger.test_ledger_contract import _land, ledger  # noqa: F401 - the contract's backends
+from tests.ledger.test_ledger_contract import _land
 
 
-def test_an_older_retrying_event_holds_back_newer_events_of_its_group(ledger: Ledger) -> None:  # noqa: F811
+def test_an_older_retrying_event_holds_back_newer_events_of_its_group(ledger: Ledger) -> None:
     _land(ledger, key="old.csv", pipelines=["changes"])
     time.sleep(0.002)
     _land(ledger, key="new.csv", pipelines=["base"])

@@ -30,9 +30,9 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from icefloe.cli import dlq, init, maintain, run, sql, status, tables
+    from icefloe.cli import dlq, init, ledger, maintain, run, sql, status, tables
 
-    for module in (init, run, sql, status, tables, dlq, maintain):
+    for module in (init, run, sql, status, tables, dlq, maintain, ledger):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -17,7 +17,7 @@ from pyiceberg.table import Table
 from icefloe.config import ProjectConfig, WriteConfig
 from icefloe.engine.shared import in_runs, pipeline_write, table_write
 from icefloe.engine.summary import Tally
-from icefloe.errors import SchemaError, describe, is_transient
+from icefloe.errors import LeaseLostError, SchemaError, describe, is_transient
 from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
@@ -171,7 +171,15 @@ class Committing:
                 accepted.append((ev, out))
             if not accepted:
                 return
-            self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease)
+            try:  # fenced: an event whose lease moved on is another worker's now
+                self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease, epochs={ev.id: ev.epoch for ev, _ in accepted})
+            except LeaseLostError as lost:
+                log.warning("lease lost on %d event(s) (%s); dropping their work", len(lost.ids), ", ".join(lost.ids[:5]))
+                for ev, out in [item for item in accepted if item[0].id in lost.ids]:
+                    self._discard(ev.pipeline or "", out)
+                accepted = [item for item in accepted if item[0].id not in lost.ids]
+                if not accepted:
+                    return
         except Exception as exc:  # noqa: BLE001
             self._fail([ev for ev, _ in accepted], exc)
             return
@@ -186,7 +194,10 @@ class Committing:
     def _put_back(self, items: list[tuple[Event, EventOutput]]) -> None:
         """Hand events back untried (an older one of their order group must commit first)."""
         if items:
-            self.ledger.release([ev.id for ev, _ in items], self.owner)
+            try:
+                self.ledger.release([ev.id for ev, _ in items], self.owner, epochs={ev.id: ev.epoch for ev, _ in items})
+            except LeaseLostError as lost:
+                log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
             for ev, out in items:
                 self._discard(ev.pipeline or "", out)
 
@@ -227,10 +238,17 @@ class Committing:
             if snapshot_id is not None:  # None: zero rows for a table not created yet, nothing committed
                 self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
+        epochs = {ev.id: ev.epoch for ev, _ in accepted}
+        gone: set[str] = set()  # leases that moved on: the table holds their rows once, the new owner records it
         for sid in dict.fromkeys(snapshots.values()):
-            self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats)
+            try:
+                self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats, epochs=epochs)
+            except LeaseLostError as lost:
+                log.warning("lease lost on %s; the worker holding them now records their commit", ", ".join(lost.ids[:5]))
+                gone.update(lost.ids)
         for ev, _ in accepted:
-            self._notify(ev, "committed")
+            if ev.id not in gone:
+                self._notify(ev, "committed")
         self._revive_duplicates([ev for ev, _ in accepted])
         rows = sum(out.stats["rows_out"] for _, out in accepted)
         log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
@@ -325,11 +343,16 @@ class Committing:
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
             last = transient and ev.attempts >= ev.max_attempts
-            state = self.ledger.mark_failed(
-                ev.id, error=f"{text} (gave up after {ev.attempts} attempts)" if last else text,
-                kind=type(exc).__name__, transient=transient,
-                backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0,
-            )  # fmt: skip
+            try:
+                state = self.ledger.mark_failed(
+                    ev.id, error=f"{text} (gave up after {ev.attempts} attempts)" if last else text,
+                    kind=type(exc).__name__, transient=transient,
+                    backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0, epoch=ev.epoch,
+                )  # fmt: skip
+            except LeaseLostError:
+                log.warning("event %s (%s): lease lost (another worker holds it now); dropping it", ev.id, ev.object_ref)
+                states.append("lost")
+                continue
             log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
             ev.state = state
             self._notify(ev, state)
@@ -357,7 +380,10 @@ class Committing:
             buf.items = [item for item in buf.items if item not in newer]
             buf.rows -= sum(out.data.num_rows for _, out in newer)
             buf.bytes -= sum(out.data.nbytes for _, out in newer)
-            self.ledger.release([ev.id for ev, _ in newer], self.owner)
+            try:
+                self.ledger.release([ev.id for ev, _ in newer], self.owner, epochs={ev.id: ev.epoch for ev, _ in newer})
+            except LeaseLostError as lost:
+                log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
             for ev, out in newer:
                 self._discard(ev.pipeline or "", out)
 

@@ -14,7 +14,7 @@ from icefloe.engine.committing import Committing, _Buffer, held_key
 from icefloe.engine.landing import Landing
 from icefloe.engine.shared import order_groups
 from icefloe.engine.summary import RunSummary, Tally
-from icefloe.errors import DataError, IcefloeError, ObjectChangedError
+from icefloe.errors import DataError, IcefloeError, LeaseLostError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import PipelineRunner
@@ -84,7 +84,10 @@ class Engine(Landing, Committing):
             if ev.state != "running":  # found committed, or failed before it could start
                 continue
             if ev.pipeline in self._held_back or held_key(ev) in self._held_back:
-                self.ledger.release([ev.id], self.owner)  # an older event of its pipeline must go first
+                try:  # an older event of its pipeline must go first
+                    self.ledger.release([ev.id], self.owner, epochs={ev.id: ev.epoch})
+                except LeaseLostError:
+                    log.warning("event %s: lease lost before it was handed back", ev.id)
                 continue
             self._process(ev)
         flushed = self._flush(force=not events)
@@ -107,7 +110,14 @@ class Engine(Landing, Committing):
             if ev.state == "running" and ev.id in history.get(table, {}):
                 staged = [s.detail for s in self.ledger.steps(ev.id) if s.step == "staged"]
                 stats = {ev.id: staged[-1]} if staged else {}
-                self.ledger.mark_committed([ev.id], table=table, snapshot_id=history[table][ev.id], stats=stats)
+                try:
+                    self.ledger.mark_committed(
+                        [ev.id], table=table, snapshot_id=history[table][ev.id], stats=stats, epochs={ev.id: ev.epoch}
+                    )
+                except LeaseLostError:
+                    log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
+                    ev.state = "discarded"  # not ours any more: the loop skips it, nobody is told
+                    continue
                 ev.state = "committed"
                 self._notify(ev, "committed")
                 log.info("event %s was already in %s (snapshot %s)", ev.id, table, history[table][ev.id])
@@ -179,7 +189,13 @@ class Engine(Landing, Committing):
             same = False
         if same:
             return False
-        self.ledger.supersede(ev.id, f"{ev.object_ref} was replaced before it was processed; the new version is a new event")
+        try:
+            self.ledger.supersede(
+                ev.id, f"{ev.object_ref} was replaced before it was processed; the new version is a new event", epoch=ev.epoch
+            )
+        except LeaseLostError:
+            log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
+            return True
         self.notice(source, path, False)
         self._notify(ev, "discarded")
         return True
@@ -201,7 +217,11 @@ class Engine(Landing, Committing):
         ):
             log.info("event %s (%s): %s; its earlier version's rows are removed", ev.id, ev.object_ref, reason)
             return reason + "; the rows of its earlier version are removed"
-        self.ledger.supersede(ev.id, reason, kind="Duplicate")
+        try:
+            self.ledger.supersede(ev.id, reason, kind="Duplicate", epoch=ev.epoch)
+        except LeaseLostError:
+            log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
+            return True
         log.info("event %s (%s) discarded: %s", ev.id, ev.object_ref, reason)
         self._notify(ev, "discarded")
         return True
@@ -234,12 +254,16 @@ class Engine(Landing, Committing):
         every = max(0.05, min(HEARTBEAT_EVERY, self.config.lease / 3))
         while not stop.wait(every):
             try:
-                held = set(self._in_flight)
-                for buf in list(self.buffers.values()):
-                    held.update(ev.id for ev, _ in list(buf.items))
+                buffered = {ev.id: ev.epoch for buf in list(self.buffers.values()) for ev, _ in list(buf.items)}
+                running = sorted(set(self._in_flight) - set(buffered))
                 self.ledger.heartbeat(self.owner)
-                if held:
-                    self.ledger.renew(sorted(held), self.owner, self.config.lease)
+                if running:
+                    self.ledger.renew(running, self.owner, self.config.lease)
+                if buffered:
+                    self.ledger.renew(sorted(buffered), self.owner, self.config.lease, epochs=buffered)
+            except LeaseLostError as lost:
+                # the fenced renewal before the commit drops them: their rows never reach the table
+                log.warning("lease lost on %d buffered event(s) (%s); they are dropped at the commit", len(lost.ids), ", ".join(lost.ids[:5]))
             except Exception:  # a missed beat is retried; the loop owns the errors
                 log.debug("keepalive failed", exc_info=True)
 

@@ -147,11 +147,20 @@ def _version_table(db: DB, dialect: Dialect) -> None:
     )
 
 
+def _has_versions(db: DB, dialect: Dialect) -> bool:
+    if dialect.name == "sqlite":
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    else:
+        sql = "SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_version' AND table_schema = current_schema()"
+    return db.execute(sql).fetchone() is not None
+
+
 def status(db: DB, dialect: Dialect) -> SchemaStatus:
-    """Run inside the opening transaction (the version table is created if missing)."""
+    """Run inside a transaction; reads only (a ledger without versions yet has applied none)."""
     if dialect.migration_lock:
         db.execute(dialect.migration_lock)
-    _version_table(db, dialect)
+    if not _has_versions(db, dialect):
+        return SchemaStatus([], list(MIGRATIONS))
     rows = db.execute("SELECT version, description, applied_at FROM schema_version ORDER BY version").fetchall()
     applied = [(int(r[0]), r[1], float(r[2])) for r in rows]
     done = {v for v, _, _ in applied}
@@ -167,6 +176,8 @@ def status(db: DB, dialect: Dialect) -> SchemaStatus:
 def apply(db: DB, dialect: Dialect) -> list[Migration]:
     """Apply what is pending; run inside a transaction holding the write lock. Returns what ran."""
     pending = status(db, dialect).pending
+    if pending:
+        _version_table(db, dialect)
     for migration in pending:
         migration.run(db, dialect)
         db.execute(

@@ -68,7 +68,12 @@ class PostgresLedger(SqlLedger):
 
     def _lost(self, exc: BaseException) -> bool:
         psycopg = self._psycopg
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return True
+        if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return False
         raw = getattr(self._db, "raw", None)
-        return raw is not None and bool(raw.closed)
+        # a deadlock or serialization failure is an OperationalError on a healthy connection
+        return raw is None or bool(raw.closed) or bool(raw.broken)
+
+    def _transient(self, exc: BaseException) -> bool:
+        errors = self._psycopg.errors
+        return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)

@@ -228,7 +228,7 @@ class SqlLedger(SqlReads):
             if epochs is None:
                 db.executemany(sql, [(expires, i, owner) for i in ids])
             else:
-                lost = [i for i in ids if not db.execute(sql + " AND epoch=?", (expires, i, owner, epochs[i])).rowcount]
+                lost = [i for i in sorted(ids) if not db.execute(sql + " AND epoch=?", (expires, i, owner, epochs[i])).rowcount]
         if lost:
             raise LeaseLostError(lost)
 
@@ -236,7 +236,7 @@ class SqlLedger(SqlReads):
         lost = []
         with self._tx() as db:
             now = self._now(db)
-            for i in ids:
+            for i in sorted(ids):  # one row order for every writer: no deadlocks between them
                 sql = (
                     "UPDATE events SET state='queued', attempts=CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                     " lease_owner=NULL, lease_expires_at=NULL, updated_at=? WHERE id=? AND state='running' AND lease_owner=?"
@@ -293,7 +293,7 @@ class SqlLedger(SqlReads):
         lost = []
         with self._tx() as db:
             now = self._now(db)
-            for i in ids:
+            for i in sorted(ids):  # one row order for every writer: no deadlocks between them
                 row = db.execute(f"SELECT state, epoch FROM events WHERE id=?{self.dialect.row_lock}", (i,)).fetchone()
                 if row is None:
                     continue

@@ -5,6 +5,7 @@ the step log)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import logging
 import threading
 import time
@@ -62,6 +63,10 @@ class SqlBase(Ledger):
     def _lost(self, exc: BaseException) -> bool:
         return False
 
+    def _transient(self, exc: BaseException) -> bool:
+        """The transaction was rolled back but trying again may work (a deadlock, a lock timeout)."""
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
     def _disconnect(self) -> None:
         db, self._db = self._db, None
         if db is not None:
@@ -95,6 +100,8 @@ class SqlBase(Ledger):
             except Exception as exc:
                 if self._lost(exc):
                     raise self._gone(exc) from exc
+                if self._transient(exc):
+                    raise LedgerUnavailableError(f"the ledger is busy ({exc}); try again") from exc
                 raise
             try:
                 yield db
@@ -107,6 +114,8 @@ class SqlBase(Ledger):
                 except Exception as again:  # noqa: BLE001
                     if self._lost(again):
                         raise self._gone(again) from exc
+                if self._transient(exc):
+                    raise LedgerUnavailableError(f"the ledger transaction was rolled back ({exc}); try again") from exc
                 raise
 
     @contextmanager

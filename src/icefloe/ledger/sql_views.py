@@ -40,7 +40,8 @@ class SqlReads(SqlBase):
 
     def find(self, prefix: str) -> Event | None:
         with self._read() as db:
-            rows = db.execute(f"{SELECT} WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+            # ids are lower-case hex; LIKE ignores case on SQLite only, so fold it here
+            rows = db.execute(f"{SELECT} WHERE id LIKE ? LIMIT 2", (prefix.lower() + "%",)).fetchall()
         if len(rows) > 1:
             raise IcefloeError(f"event id prefix {prefix!r} is ambiguous")
         return event_row(rows[0]) if rows else None
