@@ -40,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="ledger and catalog in a fresh PostgreSQL database (dropped after)")
     parser.add_argument("--ledger", default=None, help="ledger URI, e.g. postgresql://postgres@127.0.0.1:5432/db")
     parser.add_argument("--catalog", default=None, help="catalog URI, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/db")
+    parser.add_argument("--interval", default="0.02,0.08", help="seconds between two landed files, drawn from MIN,MAX (default 0.02,0.08)")
     parser.add_argument("--drops", type=int, default=None, help="PostgreSQL connection drops, spread over the trials (default 1 with PostgreSQL)")
     args = parser.parse_args(argv)
 
+    low, _, high = args.interval.partition(",")
+    interval = (float(low), float(high or low))
     db: PgDatabase | None = create_database() if args.postgres else None
     ledger = args.ledger or (db.url if db else None)
     catalog = args.catalog or (db.catalog_url if db else None)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         harness = CrashHarness(
             base / "project" if args.dir is None else base, seed=args.seed, log=None if args.quiet else print,
-            ledger=ledger, catalog=catalog, drops=drops,
+            ledger=ledger, catalog=catalog, drops=drops, interval=interval,
         )  # fmt: skip
         report = harness.run(args.trials)
     finally:
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"missing rows      {v.missing + v.missing_keys}")
     print(f"gap kills         {sum(1 for t in report.trials if t.gap_events)} (Iceberg committed, ledger not yet)")
     kept = db is not None and (not report.ok or args.keep)
+    print(f"landing interval  {interval[0]}-{interval[1]}s between files")
     print(f"ledger, catalog   {report.backend}" + (f" (database {db.name}{' kept' if kept else ', dropped'})" if db else ""))
     for t in (t for t in report.trials if t.mode == "drop"):
         after = f"{t.recovered_after:.2f}s" if t.recovered_after is not None else "never"

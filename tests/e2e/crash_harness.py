@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import random
 import socket
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -305,7 +306,10 @@ class CrashHarness:
             }
             since_step = self.peek.max_step()
             # a slow ledger (PostgreSQL commits wait on their WAL flush) can leave a backlog to drain
-            code, seconds = run_once(self.root, self.log_path, timeout=900)
+            try:
+                code, seconds = run_once(self.root, self.log_path, timeout=900)
+            except subprocess.TimeoutExpired:  # killed by run_once: what it left is in the verdict
+                code, seconds = -1, 900.0
             first_lease = self.peek.first_leases(since_step)
         finally:
             self.peek.close()
