@@ -54,8 +54,15 @@ def paused_worker_wakes(tmp_path: Path, wakes_to: str, **config: str) -> None:
         seen: list[tuple[str, str]] = []
         slow.on_event = lambda ev, state: seen.append((ev.id, state))
         slow.reconcile()
-        # step() without start(): no keep-alive thread, so nothing renews the lease while it sleeps
-        worker = threading.Thread(target=slow.step)
+
+        def until_paused() -> None:
+            # step() without start(): no keep-alive thread, so nothing renews the lease while it
+            # sleeps; more than one step when the file had not settled at the first
+            while not (root / "paused").exists():
+                slow.step()
+                time.sleep(0.01)
+
+        worker = threading.Thread(target=until_paused)
         worker.start()
         assert wait_for(lambda: (root / "paused").exists(), timeout=30)
         (held,) = paused.ledger.events(states=["running"])

@@ -22,6 +22,7 @@ from typing import Any
 
 from icefloe.errors import IcefloeError, LeaseLostError
 from icefloe.ledger.base import TRANSITIONS, Event, State, event_id
+from icefloe.ledger.ordering import order_filter
 from icefloe.ledger.sql_side import COLUMNS, SELECT, event_row
 from icefloe.ledger.sql_views import SqlReads
 
@@ -31,8 +32,6 @@ _INSERT = (
     "INSERT INTO events (" + ", ".join(f'"{c}"' for c in COLUMNS) + ") VALUES (" + ", ".join("?" * len(COLUMNS)) + ") ON CONFLICT DO NOTHING"
 )
 _STEP = "INSERT INTO steps (event_id, step, started_at, ended_at, detail) VALUES (?, ?, ?, ?, ?)"
-# held by another live lease, or waiting to retry: an older event that must commit first
-_BLOCKING = "(o.state = 'retrying' OR (o.state = 'running' AND o.lease_owner != ? AND o.lease_expires_at >= ?))"
 
 
 def _check(old: str, new: State) -> None:
@@ -178,29 +177,14 @@ class SqlLedger(SqlReads):
             now = self._now(db)
             where = "((state IN ('queued', 'retrying') AND next_attempt_at <= ?) OR (state = 'running' AND lease_expires_at < ?))"
             params: list[Any] = [now, now]
-            if strict:
-                same, same_params = _same_group(strict, groups or {})
-                where += (
-                    f" AND NOT (pipeline IN ({_marks(strict)}) AND EXISTS (SELECT 1 FROM events o"
-                    f" WHERE {same} AND o.seq < events.seq AND {_BLOCKING}))"
-                )
-                params += [*strict, *same_params, owner, now]
             if pipelines is not None:
                 names = list(pipelines)
                 if not names:
                     return []
                 where += f" AND pipeline IN ({_marks(names)})"
                 params += names
-            # what may hold an append pipeline's newer version back: usually nothing, and then the
-            # lease need not look at every queued event's older versions
-            blockers = f"SELECT 1 FROM events o WHERE o.pipeline IN ({_marks(by_key)}) AND {_BLOCKING}"
-            if by_key and db.execute(blockers + " LIMIT 1", [*by_key, owner, now]).fetchone():
-                where += (
-                    f" AND NOT (pipeline IN ({_marks(by_key)}) AND EXISTS ({blockers}"
-                    " AND o.source = events.source AND o.key = events.key AND o.pipeline = events.pipeline"
-                    " AND o.seq < events.seq))"
-                )
-                params += [*by_key, *by_key, owner, now]
+            held, held_params = order_filter(db, strict, by_key, groups or {}, owner, now)
+            where, params = where + held, params + held_params
             sql = f"{SELECT} WHERE {where} ORDER BY seq LIMIT ?{self.dialect.lease_lock}"
             events = [event_row(r) for r in db.execute(sql, [*params, limit]).fetchall()]
             if not events:
@@ -374,16 +358,3 @@ class SqlLedger(SqlReads):
         with self._tx() as db:
             db.executemany("DELETE FROM events WHERE state='unrouted' AND source=? AND key=?", object_ids)
 
-
-def _same_group(ordered: list[str], groups: Mapping[str, str]) -> tuple[str, list[str]]:
-    """SQL saying event `o` is in the order group of `events`: its pipeline, or an ordered pipeline
-    of the same group."""
-    members: dict[str, list[str]] = {}
-    for name in ordered:
-        if name in groups:
-            members.setdefault(groups[name], []).append(name)
-    clauses, params = ["o.pipeline = events.pipeline"], []
-    for names in members.values():
-        clauses.append(f"(events.pipeline IN ({_marks(names)}) AND o.pipeline IN ({_marks(names)}))")
-        params += [*names, *names]
-    return "(" + " OR ".join(clauses) + ")", params
