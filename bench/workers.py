@@ -35,7 +35,7 @@ from bench.common import CHECKS, PYTHON, ROOT, SCHEMA, SEED, BenchResult, datase
 if str(ROOT) not in sys.path:  # `tests` is a package at the repo root
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.pgdb import PgDatabase, backend_pids, create_database, drop_database, transactions  # noqa: E402
+from tests.e2e.pgdb import PgDatabase, backend_pids, create_database, drop_database, transactions
 
 TABLE = "bench.workers"
 FILE_ROWS = 20
@@ -328,7 +328,7 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
         for n in counts:
             result.row(f"files/s, {n} worker(s), {extra} ledger", cell(extra, n, lambda r: f"{r['files_per_s']:.1f}"))
     for n in counts[1:]:
-        scale = lambda kind: (lambda r: f"{r['files_per_s'] / by[(kind, counts[0])]['files_per_s']:.2f}x")  # noqa: E731
+        scale = lambda kind: (lambda r: f"{r['files_per_s'] / by[(kind, counts[0])]['files_per_s']:.2f}x")
         result.row(f"scaling {n} vs {counts[0]} worker(s)", cell(main_kind, n, scale(main_kind)), cell(peer, n, scale(peer)) if peer else "")
     for n in counts:
         result.row(f"steady files/s (first to last commit), {n}", cell(main_kind, n, lambda r: f"{r['steady_files_per_s']:.1f}"),
