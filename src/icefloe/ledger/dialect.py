@@ -45,6 +45,8 @@ class Dialect:
     row_lock: str
     # run first by a lease that applies the ordering rules (they read other rows' states)
     serialize_lease: str
+    # put first in the lease's WHERE: names the partial index of pending events (PostgreSQL)
+    lease_scope: str
     # run first by the transaction that checks and applies migrations (two opens take turns)
     migration_lock: str
     # DDL type words, filled into the migrations' `{real}`, `{int}`, `{id}`
@@ -64,6 +66,9 @@ SQLITE = Dialect(
     lease_lock="",
     row_lock="",
     serialize_lease="",
+    # SQLite's planner reads the runnable index and sorts; an index of pending events in seq
+    # order is one more to maintain on every state change, and it did not use it
+    lease_scope="",
     migration_lock="",
     types={"real": "REAL", "int": "INTEGER", "id": "INTEGER PRIMARY KEY AUTOINCREMENT"},
 )
@@ -78,6 +83,7 @@ POSTGRES = Dialect(
     lease_lock=" FOR UPDATE OF events SKIP LOCKED",
     row_lock=" FOR UPDATE",
     serialize_lease="SELECT pg_advisory_xact_lock(7131001)",
+    lease_scope="state IN ('queued', 'retrying', 'running') AND ",
     migration_lock="SELECT pg_advisory_xact_lock(7131000)",
     types={"real": "DOUBLE PRECISION", "int": "BIGINT", "id": "BIGSERIAL PRIMARY KEY"},
 )

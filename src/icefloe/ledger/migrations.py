@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from icefloe.errors import LedgerVersionError
 from icefloe.ledger.dialect import DB, Dialect
 
-__all__ = ["LATEST", "MIGRATIONS", "Migration", "SchemaStatus", "apply", "status"]
+__all__ = ["LATEST", "MIGRATIONS", "PENDING", "Migration", "SchemaStatus", "apply", "status"]
 
 _BASELINE = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS workers (
     heartbeat_at {real} NOT NULL, stopped_at {real}
 )
 """
+# the states a lease takes from; the lease's WHERE spells them the same (Dialect.lease_scope)
+PENDING = "state IN ('queued', 'retrying', 'running')"
 # columns unversioned ledgers may lack (created before `stamp`, before `version`)
 _BASELINE_COLUMNS = {
     "events": [("stamp", "TEXT NOT NULL DEFAULT ''"), ("version", "{int} NOT NULL DEFAULT 0")],
@@ -123,9 +125,23 @@ def _sequence_and_epochs(db: DB, dialect: Dialect) -> None:
         db.execute(statement)
 
 
+def _pending_index(db: DB, dialect: Dialect) -> None:
+    # the lease reads pending events in landing order: an index of those alone keeps it from
+    # walking every committed event's seq (PostgreSQL's planner chose that on a 20,000-event
+    # table, 16 ms a lease and growing)
+    if dialect.name == "postgresql":
+        db.execute(f"CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE {PENDING}")
+        # every event row is rewritten a few times (queued, running, committed): the lease scans
+        # its dead versions until vacuum removes them, so vacuum this table early, not at 20%
+        db.execute(
+            "ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02)"
+        )
+
+
 MIGRATIONS = [
     Migration(1, "baseline: the 818dcae tables (older unversioned ledgers gain stamp and version)", _baseline),
     Migration(2, "landing sequence (events.seq), lease epochs (events.epoch), numbered steps", _sequence_and_epochs),
+    Migration(3, "PostgreSQL: index of the pending events in landing order (lease), events vacuumed early", _pending_index),
 ]
 LATEST = MIGRATIONS[-1].version
 

@@ -175,7 +175,7 @@ class SqlLedger(SqlReads):
                 # the ordering rules read other events' states: leases that apply them take turns
                 db.execute(self.dialect.serialize_lease)
             now = self._now(db)
-            where = "((state IN ('queued', 'retrying') AND next_attempt_at <= ?) OR (state = 'running' AND lease_expires_at < ?))"
+            where = f"{self.dialect.lease_scope}((state IN ('queued', 'retrying') AND next_attempt_at <= ?) OR (state = 'running' AND lease_expires_at < ?))"
             params: list[Any] = [now, now]
             if pipelines is not None:
                 names = list(pipelines)
