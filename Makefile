@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench crash check clean setup
+.PHONY: demo test bench crash crash-postgres check clean setup
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ bench: $(STAMP)
 
 crash: $(STAMP)
 	$(BIN)/python -m bench.crash --trials 100
+
+# the same 100 kills with the ledger and the catalog in a fresh PostgreSQL database (127.0.0.1:5432,
+# or ICEFLOE_BENCH_PG=postgresql://user@host:port), plus one connection drop mid-run
+crash-postgres: $(STAMP)
+	$(BIN)/python -m bench.crash --trials 100 --postgres
 
 clean:
 	rm -rf $(VENV) .pytest_cache .bench

@@ -1,4 +1,4 @@
-"""`python -m bench.crash --trials N [--seed S]`: kill -9 stress test of exactly-once ingestion.
+"""`python -m bench.crash --trials N [--seed S] [--postgres | --ledger URI --catalog URI]`: kill -9 stress test of exactly-once ingestion.
 
 Each trial starts `python -m icefloe run` on one project while files keep landing, and SIGKILLs it at
 a random moment (startup, landing, processing, right after a commit, right after the Iceberg
@@ -6,6 +6,11 @@ metadata swap). Afterwards `run --once` drains what is left, and every row must 
 exactly once, every key once in the upsert table `t.latest` at its newest value, and every event
 committed in the ledger with the snapshot id the table history shows. Exit status 1 on any problem.
 The harness is tests/e2e/crash_harness.py (the pytest suite runs 20 trials of the same thing).
+
+`--postgres` creates a fresh PostgreSQL database (`icefloe_bench_<random>` on 127.0.0.1:5432, or
+$ICEFLOE_BENCH_PG) for the ledger and the catalog and drops it afterwards; `--ledger` / `--catalog`
+name existing ones. With PostgreSQL, one trial in the middle (`--drops`) also terminates every
+session of the database while the worker runs: it must commit again on new connections.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if str(ROOT) not in sys.path:  # `tests` is a package at the repo root
     sys.path.insert(0, str(ROOT))
 
 from tests.e2e.crash_harness import CrashHarness  # noqa: E402
+from tests.e2e.pgdb import PgDatabase, create_database, drop_database  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +37,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="project folder (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the project folder even when all is well")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per trial")
+    parser.add_argument("--postgres", action="store_true", help="ledger and catalog in a fresh PostgreSQL database (dropped after)")
+    parser.add_argument("--ledger", default=None, help="ledger URI, e.g. postgresql://postgres@127.0.0.1:5432/db")
+    parser.add_argument("--catalog", default=None, help="catalog URI, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/db")
+    parser.add_argument("--interval", default="0.02,0.08", help="seconds between two landed files, drawn from MIN,MAX (default 0.02,0.08)")
+    parser.add_argument("--drops", type=int, default=None, help="PostgreSQL connection drops, spread over the trials (default 1 with PostgreSQL)")
     args = parser.parse_args(argv)
 
+    low, _, high = args.interval.partition(",")
+    interval = (float(low), float(high or low))
+    db: PgDatabase | None = create_database() if args.postgres else None
+    ledger = args.ledger or (db.url if db else None)
+    catalog = args.catalog or (db.catalog_url if db else None)
+    postgres = any(u and not u.startswith("sqlite") for u in (ledger, catalog))
+    count = args.drops if args.drops is not None else (1 if postgres else 0)
+    # the first drop in the middle of the run, with files and commits behind it
+    drops = tuple(sorted({max(1, args.trials * (i + 1) // (count + 1)) for i in range(count)}))
     base = args.dir or Path(tempfile.mkdtemp(prefix="icefloe-crash-"))
     started = time.time()
-    harness = CrashHarness(base / "project" if args.dir is None else base, seed=args.seed, log=None if args.quiet else print)
-    report = harness.run(args.trials)
+    report = None
+    try:
+        harness = CrashHarness(
+            base / "project" if args.dir is None else base, seed=args.seed, log=None if args.quiet else print,
+            ledger=ledger, catalog=catalog, drops=drops, interval=interval,
+        )  # fmt: skip
+        report = harness.run(args.trials)
+    finally:
+        # a failed run keeps its database next to its project folder, to look at
+        if db is not None and (report is None or report.ok) and not args.keep:
+            drop_database(db)
     v = report.verdict
     print()
     print(report.summary())
@@ -48,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"duplicates found  {v.duplicates + v.key_duplicates}")
     print(f"missing rows      {v.missing + v.missing_keys}")
     print(f"gap kills         {sum(1 for t in report.trials if t.gap_events)} (Iceberg committed, ledger not yet)")
+    kept = db is not None and (not report.ok or args.keep)
+    print(f"landing interval  {interval[0]}-{interval[1]}s between files")
+    print(f"ledger, catalog   {report.backend}" + (f" (database {db.name}{' kept' if kept else ', dropped'})" if db else ""))
+    for t in (t for t in report.trials if t.mode == "drop"):
+        after = f"{t.recovered_after:.2f}s" if t.recovered_after is not None else "never"
+        print(f"connection drop   trial {t.n}: {t.dropped} session(s) terminated ({t.dropped_worker} the worker's), committed again after {after}")
     print(f"time              {time.time() - started:.1f}s")
     print(f"result            {'OK' if report.ok else 'FAILED'}")
     if report.ok and not args.keep and args.dir is None:

@@ -17,8 +17,14 @@ thread timing is of course not replayed):
 * ``landing``    as soon as the new worker records a `landed` step, + 0-50 ms;
 * ``processing`` once it leased events, + 0-300 ms (reading, batching, committing);
 * ``commit``     once it recorded a `commit` step (Iceberg done, ledger update next), + 0-30 ms;
-* ``iceberg``    the instant a table's metadata pointer moves in catalog.db (tight poll): this
+* ``iceberg``    the instant a table's metadata pointer moves in the catalog (tight poll): this
   aims at the window between the Iceberg commit and the ledger update.
+* ``drop``       (PostgreSQL, the trials given as `drops`) once the worker committed, every
+  session of the database is terminated (`pg_terminate_backend`); the worker must commit again
+  within `recover_timeout` on new connections, then it is killed like the others.
+
+With `ledger` / `catalog` URIs (PostgreSQL) the project keeps its state there instead of in
+`.icefloe/ledger.db` and `catalog.db`; the peeks and `verify` read either.
 
 After each kill the harness counts *gap events* (in a table's snapshot history, not yet committed
 in the ledger) -- those trials really crashed between the two commits. After the last trial the
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import random
 import socket
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +59,7 @@ from tests.e2e.crash_project import (
     verify,
 )
 from tests.e2e.crash_worker import Worker, _Peek, iceberg_event_ids, run_once
+from tests.e2e.pgdb import ports_of, terminate_sessions
 
 __all__ = [
     "COLUMNS",
@@ -91,6 +99,9 @@ class Trial:
     gap_events: int  # in Iceberg history, not committed in the ledger, right after the kill
     stale_leases: int  # running events of dead workers still holding a live lease (a bug)
     gap_ids: list[str] = field(default_factory=list)
+    dropped: int = 0  # PostgreSQL sessions terminated (mode `drop`), the harness's own included
+    dropped_worker: int = 0  # of those, the worker's
+    recovered_after: float | None = None  # seconds from the drop to its next committed event
 
 
 @dataclass
@@ -104,6 +115,7 @@ class CrashReport:
     root: Path
     problems: list[str]
     held_at_end: int = 0
+    backend: str = "sqlite"
 
     @property
     def ok(self) -> bool:
@@ -113,10 +125,16 @@ class CrashReport:
         v = self.verdict
         modes = Counter(t.mode for t in self.trials)
         reached = Counter(t.mode for t in self.trials if t.reached)
+        drops = [t for t in self.trials if t.mode == "drop"]
         lived = sorted(t.lived for t in self.trials)
         lines = [
-            f"seed {self.seed}: {len(self.trials)} kill trials in {self.elapsed:.1f}s (project {self.root})",
-            "  kills by moment: " + ", ".join(f"{m} {modes[m]} ({reached[m]} reached)" for m in KILL_MODES),
+            f"seed {self.seed}: {len(self.trials)} kill trials in {self.elapsed:.1f}s, {self.backend} (project {self.root})",
+            "  kills by moment: " + ", ".join(f"{m} {modes[m]} ({reached[m]} reached)" for m in [*KILL_MODES, *(["drop"] if drops else [])]),
+            *[
+                f"  connection drop in trial {t.n}: {t.dropped} session(s) terminated ({t.dropped_worker} the worker's), worker committed again after "
+                + (f"{t.recovered_after:.2f}s" if t.recovered_after is not None else "NEVER")
+                for t in drops
+            ],
             f"  worker lifetime at kill: min {lived[0]:.2f}s, median {lived[len(lived) // 2]:.2f}s, max {lived[-1]:.2f}s"
             if lived else "  no trials",
             f"  kills that left Iceberg ahead of the ledger: {sum(1 for t in self.trials if t.gap_events)}"
@@ -144,15 +162,25 @@ class CrashHarness:
         spill_bytes: int | None = 150,
         marker_timeout: float = 8.0,
         log: Any = None,
+        ledger: str | None = None,
+        catalog: str | None = None,
+        drops: tuple[int, ...] = (),
+        recover_timeout: float = 15.0,
     ) -> None:
         # ~half the files (5+ rows) take the write-ahead (spill) path into t.rows
-        self.root = make_crash_project(Path(root), spill_bytes=spill_bytes)
+        self.root = make_crash_project(Path(root), spill_bytes=spill_bytes, ledger=ledger, catalog=catalog)
+        self.urls = [u for u in dict.fromkeys((ledger, catalog)) if u is not None and not u.startswith("sqlite")]
+        if drops and not self.urls:
+            raise ValueError("connection drops need a PostgreSQL ledger or catalog")
+        self.drops, self.recover_timeout = set(drops), recover_timeout
+        self.backend = "PostgreSQL ledger" if ledger and not ledger.startswith("sqlite") else "SQLite ledger"
+        self.backend += ", PostgreSQL catalog" if catalog and not catalog.startswith("sqlite") else ", SQLite catalog"
         self.seed = random.randrange(2**32) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.expected = Expected()
         self.stream = FileStream(self.root / "landing", self.seed ^ 0x5EED, self.expected, interval=interval, key_space=key_space)
         self.marker_timeout = marker_timeout
-        self.peek = _Peek(self.root)
+        self.peek = _Peek(self.root, ledger, catalog)
         self.log_path = self.root / ".crash" / "worker.log"
         self.say = log or (lambda _msg: None)
         self.dead_pids: list[int] = []
@@ -203,14 +231,38 @@ class CrashHarness:
                 stale += 1
         return stale
 
+    def _drop(self, worker: Worker, since_step: int) -> tuple[bool, int, int, float | None]:
+        """Terminate every session of the project's databases once the worker leased events; then
+        wait for it to commit an event on new connections.
+        (reached, sessions terminated, the worker's among them, seconds until it committed again)."""
+        # after its first commit the worker holds catalog sessions too (the catalog opens lazily)
+        reached = self._await("commit", worker, since_step, {})
+        mark = self.peek.max_step()
+        mine = ports_of(worker.pid)
+        dropped_at = time.time()
+        ports = [port for url in self.urls for port in terminate_sessions(url)]
+        theirs = sum(1 for port in ports if port in mine)
+        deadline = dropped_at + self.recover_timeout
+        while time.time() < deadline and worker.alive():
+            if self.peek.committed_anew(mark, dropped_at):
+                return reached, len(ports), theirs, round(time.time() - dropped_at, 3)
+            time.sleep(0.02)
+        return reached, len(ports), theirs, None
+
     def trial(self, n: int) -> Trial:
         mode = self.rng.choices(list(KILL_MODES), weights=list(KILL_MODES.values()))[0]
+        if n in self.drops:
+            mode = "drop"
         since_step = self.peek.max_step()
         pointers = self.peek.pointers()
         worker = Worker(self.root, self.log_path)
+        dropped, dropped_worker, recovered = 0, 0, None
         try:
             if mode == "startup":
                 reached, delay = True, self.rng.uniform(0.0, 1.2)
+            elif mode == "drop":
+                reached, dropped, dropped_worker, recovered = self._drop(worker, since_step)
+                delay = 0.0
             else:
                 reached = self._await(mode, worker, since_step, pointers)
                 delay = {"landing": 0.05, "processing": 0.3, "commit": 0.03, "iceberg": 0.0, "maintenance": 0.3}[mode] * self.rng.random()
@@ -225,10 +277,12 @@ class CrashHarness:
         stale = self._stale_leases(worker.pid) if started_up and early is None else 0
         self.dead_pids.append(worker.pid)
         gap = self._gap_events()
-        t = Trial(n, mode, worker.pid, reached, round(waited, 3), round(delay, 3), round(lived, 3), early, len(gap), stale, gap)
+        t = Trial(n, mode, worker.pid, reached, round(waited, 3), round(delay, 3), round(lived, 3), early, len(gap), stale, gap,
+                  dropped, dropped_worker, recovered)  # fmt: skip
+        extra = f", dropped {dropped} session(s) ({dropped_worker} the worker's), committed again after {recovered}s" if mode == "drop" else ""
         self.say(
             f"trial {n:3d}: {mode:<10} {'reached' if reached else 'timeout'} at {waited:5.2f}s, killed at {lived:5.2f}s,"
-            f" gap {len(gap)}, files so far {self.stream.seq}"
+            f" gap {len(gap)}, files so far {self.stream.seq}{extra}"
         )
         return t
 
@@ -251,7 +305,11 @@ class CrashHarness:
                 if state == "running" and exp and exp > time.time()
             }
             since_step = self.peek.max_step()
-            code, seconds = run_once(self.root, self.log_path)
+            # a slow ledger (PostgreSQL commits wait on their WAL flush) can leave a backlog to drain
+            try:
+                code, seconds = run_once(self.root, self.log_path, timeout=900)
+            except subprocess.TimeoutExpired:  # killed by run_once: what it left is in the verdict
+                code, seconds = -1, 900.0
             first_lease = self.peek.first_leases(since_step)
         finally:
             self.peek.close()
@@ -268,6 +326,10 @@ class CrashHarness:
             problems.append(f"dead workers' leases not taken back on restart in trials {[(t.n, t.stale_leases) for t in stale]}")
         if waited_out:
             problems.append(f"final `run --once` did not take back the killed worker's leases of {waited_out[:5]} before they expired")
+        unrecovered = [t.n for t in done if t.mode == "drop" and (t.recovered_after is None or not t.dropped_worker)]
+        if unrecovered:
+            problems.append(f"after the PostgreSQL connection drop in trial(s) {unrecovered} the worker committed nothing"
+                            f" within {self.recover_timeout:.0f}s (or it had no session to terminate)")  # fmt: skip
         if problems:
             problems.append(f"replay with seed {self.seed}; worker output in {self.log_path}")
-        return CrashReport(self.seed, done, verdict, seconds, code, time.time() - started, self.root, problems, len(held))
+        return CrashReport(self.seed, done, verdict, seconds, code, time.time() - started, self.root, problems, len(held), self.backend)

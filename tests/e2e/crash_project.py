@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,12 +47,13 @@ CRASH_MAINTENANCE = {"every_commits": 4, "keep_snapshots": 3, "compact_min_files
 
 def make_crash_project(
     root: Path, *, settle: str = "20ms", max_wait: str = "50ms", spill_bytes: int | None = None, lease: str | None = None,
-    maintenance: dict[str, Any] | None = CRASH_MAINTENANCE,
+    maintenance: dict[str, Any] | None = CRASH_MAINTENANCE, ledger: str | None = None, catalog: str | None = None,
 ) -> Path:
     """A project with folder source `landing` fanned out to an append and an upsert pipeline.
 
     With `spill_bytes`, append events holding more than that many bytes write their data files
-    ahead of the commit (the streaming path), smaller ones commit from memory.
+    ahead of the commit (the streaming path), smaller ones commit from memory. `ledger` and
+    `catalog` are URIs (e.g. PostgreSQL); None keeps the embedded SQLite defaults.
     """
     read = {"format": "csv", "schema": dict(SCHEMA)}
     rows_batch: dict[str, Any] = {"max_wait": max_wait}
@@ -73,6 +73,9 @@ def make_crash_project(
     }
     if lease is not None:
         config["lease"] = lease
+    for name, uri in (("ledger", ledger), ("catalog", catalog)):
+        if uri is not None:
+            config[name] = uri
     if maintenance is not None:
         config["maintenance"] = maintenance
     root.mkdir(parents=True, exist_ok=True)
@@ -226,12 +229,11 @@ def verify(root: Path, expected: Expected, *, check_latest_values: bool = True) 
             if e.pipeline == "rows" and per_event.get(e.id, 0) != expected.rows_per_file.get(e.key, -1):
                 bad_counts.append((e.key, per_event.get(e.id, 0), expected.rows_per_file.get(e.key)))
         v.snapshot_mismatches = len(bad_snapshots)
-        con = sqlite3.connect(f"file:{root / '.icefloe' / 'ledger.db'}?mode=ro", uri=True)
-        try:
-            v.spilled_events = con.execute("SELECT COUNT(DISTINCT event_id) FROM steps WHERE step = 'spill'").fetchone()[0]
-            v.maintenance_runs = con.execute("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").fetchone()[0]
-        finally:
-            con.close()
+        # through the Ledger API, so the same check reads a SQLite or a PostgreSQL ledger
+        v.spilled_events = sum(
+            1 for e in events if e.pipeline == "rows" and any(s.step == "spill" for s in project.ledger.steps(e.id))
+        )
+        v.maintenance_runs = sum(1 for job in project.ledger.jobs() if job.state == "succeeded")
         keys = {(e.key, e.pipeline) for e in events}
         unlanded = [(f, p) for f in expected.files for p in TABLES if (f, p) not in keys]
 

@@ -5,6 +5,7 @@ Part of the kill -9 harness (tests/e2e/crash_harness.py). Nothing here imports p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,33 +86,69 @@ def run_once(root: Path, log: Path | None = None, timeout: float = 180.0) -> tup
 
 # -- peeking at the ledger and the catalog without icefloe ------------------------------------------
 class _Peek:
-    """Looks (SELECT only) at ledger.db and catalog.db with plain sqlite3 (cheap enough to poll)."""
+    """Looks (SELECT only) at the ledger and the catalog with plain sqlite3 or psycopg (cheap
+    enough to poll every few ms, which going through icefloe is not).
 
-    def __init__(self, root: Path) -> None:
+    `ledger_url` / `catalog_url` are the project's `ledger:` / `catalog:` when they are
+    PostgreSQL; None means the SQLite files of the crash project. The tables are icefloe's and
+    pyiceberg's own; the one spelling that differs is the steps' numbering (`rowid` in SQLite,
+    the `id` column in PostgreSQL)."""
+
+    def __init__(self, root: Path, ledger_url: str | None = None, catalog_url: str | None = None) -> None:
         self.ledger_path = root / ".icefloe" / "ledger.db"
         self.catalog_path = root / "catalog.db"
-        self._ledger: sqlite3.Connection | None = None
-        self._catalog: sqlite3.Connection | None = None
+        self.urls = {"ledger": _pg(ledger_url), "catalog": _pg(catalog_url)}
+        self._cons: dict[str, Any] = {}
+
+    def _connect(self, which: str) -> Any:
+        url = self.urls[which]
+        if url is not None:
+            import psycopg
+
+            return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        path = self.ledger_path if which == "ledger" else self.catalog_path
+        if not path.exists():
+            return None
+        # not mode=ro: a worker killed mid-transaction leaves a hot journal that only a
+        # connection allowed to write can roll back; this one still only ever SELECTs
+        return sqlite3.connect(path, timeout=30)
 
     def _q(self, which: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        path = self.ledger_path if which == "ledger" else self.catalog_path
-        con = self._ledger if which == "ledger" else self._catalog
-        if con is None:
-            if not path.exists():
-                return []
-            # not mode=ro: a worker killed mid-transaction leaves a hot journal that only a
-            # connection allowed to write can roll back; this one still only ever SELECTs
-            con = sqlite3.connect(path, timeout=30)
-            if which == "ledger":
-                self._ledger = con
-            else:
-                self._catalog = con
-        try:
-            return con.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):  # the worker has not created its schema yet
-                return []
-            raise
+        pg = self.urls[which] is not None
+        if pg:
+            sql = sql.replace("?", "%s").replace("rowid", "id")
+        for attempt in (1, 2):
+            con = self._cons.get(which)
+            if con is None:
+                con = self._connect(which)
+                if con is None:
+                    return []
+                self._cons[which] = con
+            try:
+                return list(con.execute(sql, params).fetchall())
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # the worker has not created its schema yet
+                    return []
+                raise
+            except Exception as exc:
+                if not pg:
+                    raise
+                import psycopg
+
+                if isinstance(exc, psycopg.errors.UndefinedTable):
+                    return []
+                if attempt == 1 and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                    # the connection was dropped (the harness's own pg_terminate_backend): reconnect
+                    self._drop(which)
+                    continue
+                raise
+        return []
+
+    def _drop(self, which: str) -> None:
+        con = self._cons.pop(which, None)
+        if con is not None:
+            with contextlib.suppress(Exception):  # a dropped connection may refuse even its close
+                con.close()
 
     def max_step(self) -> int:
         rows = self._q("ledger", "SELECT MAX(rowid) FROM steps")
@@ -124,6 +161,14 @@ class _Peek:
             sql += " AND detail LIKE ?"
             params += (like,)
         return bool(self._q("ledger", sql + " LIMIT 1", params))
+
+    def committed_anew(self, rowid: int, since: float) -> bool:
+        """An Iceberg commit that started after `since` was then marked committed in the ledger."""
+        sql = (
+            "SELECT 1 FROM steps c JOIN steps m ON m.rowid > c.rowid AND m.step = 'committed'"
+            " WHERE c.rowid > ? AND c.step = 'commit' AND c.started_at > ? LIMIT 1"
+        )
+        return bool(self._q("ledger", sql, (rowid, since)))
 
     def job_running(self, since: float) -> bool:
         """A maintenance job started after `since` is still running."""
@@ -146,10 +191,18 @@ class _Peek:
         return {i: (s, o, e) for i, s, o, e in rows}
 
     def close(self) -> None:
-        for con in (self._ledger, self._catalog):
-            if con is not None:
-                con.close()
-        self._ledger = self._catalog = None
+        for which in list(self._cons):
+            self._drop(which)
+
+
+def _pg(url: str | None) -> str | None:
+    """A libpq URL for psycopg from `postgresql://` or SQLAlchemy's `postgresql+psycopg://`; None for SQLite."""
+    if url is None or url.startswith("sqlite"):
+        return None
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"the crash harness peeks at SQLite or PostgreSQL, not {url!r}")
+    return "postgresql://" + rest
 
 
 def iceberg_event_ids(metadata_location: str) -> dict[str, int]:
