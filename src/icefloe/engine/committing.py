@@ -233,7 +233,7 @@ class Committer:
             replaces = self._replaces(accepted)
             self._commit_children(accepted, tables, replaces)
             staged = [
-                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled, replaces_source=ev.id in replaces)
+                Staged(ev.id, out.source_ref, out.data, ev.landed_at, out.spilled, replaces_source=ev.id in replaces, seq=ev.seq)
                 for ev, out in accepted
             ]
             ids = [ev.id for ev, _ in accepted]
@@ -335,7 +335,7 @@ class Committer:
                 if data is None:  # no rows for this child: still recorded, and replaces old rows
                     data = out.data.select([c for c in META_COLUMNS if c in out.data.column_names]).slice(0, 0)
                 files = out.children_spilled.get(child, [])
-                item = Staged(ev.id, out.source_ref, data, ev.landed_at, files, replaces_source=ev.id in replaces)
+                item = Staged(ev.id, out.source_ref, data, ev.landed_at, files, replaces_source=ev.id in replaces, seq=ev.seq)
                 children.setdefault(table, []).append(item)
         for table, staged in children.items():
             known = self._loaded(table, loaded)
@@ -389,7 +389,7 @@ class Committer:
             return
         newer = [
             (ev, out) for ev, out in buf.items
-            if ev.pipeline in group and ev.landed_at >= failed.landed_at
+            if ev.pipeline in group and (ev.seq, ev.landed_at) >= (failed.seq, failed.landed_at)
             and (not by_key or ev.object_ref == failed.object_ref)
         ]  # fmt: skip
         if newer:

@@ -47,9 +47,10 @@ def order_groups(config: ProjectConfig, ordered: Sequence[str]) -> tuple[list[st
 
 
 def in_runs(items: list[tuple[Event, T]], key: Callable[[Event], object]) -> list[list[tuple[Event, T]]]:
-    """Landing order, cut where `key` changes (a stable sort: ties keep the order they came in)."""
+    """Landing order (the ledger's sequence, then the landing time), cut where `key` changes (a
+    stable sort: ties keep the order they came in)."""
     runs: list[list[tuple[Event, T]]] = []
-    for item in sorted(items, key=lambda item: item[0].landed_at):
+    for item in sorted(items, key=lambda item: (item[0].seq, item[0].landed_at)):
         if runs and key(runs[-1][-1][0]) == key(item[0]):
             runs[-1].append(item)
         else:

@@ -54,6 +54,8 @@ class Staged:
     # delete the rows of `source_ref` the table already holds, in the snapshot that adds these
     # (always so in replace_source mode; in append mode for a changed version of an object)
     replaces_source: bool = False
+    # the ledger's landing sequence: the landing order across hosts (landed_at is one clock's)
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -258,15 +260,15 @@ def _latest_per(staged: list[Staged], mode: str) -> list[Staged]:
         return "" if mode == "overwrite" else s.source_ref
 
     # the newest replacing event per group, ties to the later one in the batch
-    newest: dict[str, tuple[float, int]] = {}
+    newest: dict[str, tuple[int, float, int]] = {}
     for at, s in enumerate(staged):
         replacing = mode != "append" or s.replaces_source
-        if replacing and (group(s) not in newest or (s.landed_at, at) >= newest[group(s)]):
-            newest[group(s)] = (s.landed_at, at)
+        if replacing and (group(s) not in newest or (s.seq, s.landed_at, at) >= newest[group(s)]):
+            newest[group(s)] = (s.seq, s.landed_at, at)
     # same order as given, so callers can pair each input with what became of it
-    return [s if newest.get(group(s), (-1.0, -1)) <= (s.landed_at, at) else _empty_like(s) for at, s in enumerate(staged)]
+    return [s if newest.get(group(s), (-1, -1.0, -1)) <= (s.seq, s.landed_at, at) else _empty_like(s) for at, s in enumerate(staged)]
 
 
 def _empty_like(staged: Staged) -> Staged:
-    return Staged(staged.event_id, staged.source_ref, staged.data.slice(0, 0), staged.landed_at)
+    return Staged(staged.event_id, staged.source_ref, staged.data.slice(0, 0), staged.landed_at, seq=staged.seq)
 
