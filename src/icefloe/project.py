@@ -39,6 +39,8 @@ class Project:
         _refuse_what_cannot_run(self.config)
         self.quarantine_dir = self.root / ".icefloe" / "quarantine"
         self.runtime = Runtime(self.config, self.root, quarantine=FolderQuarantine(self.quarantine_dir))
+        self._ingest_lock = threading.Lock()
+        self._ingest_engine: Engine | None = None
         self.router: Router = self.runtime.router
 
     def __enter__(self) -> Project:
@@ -83,24 +85,33 @@ class Project:
         the reader is into a file, and `on_copy(path, bytes)` how far its copy onto the source is
         (for progress bars)."""
         src = self._source(source)
-        engine = self.engine()
-        engine.on_event = on_event
-        engine.progress = on_progress
-        ids: list[str] = []
-        for path in paths:
-            local = Path(path)
-            if not local.is_file():
-                raise NotFoundError(f"{local}: no such file")
-            copied = (lambda done, path=local: on_copy(path, done)) if on_copy is not None else None
-            landed = src.put(local, key_prefix + local.name if key_prefix else None, copied)
-            engine.land_object(landed)
-            # the events of the version these bytes are (new, or the current version again)
-            ids += [e.id for e in self.ledger.object_events(src.name, landed.key) if e.content_hash == landed.content_hash]
-        if on_landed is not None:
-            on_landed(len(set(ids)))
-        # no reconcile: one ingest costs the same however many objects the source holds
-        engine.drain(reconcile=False)
+        with self._ingest_lock:
+            engine = self._ingester()
+            engine.on_event = on_event
+            engine.progress = on_progress
+            ids: list[str] = []
+            for path in paths:
+                local = Path(path)
+                if not local.is_file():
+                    raise NotFoundError(f"{local}: no such file")
+                copied = (lambda done, path=local: on_copy(path, done)) if on_copy is not None else None
+                landed = src.put(local, key_prefix + local.name if key_prefix else None, copied)
+                engine.land_object(landed)
+                # the events of the version these bytes are (new, or the current version again)
+                ids += [e.id for e in self.ledger.object_events(src.name, landed.key) if e.content_hash == landed.content_hash]
+            if on_landed is not None:
+                on_landed(len(set(ids)))
+            # no reconcile: one ingest costs the same however many objects the source holds; the
+            # maintenance its commits made due goes on beside the next ingest (`close` waits for it)
+            engine.drain(reconcile=False, keep_maintenance=True)
         return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
+
+    def _ingester(self) -> Engine:
+        """The engine `ingest` reuses: its maintenance thread outlives one call, so an ingest
+        never waits for a compaction that an earlier one made due."""
+        if self._ingest_engine is None:
+            self._ingest_engine = self.engine()
+        return self._ingest_engine
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None) -> RunSummary:
         """Process events (until none is pending with `once`, else until `stop`); returns what
@@ -204,6 +215,9 @@ class Project:
         return None if ids is None else [self.event(i).id for i in ids]
 
     def close(self) -> None:
+        if self._ingest_engine is not None:
+            self._ingest_engine.close()  # the maintenance runs ingests handed over finish first
+            self._ingest_engine = None
         self.runtime.close()
 
 

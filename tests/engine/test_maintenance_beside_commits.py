@@ -179,3 +179,35 @@ def test_a_stopped_worker_does_not_wait_for_a_stuck_maintenance_run(tmp_path: Pa
                 thread.join(30)
     assert _rows(project) == [{"id": 1, "amount": Decimal("1.00")}]
 
+
+
+def test_an_ingest_does_not_wait_for_the_maintenance_an_earlier_ingest_made_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    real = maintain_module.maintain
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(30)  # before the fix ingest's drain waited here, so the second ingest came after it
+        try:
+            return real(*args, **kwargs)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(maintain_module, "maintain", slow)
+    project = _project(tmp_path / "p", "append", EAGER)
+    first = csv_file(tmp_path / "in" / "a.csv", "id,ts,amount", ["1,2026-01-01T00:00:00,1.00"])
+    second = csv_file(tmp_path / "in" / "b.csv", "id,ts,amount", ["2,2026-01-01T00:00:00,2.00"])
+    waiter = threading.Thread(target=lambda: [project.ingest([first]), project.ingest([second])], daemon=True)
+    waiter.start()
+    assert wait_for(started.is_set, timeout=30)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()  # both ingests returned while the run was still going
+    assert not finished.is_set()
+    assert [e.state for e in project.ledger.events()] == ["committed", "committed"]
+    release.set()
+    project.close()  # waits for the run the ingests handed over
+    assert finished.is_set()
+    with Project(project.root) as again:
+        assert [j.state for j in again.ledger.jobs(kind=JOB_KIND)][0] == "succeeded"

@@ -314,9 +314,10 @@ class Engine:
             except Exception:  # a missed beat is retried; the loop owns the errors
                 log.debug("keepalive failed", exc_info=True)
 
-    def sign_off(self) -> None:
-        """A clean exit: `status` stops listing this worker."""
-        if self.committer._maintenance is not None:
+    def sign_off(self, *, keep_maintenance: bool = False) -> None:
+        """A clean exit: `status` stops listing this worker. `keep_maintenance`: runs handed to
+        the maintenance thread go on (the engine is used again: `Project.ingest`); `close` ends them."""
+        if self.committer._maintenance is not None and not keep_maintenance:
             self.committer._maintenance.close()
         if self._keepalive is not None:
             thread, stop = self._keepalive
@@ -325,9 +326,19 @@ class Engine:
             self._keepalive = None
         self.ledger.heartbeat(self.owner, stopped=True)
 
-    def drain(self, stop: threading.Event | None = None, *, reconcile: bool = True) -> None:
+    def close(self, stop: threading.Event | None = None) -> None:
+        """Let the maintenance runs handed over finish (until `stop`), then stop its thread."""
+        if self.committer._maintenance is not None:
+            self.committer._maintenance.wait(stop)
+            self.committer._maintenance.close()
+
+    def drain(
+        self, stop: threading.Event | None = None, *, reconcile: bool = True, keep_maintenance: bool = False
+    ) -> None:
         """Process until nothing is pending (retries included), then return: `run --once`
-        reconciles once at start; `ingest` (reconcile=False) lands only what it was given."""
+        reconciles once at start; `ingest` (reconcile=False) lands only what it was given.
+        `run --once` waits for the maintenance its commits made due; with `keep_maintenance` it
+        goes on beside the next drain (an engine used again; `close` waits for it)."""
         self.start()
         try:
             if reconcile:
@@ -341,10 +352,10 @@ class Engine:
                 time.sleep(0.05)  # only retries with a backoff remain
             self._flush(force=True)
             self.committer._maintain()
-            if self.committer._maintenance is not None:
+            if self.committer._maintenance is not None and not keep_maintenance:
                 self.committer._maintenance.wait(stop)  # `run --once` ends with its tables maintained
         finally:
-            self.sign_off()
+            self.sign_off(keep_maintenance=keep_maintenance)
 
     def _reconcile_due(self) -> None:
         """Each source's listing pass on its own `reconcile` schedule (watch notices land in between)."""
