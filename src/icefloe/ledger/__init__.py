@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +24,13 @@ from icefloe.ledger.base import (
 
 __all__ = [
     "Event", "GroupCount", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS",
-    "event_id", "owner_id", "open_ledger",
+    "event_id", "owner_id", "open_ledger", "redacted",
 ]  # fmt: skip
+
+
+def redacted(uri: str) -> str:
+    """The URI without its password: it goes into error messages and logs."""
+    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
 
 
 def _sqlite(uri: str, rest: str, root: Path, upgrade: bool) -> Ledger:
@@ -59,5 +65,5 @@ def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
     scheme, _, rest = uri.partition("://")
     backend = BACKENDS.get(scheme)
     if backend is None:
-        raise ConfigError(f"unknown ledger backend {scheme!r} in {uri!r}; available: sqlite, postgresql")
+        raise ConfigError(f"unknown ledger backend {scheme!r} in {redacted(uri)!r}; available: sqlite, postgresql")
     return backend(uri, rest, root, upgrade)

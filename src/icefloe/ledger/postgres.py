@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from icefloe.errors import NotInstalledError
+from icefloe.ledger import redacted
 from icefloe.ledger.dialect import DB, POSTGRES, Cursor
 from icefloe.ledger.sql import SqlLedger
 
@@ -59,6 +60,7 @@ class PostgresLedger(SqlLedger):
 
     def __init__(self, uri: str, *, upgrade: bool = True) -> None:
         self.uri = uri
+        self.where = redacted(uri)
         self._psycopg = _psycopg()
         super().__init__(upgrade=upgrade)
 
