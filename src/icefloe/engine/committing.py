@@ -166,6 +166,7 @@ class Committer:
     def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
         writer = self.writer(table)
         accepted: list[tuple[Event, EventOutput]] = []
+        refused: set[str] = set()  # failed on their own (schema) inside the loop
         try:
             current = writer.load()
             # each table this batch touches is loaded once: for the schema checks and its commit
@@ -186,6 +187,7 @@ class Committer:
                     }
                 except SchemaError as exc:
                     self._fail([ev], exc)
+                    refused.add(ev.id)
                     continue
                 schemas.update(merged)
                 self._write_quarantine(ev, out)
@@ -202,7 +204,8 @@ class Committer:
                 if not accepted:
                     return
         except Exception as exc:  # noqa: BLE001
-            self._fail([ev for ev, _ in accepted], exc)
+            # every event of the batch not failed already: the load can fail before any is accepted
+            self._fail([ev for ev, _ in items if ev.id not in refused], exc)
             return
         # pipelines sharing the table each commit in their own mode, in landing order
         waiting: set[str] = set()  # order groups with an event that will retry: the newer ones wait
