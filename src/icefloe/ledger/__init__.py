@@ -24,7 +24,7 @@ from icefloe.ledger.base import (
 
 __all__ = [
     "Event", "GroupCount", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS",
-    "event_id", "owner_id", "open_ledger", "redacted",
+    "event_id", "ledger_uri_problem", "owner_id", "open_ledger", "redacted",
 ]  # fmt: skip
 
 
@@ -58,6 +58,14 @@ BACKENDS: dict[str, Callable[[str, str, Path, bool], Ledger]] = {
 }
 
 
+def ledger_uri_problem(uri: str) -> str | None:
+    """Why `open_ledger` would refuse this URI, known without opening it (checked at load)."""
+    scheme = uri.partition("://")[0]
+    if scheme in BACKENDS:
+        return None
+    return f"unknown ledger backend {scheme!r} in {redacted(uri)!r}; available: sqlite, postgresql"
+
+
 def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
     """`sqlite:///relative/or/absolute.db` (relative to the project root), `sqlite:///:memory:`,
     or `postgresql://user@host:port/db`. Pending schema migrations are applied unless `upgrade`
@@ -65,5 +73,5 @@ def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
     scheme, _, rest = uri.partition("://")
     backend = BACKENDS.get(scheme)
     if backend is None:
-        raise ConfigError(f"unknown ledger backend {scheme!r} in {redacted(uri)!r}; available: sqlite, postgresql")
+        raise ConfigError(ledger_uri_problem(uri) or f"unknown ledger backend {scheme!r}")
     return backend(uri, rest, root, upgrade)
