@@ -274,8 +274,12 @@ class Committer:
             if ev.id not in gone:
                 self._notify(ev, "committed")
         self._revive_duplicates([ev for ev, _ in accepted])
-        rows = sum(out.stats["rows_out"] for _, out in accepted)
-        log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+        fresh = set(newly)
+        if fresh:
+            rows = sum(out.stats["rows_out"] for ev, out in accepted if ev.id in fresh)
+            log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(fresh), rows, table, (ended - started) * 1000, snapshot_id)
+        if len(fresh) < len(ids):  # an earlier commit (another worker's, or before the ledger was lost) holds them
+            log.info("%d event(s) already in %s: recorded as committed, no rows written", len(ids) - len(fresh), table)
         return set()
 
     def _revive_duplicates(self, committed: list[Event]) -> None:
