@@ -25,3 +25,11 @@ def test_an_unknown_ledger_scheme_does_not_echo_the_password(tmp_path: Path) -> 
     message = str(err.value)
     assert "postgresq://ice:***@db:5432/lake_ledger" in message
     assert "s3cret" not in message
+
+
+def test_a_password_given_as_a_uri_parameter_is_redacted_too(tmp_path: Path) -> None:
+    with pytest.raises(LedgerUnavailableError) as err:
+        open_ledger("postgresql://ice@127.0.0.1:1/lake_ledger?password=s3cret&connect_timeout=2", tmp_path)
+    message = str(err.value)
+    assert "password=***&connect_timeout=2" in message
+    assert "s3cret" not in message

@@ -30,7 +30,8 @@ __all__ = [
 
 def redacted(uri: str) -> str:
     """The URI without its password: it goes into error messages and logs."""
-    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
+    uri = re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", uri)  # libpq takes it as a parameter too
 
 
 def _sqlite(uri: str, rest: str, root: Path, upgrade: bool) -> Ledger:
