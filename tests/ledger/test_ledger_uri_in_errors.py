@@ -33,3 +33,11 @@ def test_a_password_given_as_a_uri_parameter_is_redacted_too(tmp_path: Path) -> 
     message = str(err.value)
     assert "password=***&connect_timeout=2" in message
     assert "s3cret" not in message
+
+
+def test_a_postgres_uri_that_does_not_parse_is_a_config_error_naming_the_ledger(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_ledger("postgresql://ice:s3cret@127.0.0.1:1/lake ledger", tmp_path)
+    message = str(err.value)
+    assert "ledger postgresql://ice:***@127.0.0.1:1/lake ledger" in message and "spaces" in message
+    assert "s3cret" not in message
