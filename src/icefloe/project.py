@@ -225,10 +225,13 @@ def _refuse_what_cannot_run(config: ProjectConfig) -> None:
     """Config mistakes that need the readers or the lake to see: refused at load, with their lines,
     rather than found by the first file that arrives."""
     from icefloe.lake.catalog import catalog_uri_problem
+    from icefloe.ledger import ledger_uri_problem
     from icefloe.pipelines.validate import config_problems
 
     problems = config_problems(config)
     if (catalog := catalog_uri_problem(config.catalog)) is not None:
         problems.insert(0, (("catalog",), catalog))
+    if (ledger := ledger_uri_problem(config.ledger)) is not None:
+        problems.insert(0, (("ledger",), ledger))
     if problems:
         raise config.invalid(problems)

@@ -166,6 +166,7 @@ class Committer:
     def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
         writer = self.writer(table)
         accepted: list[tuple[Event, EventOutput]] = []
+        refused: set[str] = set()  # failed on their own (schema) inside the loop
         try:
             current = writer.load()
             # each table this batch touches is loaded once: for the schema checks and its commit
@@ -186,6 +187,7 @@ class Committer:
                     }
                 except SchemaError as exc:
                     self._fail([ev], exc)
+                    refused.add(ev.id)
                     continue
                 schemas.update(merged)
                 self._write_quarantine(ev, out)
@@ -202,7 +204,8 @@ class Committer:
                 if not accepted:
                     return
         except Exception as exc:  # noqa: BLE001
-            self._fail([ev for ev, _ in accepted], exc)
+            # every event of the batch not failed already: the load can fail before any is accepted
+            self._fail([ev for ev, _ in items if ev.id not in refused], exc)
             return
         # pipelines sharing the table each commit in their own mode, in landing order
         waiting: set[str] = set()  # order groups with an event that will retry: the newer ones wait
@@ -271,8 +274,12 @@ class Committer:
             if ev.id not in gone:
                 self._notify(ev, "committed")
         self._revive_duplicates([ev for ev, _ in accepted])
-        rows = sum(out.stats["rows_out"] for _, out in accepted)
-        log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(ids), rows, table, (ended - started) * 1000, snapshot_id)
+        fresh = set(newly)
+        if fresh:
+            rows = sum(out.stats["rows_out"] for ev, out in accepted if ev.id in fresh)
+            log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(fresh), rows, table, (ended - started) * 1000, snapshot_id)
+        if len(fresh) < len(ids):  # an earlier commit (another worker's, or before the ledger was lost) holds them
+            log.info("%d event(s) already in %s: recorded as committed, no rows written", len(ids) - len(fresh), table)
         return set()
 
     def _revive_duplicates(self, committed: list[Event]) -> None:

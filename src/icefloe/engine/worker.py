@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from icefloe.engine.committing import Committer, _Buffer, held_key
 from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
-from icefloe.errors import DataError, IcefloeError, LeaseLostError, ObjectChangedError
+from icefloe.errors import DataError, IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import EventOutput, PipelineRunner
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 log = logging.getLogger("icefloe")
+# seconds `run` waits after the ledger could not be reached before it tries again
+LEDGER_RETRY = 2.0
 
 
 class Engine:
@@ -378,6 +380,12 @@ class Engine:
                 try:
                     self._reconcile_due()
                     busy = self.step()
+                except LedgerUnavailableError as exc:
+                    # expected while the server restarts: one line, and no retry every poll
+                    log.warning("%s; retrying in %.0f s", exc, LEDGER_RETRY)
+                    log.debug("ledger unavailable", exc_info=True)
+                    stop.wait(LEDGER_RETRY)
+                    continue
                 except Exception:  # noqa: BLE001 - keep serving; the ledger keeps the work
                     log.exception("worker step failed; retrying")
                     busy = False

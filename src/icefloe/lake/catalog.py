@@ -18,7 +18,7 @@ def catalog_uri_problem(uri: str) -> str | None:
     """Why `open_catalog` would refuse this URI, known without opening it (checked at load)."""
     if uri.partition("://")[0].split("+")[0] in _SCHEMES:
         return None
-    return f"unknown catalog {uri!r}; use sqlite:///file.db, postgresql://..., or http(s):// (REST)"
+    return f"unknown catalog {redacted(uri)!r}; use sqlite:///file.db, postgresql://..., or http(s):// (REST)"
 
 
 def warehouse_uri(warehouse: str, root: Path) -> str:
@@ -117,4 +117,4 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
         from pyiceberg.catalog.rest import RestCatalog
 
         return RestCatalog(name, uri=uri.replace("rest://", "http://", 1), warehouse=location)
-    raise ConfigError(catalog_uri_problem(uri) or f"unknown catalog {uri!r}")
+    raise ConfigError(catalog_uri_problem(uri) or f"unknown catalog {redacted(uri)!r}")

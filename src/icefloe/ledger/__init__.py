@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +24,14 @@ from icefloe.ledger.base import (
 
 __all__ = [
     "Event", "GroupCount", "Job", "JobState", "Ledger", "State", "STATES", "Step", "TERMINAL", "TRANSITIONS",
-    "event_id", "owner_id", "open_ledger",
+    "event_id", "ledger_uri_problem", "owner_id", "open_ledger", "redacted",
 ]  # fmt: skip
+
+
+def redacted(uri: str) -> str:
+    """The URI without its password: it goes into error messages and logs."""
+    uri = re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", uri)  # libpq takes it as a parameter too
 
 
 def _sqlite(uri: str, rest: str, root: Path, upgrade: bool) -> Ledger:
@@ -52,6 +59,14 @@ BACKENDS: dict[str, Callable[[str, str, Path, bool], Ledger]] = {
 }
 
 
+def ledger_uri_problem(uri: str) -> str | None:
+    """Why `open_ledger` would refuse this URI, known without opening it (checked at load)."""
+    scheme = uri.partition("://")[0]
+    if scheme in BACKENDS:
+        return None
+    return f"unknown ledger backend {scheme!r} in {redacted(uri)!r}; available: sqlite, postgresql"
+
+
 def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
     """`sqlite:///relative/or/absolute.db` (relative to the project root), `sqlite:///:memory:`,
     or `postgresql://user@host:port/db`. Pending schema migrations are applied unless `upgrade`
@@ -59,5 +74,5 @@ def open_ledger(uri: str, root: Path, *, upgrade: bool = True) -> Ledger:
     scheme, _, rest = uri.partition("://")
     backend = BACKENDS.get(scheme)
     if backend is None:
-        raise ConfigError(f"unknown ledger backend {scheme!r} in {uri!r}; available: sqlite, postgresql")
+        raise ConfigError(ledger_uri_problem(uri) or f"unknown ledger backend {scheme!r}")
     return backend(uri, rest, root, upgrade)

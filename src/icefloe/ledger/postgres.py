@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from icefloe.errors import NotInstalledError
+from icefloe.errors import ConfigError, NotInstalledError
+from icefloe.ledger import redacted
 from icefloe.ledger.dialect import DB, POSTGRES, Cursor
 from icefloe.ledger.sql import SqlLedger
 
@@ -59,12 +60,16 @@ class PostgresLedger(SqlLedger):
 
     def __init__(self, uri: str, *, upgrade: bool = True) -> None:
         self.uri = uri
+        self.where = redacted(uri)
         self._psycopg = _psycopg()
         super().__init__(upgrade=upgrade)
 
     def _connect(self) -> DB:
         # autocommit: each read is its own statement; writes open their transaction with BEGIN
-        return _PgConn(self._psycopg.connect(self.uri, autocommit=True, connect_timeout=10))
+        try:
+            return _PgConn(self._psycopg.connect(self.uri, autocommit=True, connect_timeout=10))
+        except self._psycopg.ProgrammingError as exc:  # libpq could not parse the URI: fix the config
+            raise ConfigError(f"ledger {self.where}: {exc}") from exc
 
     def _lost(self, exc: BaseException) -> bool:
         psycopg = self._psycopg

@@ -44,6 +44,8 @@ class SqlBase(Ledger):
     dialect: Dialect
     # the statement opening a write transaction (SQLite: take the write lock at once)
     begin = "BEGIN"
+    # which database, for error messages (a backend with a URI names it, password redacted)
+    where = "(unnamed)"
 
     def __init__(self, *, upgrade: bool = True) -> None:
         self._lock = threading.RLock()
@@ -87,7 +89,7 @@ class SqlBase(Ledger):
                 self._db = self._connect()
             except Exception as exc:
                 if self._lost(exc):
-                    raise LedgerUnavailableError(f"cannot reach the ledger database: {exc}") from exc
+                    raise LedgerUnavailableError(f"cannot reach the ledger database {self.where}: {exc}") from exc
                 raise
         return self._db
 
