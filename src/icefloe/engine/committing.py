@@ -15,7 +15,7 @@ from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
 from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
-from icefloe.errors import LeaseLostError, SchemaError, describe, is_transient
+from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, describe, is_transient
 from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
@@ -258,7 +258,10 @@ class Committer:
         if newly:
             # the next run of this batch starts from the table this commit left
             tables[table] = self.writer(table).last_table = writer.last_table
-            self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
+            try:
+                self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
+            except LedgerUnavailableError:
+                log.warning("the commit step of %d event(s) was not recorded: the ledger is unavailable", len(newly))
             if snapshot_id is not None:  # None: zero rows for a table not created yet, nothing committed
                 self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
@@ -270,6 +273,11 @@ class Committer:
             except LeaseLostError as lost:
                 log.warning("lease lost on %s; the worker holding them now records their commit", ", ".join(lost.ids[:5]))
                 gone.update(lost.ids)
+            except LedgerUnavailableError as down:
+                # the rows are in the table: whoever leases them next finds them in its history
+                mine = [ev for ev, _ in accepted if snapshots[ev.id] == sid]
+                self._hand_back(mine, f"committed to {table}, but {describe(down)}")
+                gone.update(ev.id for ev in mine)
         for ev, _ in accepted:
             if ev.id not in gone:
                 self._notify(ev, "committed")
@@ -362,6 +370,8 @@ class Committer:
         exc = catalog_outage(exc, self.config.catalog) or exc  # a catalog outage says so, and retries
         transient = is_transient(exc)
         text = describe(exc)
+        if isinstance(exc, LedgerUnavailableError):
+            return self._hand_back(events, text)
         states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
@@ -383,6 +393,21 @@ class Committer:
                 self._hold_back(ev)
             states.append(state)
         return states
+
+    def _hand_back(self, events: list[Event], text: str) -> list[str]:
+        """The ledger went away mid-event: that is no failure of the event, so it must not use up
+        its attempts (a file that outlived a few killed workers would go dead at the next blip).
+        Handed back untried once the ledger answers again, else its lease runs out; newer events
+        of its order group wait for it as for a retry. Returns "retrying" for each."""
+        try:
+            self.ledger.release([ev.id for ev in events], self.owner, epochs={ev.id: ev.epoch for ev in events})
+        except Exception as again:  # noqa: BLE001 - still down: the leases expire and the events come back
+            log.warning("could not hand back %d event(s) (%s); their leases run out", len(events), describe(again))
+        for ev in events:
+            log.warning("event %s (%s) handed back: %s", ev.id, ev.object_ref, text)
+            if ev.pipeline in self.ordered or ev.pipeline in self.ordered_by_key:
+                self._hold_back(ev)
+        return ["retrying"] * len(events)
 
     def _hold_back(self, failed: Event) -> None:
         """An ordered pipeline's event will retry: newer ones of its order group wait for it (of an
