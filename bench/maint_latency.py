@@ -160,8 +160,8 @@ def _run_once(files: int, mode: str) -> dict[str, Any]:
 
 def run(quick: bool) -> BenchResult:
     files, block, once_files = (120, 35, 120) if quick else (700, 70, 2000)
-    result = BenchResult(8, f"commit latency with maintenance on vs off, {files} files x {ROWS_PER_FILE} rows each, one at a time")
-    log(f"[8] {result.title}")
+    result = BenchResult(10, f"commit latency with maintenance on vs off, {files} files x {ROWS_PER_FILE} rows each, one at a time")
+    log(f"[10] {result.title}")
     streams = _streams(files, block)
     on, off = _ms(streams["on"]["samples"]), _ms(streams["off"]["samples"])
     p99_on, p99_off = percentile(on, 99), percentile(off, 99)

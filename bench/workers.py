@@ -310,7 +310,7 @@ def ceiling(r: dict[str, Any]) -> float:
 
 
 def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
-    result = BenchResult(10, "Workers on PostgreSQL: files/s through N `icefloe run` processes (PostgreSQL catalog)")
+    result = BenchResult(11, "Workers on PostgreSQL: files/s through N `icefloe run` processes (PostgreSQL catalog)")
     by = {(r["ledger"], r["workers"]): r for r in runs}
     counts = sorted({r["workers"] for r in runs})
     main_kind, peer = ledgers[0], (ledgers[1] if len(ledgers) > 1 else None)
