@@ -106,6 +106,12 @@ class Project:
             engine.drain(reconcile=False, keep_maintenance=True)
         return [e for e in (self.ledger.get(i) for i in dict.fromkeys(ids)) if e is not None]
 
+    def wait_for_maintenance(self) -> None:
+        """Until the maintenance runs that this project's ingests handed over have finished (they
+        run beside the ingests; `close` and `maintain` wait for them too)."""
+        if self._ingest_engine is not None and self._ingest_engine.committer._maintenance is not None:
+            self._ingest_engine.committer._maintenance.wait()
+
     def _ingester(self) -> Engine:
         """The engine `ingest` reuses: its maintenance thread outlives one call, so an ingest
         never waits for a compaction that an earlier one made due."""
@@ -167,6 +173,7 @@ class Project:
         from icefloe.ledger import owner_id
         from icefloe.upkeep import Upkeep
 
+        self.wait_for_maintenance()  # a run an ingest started would make this one skip the table
         names = [t["table"] for t in self.tables()]
         if table is not None and table not in names:
             raise NotFoundError(f"no table {table!r}; tables: {', '.join(names) or 'none yet'}")
