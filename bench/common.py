@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -298,3 +299,14 @@ def peak(result: dict[str, Any]) -> str:
     """Peak RSS of a contender's process, and its RSS after imports (before the timed work)."""
     start = result.get("start_rss_mb")
     return mb(result.get("peak_rss_mb")) + (f" (start {start:.0f})" if start is not None else "")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a worker started by a benchmark and wait for its clean exit; kill it after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from bench.common import (
     mean,
     percentile,
     run_child,
+    stop_process,
     temp_dir,
     write_orders_csv,
     write_project,
@@ -144,13 +144,7 @@ def run_contender(args: dict[str, Any]) -> dict[str, Any]:
     finally:
         if ledger is not None:
             ledger.close()
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop_process(worker, 60)
     from icefloe.project import Project
 
     with Project(root) as project:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from bench.common import (
     log,
     orders_csv_text,
     run_child,
+    stop_process,
     temp_dir,
     write_project,
 )
@@ -63,16 +63,6 @@ def _worker(root: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([PYTHON, "-m", "icefloe", "run", "-p", str(root)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
 def _watched(root: Path, files: list[tuple[str, str]]) -> list[float]:
     """Seconds from rename to committed for each file dropped into a running worker's folder;
     the first is a warm-up (the worker's start and its reconcile of the whole folder)."""
@@ -93,7 +83,7 @@ def _watched(root: Path, files: list[tuple[str, str]]) -> list[float]:
                 times.append(committed_at - t0)
     finally:
         ledger.close()
-        _stop(worker)
+        stop_process(worker, 120)
     return times
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import time
@@ -27,6 +26,7 @@ from bench.common import (
     mb,
     orders_csv_text,
     percentile,
+    stop_process,
     temp_dir,
     write_project,
 )
@@ -141,13 +141,7 @@ def run(quick: bool) -> BenchResult:
     finally:
         if ledger is not None:
             ledger.close()
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop_process(worker, 30)
     log(f"  worker stopped (exit {worker.returncode})")
 
     from icefloe.project import Project

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import time
@@ -28,7 +27,18 @@ from typing import Any
 
 import yaml
 
-from bench.common import PYTHON, ROOT, SEED, BenchResult, log, orders_csv_text, percentile, temp_dir, write_project
+from bench.common import (
+    PYTHON,
+    ROOT,
+    SEED,
+    BenchResult,
+    log,
+    orders_csv_text,
+    percentile,
+    stop_process,
+    temp_dir,
+    write_project,
+)
 from bench.latency import _Ledger, _wait_committed
 
 TARGET_RATIO = 1.5
@@ -94,13 +104,7 @@ class _Worker:
 
     def stop(self) -> int:
         self.ledger.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 60)
         return self.proc.returncode
 
 
