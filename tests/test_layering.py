@@ -12,7 +12,7 @@ ROOT = Path(icefloe.__file__).parent
 LAYERS = {
     "errors": 0, "types": 0, "config": 1, "sources": 2, "routing": 3, "ledger": 4,
     "pipelines": 5, "lake": 6, "runtime": 7, "query": 8, "engine": 9, "observe": 9, "scaffold": 9, "upkeep": 9,
-    "project": 10, "demo": 11, "cli": 11, "__init__": 11, "__main__": 12,
+    "project": 10, "demo": 11, "cli": 11, "web": 11, "__init__": 11, "__main__": 12,
 }  # fmt: skip
 
 

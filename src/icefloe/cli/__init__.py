@@ -30,9 +30,9 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from icefloe.cli import dlq, init, ledger, maintain, run, sql, status, tables
+    from icefloe.cli import dlq, init, ledger, maintain, run, serve, sql, status, tables, token
 
-    for module in (init, run, sql, status, tables, dlq, maintain, ledger):
+    for module in (init, run, sql, status, tables, dlq, maintain, ledger, serve, token):
         for command in module.COMMANDS:
             cli.add_command(command)
 

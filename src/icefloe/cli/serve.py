@@ -1,0 +1,37 @@
+"""`icefloe serve`: the HTTP API, the dashboard and /metrics on one port (uvicorn)."""
+
+from __future__ import annotations
+
+import click
+
+from icefloe.cli.common import open_project, project_options
+from icefloe.errors import ConfigError
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("serve")
+@project_options
+@click.option("--host", default=None, help="Address to listen on (default: serve.host, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default: serve.port, 8080; 0 picks a free one).")
+def serve(project_dir: str, env: str | None, host: str | None, port: int | None) -> None:
+    """Serve the project over HTTP. Every request but /healthz needs a token (`icefloe token new`)."""
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise ConfigError("icefloe serve needs the web extra: pip install 'icefloe[web]'") from exc
+    from icefloe.web.app import create_app
+
+    project = open_project(project_dir, env)
+    if not project.config.serve.tokens:
+        raise ConfigError(
+            f"{project.config.where('serve')}: no serve.tokens configured, so nobody could use the API "
+            "or the dashboard; create one with `icefloe token new NAME --scope read`"
+        )
+    settings = project.config.serve
+    with project:
+        uvicorn.run(create_app(project), host=host or settings.host, port=settings.port if port is None else port,
+                    log_level="warning")  # fmt: skip
+
+
+COMMANDS = [serve]
