@@ -121,7 +121,10 @@ class Runtime:
 
     @cached_property
     def sources(self) -> dict[str, Source]:
-        return {name: open_source(name, cfg, self.root) for name, cfg in self.config.sources.items()}
+        opened = {name: open_source(name, cfg, self.root) for name, cfg in self.config.sources.items()}
+        for name, source in opened.items():
+            source.attach(_SourceLedgerView(self, name))
+        return opened
 
     def open_catalog(self) -> Catalog:
         """A new catalog connection, e.g. for maintenance on its own thread; the caller closes it
@@ -144,3 +147,27 @@ def close_catalog(catalog: Catalog) -> None:
     engine = getattr(catalog, "engine", None)
     if engine is not None:
         engine.dispose()  # SqlCatalog's connection pool (a PostgreSQL catalog holds sockets)
+
+
+class _SourceLedgerView:
+    """`SourceLedger` over the runtime's ledger (opened when first asked, like the rest)."""
+
+    def __init__(self, runtime: Runtime, source: str) -> None:
+        self.runtime, self.source, self.claims = runtime, source, f"{source}#claims"
+
+    def states(self, keys: list[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for key in keys:
+            events = self.runtime.ledger.object_events(self.source, key)
+            if events:
+                found[key] = [e.state for e in events]
+        return found
+
+    def stamps(self, keys: list[str]) -> dict[str, str]:
+        return self.runtime.ledger.object_stamps(self.claims, keys)
+
+    def claim(self, keys: list[str], stamp: str) -> dict[str, str]:
+        return self.runtime.ledger.claim_stamps(self.claims, keys, stamp)
+
+    def swap(self, old: str, new: str, *, count: int | None = None) -> bool:
+        return self.runtime.ledger.swap_stamps(self.claims, old, new, count=count)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from icefloe.config.origins import ConfigProblems, Origins, Problem, report
+from icefloe.config.nats import NatsSourceConfig
+from icefloe.config.notify import NotificationConfig
 from icefloe.config.serve import ServeConfig
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
@@ -62,8 +64,9 @@ class _Model(BaseModel):
 
 
 class SourceConfig(_Model):
-    type: Literal["folder"] = "folder"
-    path: str
+    type: Literal["folder", "nats"] = "folder"
+    # folder: the folder watched; nats: where message batches are kept (default .icefloe/spool/NAME)
+    path: str | None = None
     # a file counts as complete once its writer closed it or renamed it into place, or (seen only
     # by a scan or a modify notice) once it stayed unchanged this long: seconds, as writers pause
     settle: float = 2.0
@@ -72,7 +75,22 @@ class SourceConfig(_Model):
     # (landed while nothing ran, or missed); between passes landing never lists the source
     reconcile: float = Field(default=300.0, gt=0)
 
+    # type: nats
+    nats: NatsSourceConfig | None = None
+    # object-store notifications (hints; the reconcile listing stays the truth)
+    notifications: list[NotificationConfig] = Field(default_factory=list)
+
     _d = field_validator("settle", "reconcile", mode="before")(lambda v: parse_duration(v))
+
+    @model_validator(mode="after")
+    def _type_needs(self) -> SourceConfig:
+        if self.type == "folder" and self.path is None:
+            raise ValueError("a folder source needs `path`")
+        if self.type == "nats" and self.nats is None:
+            raise ValueError("a nats source needs a `nats:` section (at least `stream`)")
+        if self.type != "nats" and self.nats is not None:
+            raise ValueError(f"`nats:` is for type: nats sources, not {self.type}")
+        return self
 
 
 class RouteConfig(_Model):

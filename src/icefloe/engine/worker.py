@@ -345,6 +345,8 @@ class Engine:
         try:
             if reconcile:
                 self.reconcile()
+                for source in self.runtime.sources.values():
+                    source.pull(self.lander._noticer(source))
             while not (stop and stop.is_set()):
                 if self.step():
                     continue
@@ -353,6 +355,9 @@ class Engine:
                     break
                 time.sleep(0.05)  # only retries with a backoff remain
             self._flush(force=True)
+            if reconcile:
+                for source in self.runtime.sources.values():
+                    source.confirm()
             self.committer._maintain()
             if self.committer._maintenance is not None and not keep_maintenance:
                 self.committer._maintenance.wait(stop)  # `run --once` ends with its tables maintained

@@ -399,6 +399,16 @@ class Ledger(ABC):
         """Remember it, so a restart's reconcile scan need not hash unchanged objects again."""
 
     @abstractmethod
+    def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
+        """Set `stamp` on each key that has none (or an empty one), atomically; returns every
+        key's stamp after: a key showing another stamp was claimed first by someone else."""
+
+    @abstractmethod
+    def swap_stamps(self, source: str, old: str, new: str, *, count: int | None = None) -> bool:
+        """Every stamp `old` of `source` becomes `new` in one transaction; with `count`, only if
+        exactly that many change (else nothing does and the answer is False)."""
+
+    @abstractmethod
     def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:
         """Record a job as running, unless one of this kind and target already runs (started less
         than `stale_after` seconds ago): then None, so two workers never maintain one table at once."""

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _FORGET_AFTER = 86400.0
 
 
+class _Undo(Exception):
+    """Roll the transaction back: a compare-and-swap found fewer rows than it must change."""
+
+
 def event_row(row: Any) -> Event:
     return Event(**dict(zip(COLUMNS, row, strict=True)))
 
@@ -192,6 +196,35 @@ class SqlBase(Ledger):
                 "INSERT INTO objects (source, key, stamp) VALUES (?, ?, ?) ON CONFLICT(source, key) DO UPDATE SET stamp=excluded.stamp",
                 (source, key, stamp),
             )
+
+    def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
+        with self._tx() as db:
+            # insert-if-absent (or if released to ''), then read back: two claimants racing on
+            # one key both see the one that got there first
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                db.executemany(
+                    "INSERT INTO objects (source, key, stamp) VALUES (?, ?, ?) ON CONFLICT(source, key)"
+                    " DO UPDATE SET stamp=excluded.stamp WHERE objects.stamp=''",
+                    [(source, key, stamp) for key in chunk],
+                )
+            found: dict[str, str] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = db.execute(f"SELECT key, stamp FROM objects WHERE source=? AND key IN ({marks})", (source, *chunk)).fetchall()
+                found.update((key, value) for key, value in rows)
+        return found
+
+    def swap_stamps(self, source: str, old: str, new: str, *, count: int | None = None) -> bool:
+        try:
+            with self._tx() as db:
+                changed = db.execute("UPDATE objects SET stamp=? WHERE source=? AND stamp=?", (new, source, old)).rowcount
+                if count is not None and changed != count:
+                    raise _Undo
+        except _Undo:
+            return False
+        return True
 
     # -- jobs -----------------------------------------------------------------------------
     def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:

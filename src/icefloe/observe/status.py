@@ -31,6 +31,7 @@ def status(rt: Runtime) -> list[dict[str, Any]]:
             "waiting": sum(w.source == name for w in waiting),
             "unrouted": sum(g.events for g in mine if g.state == "unrouted"),
             "last_landed": _iso(max((g.newest_landed_at or 0 for g in mine), default=None) or None),
+            **rt.sources[name].upstream(),
         })  # fmt: skip
     quarantined: Counter[str] = Counter()
     for name, cfg in rt.config.pipelines.items():

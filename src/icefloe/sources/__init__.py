@@ -16,4 +16,8 @@ def open_source(name: str, config: SourceConfig, root: Path) -> Source:
         from icefloe.sources.folder import FolderSource
 
         return FolderSource(name, config, root)
+    if config.type == "nats":
+        from icefloe.sources.nats import NatsSource
+
+        return NatsSource(name, config, root)
     raise ConfigError(f"source {name!r}: unknown type {config.type!r}")

@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-__all__ = ["Landed", "ListPage", "ObjectRef", "Source", "check_key", "iter_refs"]
+__all__ = ["Landed", "ListPage", "ObjectRef", "Source", "SourceLedger", "check_key", "iter_refs"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,22 @@ def check_key(source: str, key: str) -> str:
     return key
 
 
+class SourceLedger(Protocol):
+    """What a source that must confirm upstream sees of the ledger: a queue acknowledges its
+    messages once the events made of them are final, and claims message numbers for a batch so
+    two workers never put one message in two events (the claims live under `<source>#claims`)."""
+
+    def states(self, keys: list[str]) -> dict[str, list[str]]:
+        """The states of each key's current events (keys with none are absent)."""
+        ...
+
+    def stamps(self, keys: list[str]) -> dict[str, str]: ...
+
+    def claim(self, keys: list[str], stamp: str) -> dict[str, str]: ...
+
+    def swap(self, old: str, new: str, *, count: int | None = None) -> bool: ...
+
+
 class Source(ABC):
     name: str
     # seconds an object must stay unchanged before it counts as complete (when no close was seen)
@@ -82,6 +98,23 @@ class Source(ABC):
     def local_path(self, key: str) -> Path | None:
         """A local file holding the object's bytes, where the backend has one (no copy made)."""
         return None
+
+    def pull(self, on_change: Callable[[str, bool], None]) -> int:
+        """Bring in what waits upstream now (`run --once`: a queue fetches its messages); returns
+        how many it took. A store whose objects are simply there has nothing to pull."""
+        return 0
+
+    def confirm(self) -> None:
+        """Tell upstream what is done (a queue acknowledges messages whose events are final);
+        `run --once` calls it before returning, a watch does it as it goes."""
+
+    def upstream(self) -> dict[str, object]:
+        """What `status` shows of the upstream (a queue's consumer lag and unacknowledged
+        messages); a store has nothing beyond its objects."""
+        return {}
+
+    def attach(self, ledger: SourceLedger) -> None:
+        """Given the ledger's view by the runtime; only sources that confirm upstream use it."""
 
     def key_for(self, path: Path) -> str:
         """The key of a local path on this source (`trace ./landing/x.csv`); none without paths."""

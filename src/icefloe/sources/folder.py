@@ -28,7 +28,7 @@ class FolderSource(Source):
     def __init__(self, name: str, config: SourceConfig, root: Path) -> None:
         self.name, self.config = name, config
         self.settle = config.settle
-        path = Path(config.path)
+        path = Path(config.path or ".")  # a folder source's path is required at load
         self.root = (path if path.is_absolute() else root / path).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._names = _SortedNames()

@@ -131,7 +131,7 @@ class NatsFeed(Feed):
             while not stop.is_set():
                 try:
                     msg = await asyncio.wait_for(queue.get(), timeout=self.config.wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 self._take(msg.data, f"nats {subject}", on_hints)  # type: ignore[attr-defined]
         finally:

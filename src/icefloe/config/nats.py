@@ -1,0 +1,42 @@
+"""`sources.NAME.nats`: a NATS JetStream stream whose messages carry records (type: nats)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["NatsSourceConfig"]
+
+
+class NatsSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "nats://127.0.0.1:4222"
+    stream: str
+    # the subjects to take (a filter within the stream); none: all of the stream's
+    subject: str | None = None
+    # the durable pull consumer every worker of this project shares
+    durable: str = "icefloe"
+    # what one message holds: NDJSON lines, one JSON document (an object or an array of them)
+    format: Literal["ndjson", "json"] = "ndjson"
+    # a batch (one event) closes at this many messages, bytes or seconds after its first message
+    max_messages: int = Field(default=1000, ge=1, le=100_000)
+    max_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    max_wait: float = Field(default=0.2, gt=0)
+    # the consumer's ack wait: held messages are kept alive with in_progress() well within it
+    ack_wait: float = Field(default=30.0, ge=1)
+
+    @field_validator("max_wait", "ack_wait", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        from icefloe.config.models import parse_duration
+
+        return parse_duration(value)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        from icefloe.config.models import parse_size
+
+        return parse_size(value)

@@ -1,0 +1,343 @@
+"""A NATS JetStream stream whose messages carry records (`type: nats`).
+
+Messages are micro-batched into objects of this source: `STREAM/<first seq>-<last seq>.ndjson` in
+a spool folder (`path`, default `.icefloe/spool/NAME`; shared storage when workers run on several
+hosts). From there they are ordinary objects: routed, leased, read, committed exactly once, traced.
+
+Exactly once, from the message's side:
+- Every message's stream sequence is *claimed* in the ledger for one batch before the batch
+  exists (insert-if-absent, `SourceLedger.claim`): two workers pulling from the one durable
+  consumer, or a redelivery after a crash, can never put a message in two batches.
+- A claim is pending (`~KEY~time`) until the batch file is written, then final (`KEY`, swapped
+  all or nothing), then the file is renamed into place. A fetcher that dies in between leaves a
+  pending claim: after `2 * ack_wait` another worker releases it and batches the messages anew.
+- A message is acknowledged only once every event of its batch is final: committed (or
+  discarded, or unrouted: the batch is durable in the spool and the ledger) -> `ack`; dead ->
+  `term` (the dead-letter queue has the batch; `dlq replay` reads it from the spool).
+  Until then it is kept alive with `in_progress`; a message whose claim is still pending
+  elsewhere goes back with `nak(delay)`.
+- A message that does not parse (`format`) becomes a batch of its own, so it dies alone with
+  its position, and the rest of its fetch commits.
+
+Acknowledgements are plain publishes to each message's reply subject, so any connection can send
+them later: `run --once` pulls, processes and confirms on short-lived connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from icefloe.config import SourceConfig
+from icefloe.errors import DataError, NotInstalledError
+from icefloe.sources.base import Landed, ListPage, ObjectRef, Source, SourceLedger
+from icefloe.sources.folder import FolderSource
+
+__all__ = ["NatsSource"]
+
+log = logging.getLogger("icefloe")
+FINAL_OK = {"committed", "discarded", "unrouted"}
+FINAL = FINAL_OK | {"dead"}
+
+
+@dataclass
+class _Held:
+    replies: list[str] = field(default_factory=list)
+    touched: float = field(default_factory=time.monotonic)
+
+
+def _seq_key(seq: int) -> str:
+    return f"{seq:020d}"  # zero-padded: key order is sequence order
+
+
+def _records(data: bytes, fmt: str) -> bytes | None:
+    """The message as NDJSON lines, or None when it does not parse as `fmt`."""
+    try:
+        text = data.decode("utf-8")
+        if fmt == "json":
+            doc = json.loads(text)
+            items = doc if isinstance(doc, list) else [doc]
+            if not all(isinstance(item, dict) for item in items):
+                return None
+            return b"".join(json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in items)
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not all(isinstance(json.loads(line), dict) for line in lines):
+            return None
+        return "".join(line + "\n" for line in lines).encode()
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+async def _quiet(exc: Exception) -> None:
+    # nats-py logs every failed attempt with a traceback; icefloe says it once, in its own words
+    log.debug("nats: %s", exc)
+
+
+async def _connect(url: str, *, reconnect: bool) -> Any:
+    try:
+        import nats
+    except ImportError as exc:
+        raise NotInstalledError("nats-py (for nats sources)", "nats") from exc
+    return await nats.connect(url, connect_timeout=2, allow_reconnect=reconnect, max_reconnect_attempts=3,
+                              reconnect_time_wait=0.5, error_cb=_quiet)  # fmt: skip
+
+
+class NatsSource(Source):
+    def __init__(self, name: str, config: SourceConfig, root: Path) -> None:
+        assert config.nats is not None  # checked at load
+        self.name, self.config, self.options = name, config, config.nats
+        spool = SourceConfig(type="folder", path=config.path or f".icefloe/spool/{name}", settle=0.0,
+                             ignore=["*.tmp", ".*"], reconcile=config.reconcile)  # fmt: skip
+        self.spool = FolderSource(name, spool, root)
+        self.settle = 0.0
+        self._ledger: SourceLedger | None = None
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # what `status` shows: the consumer's backlog and its messages awaiting an ack
+        self.lag: int | None = None
+        self.ack_pending: int | None = None
+
+    # -- the object side: the spool folder -------------------------------------------------------
+    def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
+        return self.spool.list(after, limit)
+
+    def head(self, key: str) -> ObjectRef | None:
+        return self.spool.head(key)
+
+    def open(self, key: str) -> BinaryIO:
+        return self.spool.open(key)
+
+    def local_path(self, key: str) -> Path | None:
+        return self.spool.local_path(key)
+
+    def key_for(self, path: Path) -> str:
+        return self.spool.key_for(path)
+
+    def describe(self, ref: ObjectRef) -> Landed:
+        return self.spool.describe(ref)
+
+    def is_stable(self, ref: ObjectRef, closed: bool = False) -> bool:
+        return True  # batches are renamed into place whole
+
+    def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
+        raise DataError(f"source {self.name!r} is fed by NATS stream {self.options.stream!r}: publish to it instead")
+
+    def attach(self, ledger: SourceLedger) -> None:
+        self._ledger = ledger
+
+    @property
+    def ledger(self) -> SourceLedger:
+        if self._ledger is None:
+            raise DataError(f"source {self.name!r} needs the ledger (it claims message sequences)")
+        return self._ledger
+
+    # -- the message side ------------------------------------------------------------------------
+    def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._forever, args=(on_change, stop), name=f"icefloe-nats-{self.name}", daemon=True)
+        thread.start()
+
+        def stopper() -> None:
+            stop.set()
+            thread.join(timeout=self.options.max_wait + 10)
+
+        return stopper
+
+    def pull(self, on_change: Callable[[str, bool], None]) -> int:
+        """Batch every message waiting for this consumer now (`run --once`); returns how many."""
+        return asyncio.run(self._session(on_change, None))
+
+    def confirm(self) -> None:
+        """Acknowledge what is final (`run --once` calls it before it returns)."""
+        asyncio.run(self._session(None, None))
+
+    def upstream(self) -> dict[str, object]:
+        """The consumer's lag (messages not delivered yet) and ack-pending (delivered, not acked)."""
+
+        async def ask() -> dict[str, object]:
+            nc = await _connect(self.options.url, reconnect=False)
+            try:
+                info = await nc.jetstream().consumer_info(self.options.stream, self.options.durable)
+                return {"lag": info.num_pending, "ack_pending": info.num_ack_pending}
+            finally:
+                await nc.close()
+
+        try:
+            return asyncio.run(asyncio.wait_for(ask(), timeout=5))
+        except Exception as exc:  # noqa: BLE001 - status shows why, and the rest of it still shows
+            return {"upstream": f"NATS {self.options.url} stream {self.options.stream}: {type(exc).__name__}: {exc}"}
+
+    def _forever(self, on_change: Callable[[str, bool], None], stop: threading.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                asyncio.run(self._session(on_change, stop))
+                delay = 0.5
+            except Exception as exc:  # noqa: BLE001 - a NATS outage must not end the worker
+                log.warning("source %r: NATS %s: %s (retrying in %.1fs)", self.name, self.options.url, exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _session(self, on_change: Callable[[str, bool], None] | None, stop: threading.Event | None) -> int:
+        """One connection: fetch and batch (unless on_change is None), settle the held messages.
+        With `stop`, loop until it is set; without, until the consumer has nothing waiting."""
+        try:
+            from nats.errors import TimeoutError as FetchTimeout
+            from nats.js.api import AckPolicy, ConsumerConfig
+        except ImportError as exc:
+            raise NotInstalledError("nats-py (for nats sources)", "nats") from exc
+        nc = await asyncio.wait_for(_connect(self.options.url, reconnect=True), timeout=10)
+        taken = 0
+        try:
+            await self._settle(nc)
+            if on_change is None:
+                return 0
+            js = nc.jetstream()
+            consumer = ConsumerConfig(durable_name=self.options.durable, ack_policy=AckPolicy.EXPLICIT,
+                                      ack_wait=self.options.ack_wait, filter_subject=self.options.subject,
+                                      max_ack_pending=100_000)  # fmt: skip
+            sub = await js.pull_subscribe(self.options.subject or "", durable=self.options.durable,
+                                          stream=self.options.stream, config=consumer)  # fmt: skip
+            while stop is None or not stop.is_set():
+                try:
+                    messages = await sub.fetch(self.options.max_messages, timeout=self.options.max_wait)
+                except (FetchTimeout, asyncio.TimeoutError):  # nats-py raises either when nothing came
+                    messages = []
+                if messages:
+                    taken += len(messages)
+                    await self._take(nc, messages, on_change)
+                await self._settle(nc)
+                await self._observe(sub)
+                if not messages and stop is None:
+                    return taken
+            return taken
+        finally:
+            await nc.flush()
+            await nc.close()
+
+    async def _observe(self, sub: Any) -> None:
+        try:
+            info = await sub.consumer_info()
+            self.lag, self.ack_pending = info.num_pending, info.num_ack_pending
+        except Exception:
+            log.debug("consumer info failed", exc_info=True)
+
+    async def _take(self, nc: Any, messages: builtins.list[Any], on_change: Callable[[str, bool], None]) -> None:
+        by_seq = {int(m.metadata.sequence.stream): m for m in messages}
+        claims = self.ledger.stamps([_seq_key(s) for s in by_seq])
+        free: builtins.list[Any] = []
+        adopt: dict[str, builtins.list[Any]] = {}
+        for seq, msg in sorted(by_seq.items()):
+            stamp = claims.get(_seq_key(seq))
+            if stamp:
+                adopt.setdefault(stamp, []).append(msg)
+            else:
+                free.append(msg)
+        for stamp, held in adopt.items():
+            free += await self._adopt(nc, stamp, held, on_change)
+        # good messages batch together; one that does not parse is a batch of its own
+        batches: builtins.list[builtins.list[tuple[Any, bytes | None]]] = [[]]
+        for msg in sorted(free, key=lambda m: int(m.metadata.sequence.stream)):
+            records = _records(msg.data, self.options.format)
+            if records is None:
+                batches += [[(msg, None)], []]
+            else:
+                batches[-1].append((msg, records))
+        for batch in batches:
+            if batch:
+                await self._spool(nc, batch, on_change)
+
+    def _key(self, seqs: builtins.list[int]) -> str:
+        return f"{self.options.stream}/{seqs[0]:020d}-{seqs[-1]:020d}.ndjson"
+
+    async def _spool(self, nc: Any, batch: builtins.list[tuple[Any, bytes | None]], on_change: Callable[[str, bool], None]) -> None:
+        seqs = [int(m.metadata.sequence.stream) for m, _ in batch]
+        pending = f"~{self._key(seqs)}~{time.time():.3f}~{self.owner}"
+        won = self.ledger.claim([_seq_key(s) for s in seqs], pending)
+        mine = [(m, r) for (m, r), s in zip(batch, seqs) if won.get(_seq_key(s)) == pending]
+        lost: dict[str, builtins.list[Any]] = {}
+        for (m, _), s in zip(batch, seqs):
+            if won.get(_seq_key(s)) != pending:
+                lost.setdefault(won[_seq_key(s)], []).append(m)
+        for stamp, held in lost.items():  # a race with another worker: theirs now
+            await self._adopt(nc, stamp, held, on_change)
+        if not mine:
+            return
+        key = self._key([int(m.metadata.sequence.stream) for m, _ in mine])
+        target = self.spool.local_path(key)
+        partial = target.parent / f".{target.name}.tmp"  # a name the adopter of a final claim knows
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as out:
+            out.writelines(records if records is not None else msg.data for msg, records in mine)
+            out.flush()
+            os.fsync(out.fileno())
+        if not self.ledger.swap(pending, key, count=len(mine)):
+            # released by another worker that took us for dead: the messages are theirs to batch
+            partial.unlink(missing_ok=True)
+            return
+        os.replace(partial, target)
+        self._hold(key, [m.reply for m, _ in mine])
+        on_change(key, True)
+
+    async def _adopt(self, nc: Any, stamp: str, messages: builtins.list[Any], on_change: Callable[[str, bool], None]) -> builtins.list[Any]:
+        """Messages already claimed (redelivered, or raced): hold them for their batch. Returns the
+        ones whose dead claimant's claim was released: those are free to batch again."""
+        if stamp.startswith("~"):
+            claimed_at = float(stamp.split("~")[2])
+            if time.time() - claimed_at > 2 * self.options.ack_wait and self.ledger.swap(stamp, ""):
+                log.warning("source %r: released messages claimed by a fetcher that did not finish (%s)", self.name, stamp)
+                return messages
+            for msg in messages:  # still being batched elsewhere: come back later
+                await nc.publish(msg.reply, b"-NAK " + json.dumps({"delay": int(self.options.ack_wait * 1e9 / 2)}).encode())
+            return []
+        key = stamp
+        target = self.spool.local_path(key)
+        partial = target.parent / f".{target.name}.tmp"
+        if not target.exists() and partial.exists():
+            os.replace(partial, target)  # its fetcher stopped between the final claim and the rename
+        self._hold(key, [m.reply for m in messages])
+        if target.exists():
+            on_change(key, True)  # landing is idempotent: a batch already in the ledger stays one event
+        return []
+
+    def _hold(self, key: str, replies: builtins.list[str]) -> None:
+        with self._lock:
+            held = self._held.setdefault(key, _Held())
+            held.replies += [r for r in replies if r not in held.replies]
+
+    async def _settle(self, nc: Any) -> None:
+        with self._lock:
+            keys = list(self._held)
+        if not keys:
+            return
+        states = self.ledger.states(keys)
+        now = time.monotonic()
+        for key in keys:
+            found = states.get(key, [])
+            with self._lock:
+                held = self._held.get(key)
+            if held is None:
+                continue
+            if found and all(s in FINAL for s in found):
+                verb = b"+ACK" if all(s in FINAL_OK for s in found) else b"+TERM"
+                for reply in held.replies:
+                    await nc.publish(reply, verb)
+                with self._lock:
+                    self._held.pop(key, None)
+                if verb == b"+TERM":
+                    log.warning("source %r: batch %s is dead; its messages are terminated (dlq replay reads the spool)", self.name, key)
+            elif now - held.touched > self.options.ack_wait / 3:
+                for reply in held.replies:
+                    await nc.publish(reply, b"+WPI")  # in_progress: still working on it
+                held.touched = now
