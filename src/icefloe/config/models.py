@@ -88,6 +88,8 @@ class SourceConfig(_Model):
             raise ValueError("a folder source needs `path`")
         if self.type == "nats" and self.nats is None:
             raise ValueError("a nats source needs a `nats:` section (at least `stream`)")
+        if self.notifications and self.type != "s3":
+            raise ValueError(f"`notifications` are an object store's (type: s3), not a {self.type} source's")
         if self.type != "nats" and self.nats is not None:
             raise ValueError(f"`nats:` is for type: nats sources, not {self.type}")
         return self
