@@ -95,3 +95,15 @@ def test_a_feed_without_its_channel_is_refused_at_load() -> None:
     with pytest.raises(ValidationError, match="needs `queue_url`"):
         NotificationConfig(type="sqs")
     assert NotificationConfig(type="nats", subject="s3.events", wait="500ms").wait == 0.5
+
+
+def test_notifications_on_a_folder_source_are_refused_with_their_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from icefloe import Project
+    from icefloe.errors import ConfigError
+    from tests.helpers import make_project
+
+    root = make_project(tmp_path / "p", {"o": {"read": {"format": "csv"}, "write": {"table": "a.b"}}})
+    text = (root / "icefloe.yaml").read_text().replace("settle: 10ms", "settle: 10ms\n    notifications: [{type: sqs, queue_url: q}]")
+    (root / "icefloe.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"icefloe.yaml:\d+.*object store"):
+        Project(root)
