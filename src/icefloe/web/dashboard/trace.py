@@ -1,4 +1,4 @@
-"""One event: its timeline (landed, leased, every step the ledger timed, committed), rows in,
+"""One event: its timeline (landed, leased, read, checked, staged, committed: every step the ledger timed), rows in,
 out and quarantined, the snapshot it is in, and its error as the worker recorded it (the file
 and the line or record it names)."""
 
@@ -18,13 +18,8 @@ def endpoint(request: Request) -> Response:
     p = project(request)
     traced = p.trace(request.path_params["id"])  # an id, a prefix, or an object's name, as `icefloe trace`
     event = p.event(traced["event"]["id"])
-    origin = event.landed_at
-    steps: list[tuple[str, float, float]] = [("landed", 0.0, 0.0)]
-    if event.started_at:
-        steps.append(("leased", (event.started_at - origin) * 1000, 0.0))
-    steps += [(s.step, (s.started_at - origin) * 1000, s.millis) for s in p.ledger.steps(event.id)]
-    if event.committed_at:
-        steps.append(("committed", (event.committed_at - origin) * 1000, 0.0))
-    steps.sort(key=lambda s: s[1])
-    return page(request, "trace.html", event=event, steps=steps, chart=timeline(steps), others=traced["events"],
+    # the ledger records every step, landed and leased and committed too, timed from the landing
+    steps = [(s["step"], float(s["at_ms"]), float(s["took_ms"]), s["detail"]) for s in traced["steps"]]
+    chart = timeline([(name, at, took) for name, at, took, _ in steps])
+    return page(request, "trace.html", event=event, steps=steps, chart=chart, others=traced["events"],
                 total_ms=traced["total_ms"])  # fmt: skip
