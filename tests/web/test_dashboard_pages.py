@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,9 +18,10 @@ PAGES = ["/ui/", "/ui/events", "/ui/events?state=dead", "/ui/dlq", "/ui/tables",
          "/ui/lineage?table=sales.orders", "/ui/lineage?object=a.csv", "/ui/sql", "/ui/events/a.csv"]  # fmt: skip
 
 
-@pytest.fixture
-def dash(tmp_path: Path) -> Dashboard:
-    return build(tmp_path)
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
+    # one project for the module: these tests only read it
+    return build(tmp_path_factory.mktemp("dash"))
 
 
 @pytest.fixture
