@@ -67,12 +67,14 @@ def fill(path: Path, events: int) -> None:
             "DataError" if state == "dead" else None, 10 if committed else None, 9 if committed else None,
             1 if committed else None, _TABLES.get(pipeline or "") if committed else None, i if committed else None,
             landed, landed, landed + 0.5 if committed else None, landed + 0.5, 0.0, _OWNER if state == "running" else None,
-            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0,
+            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0, 0, i + 1,
         ))  # fmt: skip
         objects.append(("landing", key, f"1000:{landed}", h, 0))
     with db:
         db.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})", rows)
         db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", objects)
+        # the landing sequence goes on after the events put here (a new landing takes the next)
+        db.execute("UPDATE ledger_sequences SET value = ? WHERE name = 'events'", (events,))
     db.close()
 
 

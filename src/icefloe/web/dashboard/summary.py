@@ -1,0 +1,91 @@
+"""What the overview shows (`status` and the last hour's `activity`), counted live while that is
+cheap, and kept and refreshed beside the requests once it is not.
+
+`status` groups every event in the ledger: with a million events that is seconds of SQLite
+work, far past what a page may take. So when counting took longer than `LIVE_BUDGET`, the
+overview shows the last count (the page says when it was made and how long it took) and, once
+that is older than `MAX_AGE`, one background thread counts again; never two at once, and never
+on the request's time. A small ledger is counted on every request, as `icefloe status` does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from icefloe.observe.activity import Series, activity
+from icefloe.observe.status import status
+from icefloe.runtime import Runtime
+
+__all__ = ["LIVE_BUDGET", "MAX_AGE", "Summary", "Summaries"]
+
+# a count that takes longer than this is not made again for every request
+LIVE_BUDGET = 0.25
+# ... and is made again in the background once it is this old
+MAX_AGE = 15.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: list[dict[str, Any]]
+    start: float  # the activity series' first bucket
+    series: list[Series]
+    made_at: float
+    took: float  # seconds the count took
+    window: float
+    bucket: float
+
+    @property
+    def live(self) -> bool:
+        return self.took <= LIVE_BUDGET
+
+
+def summarise(rt: Runtime, *, window: float, bucket: float) -> Summary:
+    began = time.perf_counter()
+    made_at = time.time()
+    rows = status(rt)
+    start, series = activity(rt, window=window, bucket=bucket, now=made_at)
+    return Summary(rows, start, series, made_at, time.perf_counter() - began, window, bucket)
+
+
+class Summaries:
+    """One per app: the last summary, and the thread refreshing it (at most one)."""
+
+    def __init__(self, rt: Runtime, *, window: float, bucket: float) -> None:
+        self.rt, self.window, self.bucket = rt, window, bucket
+        self._lock = threading.Lock()
+        self._last: Summary | None = None
+        self._refreshing: threading.Thread | None = None
+
+    def get(self) -> Summary:
+        with self._lock:
+            last = self._last
+        if last is None or last.live:
+            return self._count()
+        if time.time() - last.made_at > MAX_AGE:
+            self._refresh_in_background()
+        return last
+
+    def _count(self) -> Summary:
+        made = summarise(self.rt, window=self.window, bucket=self.bucket)
+        with self._lock:
+            if self._last is None or made.made_at >= self._last.made_at:
+                self._last = made
+        return made
+
+    def _refresh_in_background(self) -> None:
+        with self._lock:
+            if self._refreshing is not None and self._refreshing.is_alive():
+                return
+            self._refreshing = threading.Thread(target=self._quietly, name="icefloe-overview", daemon=True)
+            self._refreshing.start()
+
+    def _quietly(self) -> None:
+        import logging
+
+        try:
+            self._count()
+        except Exception:  # noqa: BLE001 - the page keeps the last count and says how old it is
+            logging.getLogger(__name__).exception("counting the overview failed; it shows the last count")
