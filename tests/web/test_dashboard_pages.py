@@ -36,7 +36,7 @@ def _as(client: TestClient, token: str) -> TestClient:
 
 
 def _cell(html: str, row_attr: str, field: str) -> str:
-    row = re.search(rf'<tr {row_attr}>(.*?)</tr>', html, re.S)
+    row = re.search(rf'<tr {row_attr}>(.*?)</tr>', html, re.DOTALL)
     assert row, html
     cell = re.search(rf'data-field="{field}">([^<]*)<', row[1])
     assert cell, row[1]
@@ -149,16 +149,16 @@ def test_a_table_shows_schema_snapshots_health_and_travels_in_time(client: TestC
     with Project(dash.root) as p:
         history = p.history("sales.orders")
     page = client.get("/ui/tables/sales.orders").text
-    schema = re.search(r'<table id="schema">(.*?)</table>', page, re.S)
+    schema = re.search(r'<table id="schema">(.*?)</table>', page, re.DOTALL)
     assert schema and [c for c in ("id", "ts", "amount") if f"<td>{c}</td>" in schema[1]] == ["id", "ts", "amount"]
     for snap in history:
         assert str(snap["snapshot_id"]) in page
         assert all(e[:12] in page for e in snap["events"])
     assert "data files" in page and "last maintenance" in page
-    preview = re.search(r'<table id="preview">(.*?)</table>', page, re.S)
+    preview = re.search(r'<table id="preview">(.*?)</table>', page, re.DOTALL)
     assert preview and preview[1].count("<tr>") == 1 + 3  # the header and three rows
     first = client.get(f"/ui/tables/sales.orders?as_of={history[0]['snapshot_id']}").text
-    old = re.search(r'<table id="preview">(.*?)</table>', first, re.S)
+    old = re.search(r'<table id="preview">(.*?)</table>', first, re.DOTALL)
     assert old and old[1].count("<tr>") == 1 + 2  # a.csv's two rows only
     assert client.get("/ui/tables/nope.nothing").status_code == 404
     assert "no snapshot" in client.get("/ui/tables/sales.orders?as_of=12345").text
@@ -169,7 +169,7 @@ def test_lineage_goes_from_object_to_table_and_back(client: TestClient, dash: Da
     with Project(dash.root) as p:
         (event,) = [e for e in p.ledger.page(states=["committed"], limit=10) if e.key == "b.csv"]
     by_object = client.get("/ui/lineage?object=b.csv").text
-    row = re.search(r'<table id="object-lineage">(.*?)</table>', by_object, re.S)
+    row = re.search(r'<table id="object-lineage">(.*?)</table>', by_object, re.DOTALL)
     assert row and event.id[:12] in row[1] and str(event.snapshot_id) in row[1] and "sales.orders" in row[1]
     by_table = client.get("/ui/lineage?table=sales.orders").text
     assert "landing:b.csv" in by_table and "landing:a.csv" in by_table and str(event.snapshot_id) in by_table

@@ -19,7 +19,7 @@ from tests.web.dashboard_project import build
 
 
 def _committed(page: str) -> str:
-    found = re.search(r'<tr data-pipeline="orders">.*?data-field="committed">(\d+)<', page, re.S)
+    found = re.search(r'<tr data-pipeline="orders">.*?data-field="committed">(\d+)<', page, re.DOTALL)
     assert found, page
     return found[1]
 

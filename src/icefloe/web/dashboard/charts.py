@@ -17,8 +17,8 @@ def bars(values: Sequence[int], *, start: float, bucket: float, label: str, widt
     peak = max(values, default=0)
     step = width / max(len(values), 1)
     parts = [
-        f'<svg class="chart" role="img" width="{width}" height="{height + 12}" viewBox="0 0 {width} {height + 12}"'
-        f' xmlns="http://www.w3.org/2000/svg"><title>{escape(label)}: {sum(values)} in all, peak {peak}</title>',
+        (f'<svg class="chart" role="img" width="{width}" height="{height + 12}" viewBox="0 0 {width} {height + 12}"'
+         f' xmlns="http://www.w3.org/2000/svg"><title>{escape(label)}: {sum(values)} in all, peak {peak}</title>'),
         f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#bbb" stroke-width="1"/>',
     ]
     for i, value in enumerate(values):
@@ -42,8 +42,8 @@ def timeline(steps: Sequence[tuple[str, float, float]], *, width: int = 520, row
     label = 110
     span = width - label - 70
     height = row * len(steps) + 4
-    parts = [f'<svg class="timeline" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
-             f' xmlns="http://www.w3.org/2000/svg"><title>the event\'s steps, to scale</title>']  # fmt: skip
+    parts = [(f'<svg class="timeline" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+              f' xmlns="http://www.w3.org/2000/svg"><title>the event\'s steps, to scale</title>')]  # fmt: skip
     for i, (name, at, took) in enumerate(steps):
         y = i * row + 2
         x = label + at / end * span

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -143,7 +143,7 @@ def html(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             if inspect.iscoroutinefunction(fn):
                 response: Response = await fn(request)
             else:
-                response = await run_in_threadpool(fn, request)
+                response = await run_in_threadpool(cast(Callable[[Request], Response], fn), request)
             return response
         except LoginNeeded as exc:
             return to_login(exc.back)

@@ -6,6 +6,7 @@ does, and the ledger counts the matches rather than the page loading them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
@@ -47,7 +48,7 @@ def endpoint(request: Request) -> Response:
     state = q.get("state", "")
     if state and state not in STATES:
         raise HTTPException(400, f"state={state!r}: use one of {', '.join(STATES)}")
-    filters = {
+    filters: dict[str, Any] = {
         "states": [state] if state else None,
         "source": q.get("source") or None,
         "pipeline": q.get("pipeline") or None,

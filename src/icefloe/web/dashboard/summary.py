@@ -19,7 +19,7 @@ from icefloe.observe.activity import Series, activity
 from icefloe.observe.status import status
 from icefloe.runtime import Runtime
 
-__all__ = ["LIVE_BUDGET", "MAX_AGE", "Summary", "Summaries"]
+__all__ = ["LIVE_BUDGET", "MAX_AGE", "Summaries", "Summary"]
 
 # a count that takes longer than this is not made again for every request
 LIVE_BUDGET = 0.25
@@ -58,19 +58,23 @@ class Summaries:
         self._lock = threading.Lock()
         self._last: Summary | None = None
         self._refreshing: threading.Thread | None = None
+        self._made = 0  # counts made so far
 
     def get(self) -> Summary:
         with self._lock:
             last = self._last
         if last is None or last.live:
             return self._count()
-        if time.time() - last.made_at > MAX_AGE:
+        # the first count pays for opening the catalog (imports, connections): whether counting
+        # is cheap is judged again by the second, made at once
+        if time.time() - last.made_at > MAX_AGE or self._made == 1:
             self._refresh_in_background()
         return last
 
     def _count(self) -> Summary:
         made = summarise(self.rt, window=self.window, bucket=self.bucket)
         with self._lock:
+            self._made += 1
             if self._last is None or made.made_at >= self._last.made_at:
                 self._last = made
         return made
@@ -87,5 +91,5 @@ class Summaries:
 
         try:
             self._count()
-        except Exception:  # noqa: BLE001 - the page keeps the last count and says how old it is
+        except Exception:
             logging.getLogger(__name__).exception("counting the overview failed; it shows the last count")
