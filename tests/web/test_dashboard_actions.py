@@ -76,6 +76,20 @@ def test_a_post_without_the_csrf_token_changes_nothing(client: TestClient, dash:
     assert _state(dash, dash.bad) == "dead"
 
 
+def test_a_form_posted_from_another_site_is_refused(client: TestClient, dash: Dashboard) -> None:
+    csrf = _signed_in(client, dash.tokens["ops"])
+    evil = {"Origin": "https://evil.example"}
+    assert client.post("/ui/dlq", data={"csrf": csrf, "action": "replay", "id": dash.bad}, headers=evil).status_code == 403
+    assert _state(dash, dash.bad) == "dead"
+    client.cookies.clear()
+    form = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ui/login").text)
+    assert form
+    login = client.post("/ui/login", data={"csrf": form[1], "token": dash.tokens["ops"]}, headers=evil)
+    assert login.status_code == 403 and "set-cookie" not in login.headers
+    same = client.post("/ui/login", data={"csrf": form[1], "token": dash.tokens["ops"]}, headers={"Origin": "http://testserver"})
+    assert same.status_code == 303
+
+
 def test_a_reader_cannot_replay_or_discard(client: TestClient, dash: Dashboard) -> None:
     csrf = _signed_in(client, dash.tokens["reader"])
     page = client.get("/ui/dlq").text

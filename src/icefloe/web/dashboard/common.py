@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -98,7 +98,12 @@ def csrf_token(request: Request) -> str:
 
 
 async def check_csrf(request: Request) -> dict[str, str]:
-    """The POSTed form, after its CSRF token was checked (403 if wrong or missing)."""
+    """The POSTed form, after its CSRF token was checked (403 if wrong or missing) and, when the
+    browser says where the form came from, that it came from here: the login form has no
+    session to bind its token to, so the Origin check is what stops another site posting it."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, f"a form posted from {origin!r}, not from this dashboard")
     form = await request.form()
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     sent = fields.get("csrf", "")
