@@ -6,6 +6,8 @@ work, far past what a page may take. So when counting took longer than `LIVE_BUD
 overview shows the last count (the page says when it was made and how long it took) and, once
 that is older than `MAX_AGE`, one background thread counts again; never two at once, and never
 on the request's time. A small ledger is counted on every request, as `icefloe status` does.
+The background count reads through a ledger connection of its own: the app's connection serves
+one query at a time, and a count of seconds on it would hold up every other page.
 """
 
 from __future__ import annotations
@@ -59,20 +61,21 @@ class Summaries:
         self._last: Summary | None = None
         self._refreshing: threading.Thread | None = None
         self._made = 0  # counts made so far
+        self._own: Runtime | None = None  # the background count's ledger and catalog
 
     def get(self) -> Summary:
         with self._lock:
             last = self._last
         if last is None or last.live:
-            return self._count()
+            return self._count(self.rt)
         # the first count pays for opening the catalog (imports, connections): whether counting
         # is cheap is judged again by the second, made at once
         if time.time() - last.made_at > MAX_AGE or self._made == 1:
             self._refresh_in_background()
         return last
 
-    def _count(self) -> Summary:
-        made = summarise(self.rt, window=self.window, bucket=self.bucket)
+    def _count(self, rt: Runtime) -> Summary:
+        made = summarise(rt, window=self.window, bucket=self.bucket)
         with self._lock:
             self._made += 1
             if self._last is None or made.made_at >= self._last.made_at:
@@ -86,10 +89,18 @@ class Summaries:
             self._refreshing = threading.Thread(target=self._quietly, name="icefloe-overview", daemon=True)
             self._refreshing.start()
 
+    def _counting_runtime(self) -> Runtime:
+        rt = self.rt
+        if ":memory:" in rt.config.ledger:  # a second connection would open another, empty database
+            return rt
+        if self._own is None:
+            self._own = Runtime(rt.config, rt.root, sources=rt.sources, router=rt.router, quarantine=rt.quarantine)
+        return self._own
+
     def _quietly(self) -> None:
         import logging
 
         try:
-            self._count()
+            self._count(self._counting_runtime())
         except Exception:
             logging.getLogger(__name__).exception("counting the overview failed; it shows the last count")
