@@ -1,7 +1,7 @@
 """The dashboard served by `icefloe serve`: a screenshot of every page, and the overview's time
 with a big ledger.
 
-    python -m bench.dashboard [--events 1000000] [--requests 20] [--reuse]
+    python -m bench.dashboard [--events 1000000] [--requests 20] [--reuse] [--postgres]
 
 1. A small project (three files ingested, one of them bad, one event dead of an outage) served
    by `icefloe serve`; chromium (Playwright, /usr/bin/chromium) signs in and saves each page to
@@ -10,12 +10,15 @@ with a big ledger.
    `icefloe serve`: the overview's first request (which counts the ledger), the next requests
    (served from that count while a background thread counts again every 15 s), the events and
    dead-letter pages, and two peers in the same run: GET /healthz on the same server (HTTP with
-   no ledger work) and `icefloe status` (the same count, from the CLI).
+   no ledger work) and `icefloe status` (the same count, from the CLI). `--postgres` puts the
+   same events in a PostgreSQL ledger instead (a fresh database `icefloe_bench_dash` on
+   127.0.0.1:5432, or on the server ICEFLOE_BENCH_PG names).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.bigledger import fill
+from bench.bigledger import fill, fill_postgres
 from bench.common import BENCH_DIR, PYTHON, stop_process
 from icefloe.scaffold import init_project
 from icefloe.web.auth import hash_token, new_token
@@ -145,15 +148,32 @@ def screenshots(root: Path, token: str) -> list[Path]:
     return saved
 
 
-def big_ledger(root: Path, events: int, requests: int, reuse: bool) -> None:
+def _fresh_database(server: str) -> str:
+    import psycopg
+
+    name = "icefloe_bench_dash"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+def big_ledger(root: Path, events: int, requests: int, reuse: bool, postgres: str | None = None) -> None:
     import shutil
 
     if not reuse or not (root / "icefloe.yaml").exists():
         shutil.rmtree(root, ignore_errors=True)
         init_project(root)
         began = time.perf_counter()
-        fill(root / ".icefloe" / "ledger.db", events)
-        print(f"{root}: {events:,} events put in the SQLite ledger in {time.perf_counter() - began:.0f} s")
+        if postgres is not None:
+            uri = _fresh_database(postgres)
+            with (root / "icefloe.yaml").open("a") as f:
+                f.write(f"\nledger: {uri}\n")
+            fill_postgres(uri, root, events)
+        else:
+            fill(root / ".icefloe" / "ledger.db", events)
+        kind = "PostgreSQL" if postgres else "SQLite"
+        print(f"{root}: {events:,} events put in the {kind} ledger in {time.perf_counter() - began:.0f} s")
         (root / ".token").write_text(_add_token(root, ["read"]))
     token = (root / ".token").read_text()
     proc, url = _serve(root)
@@ -189,6 +209,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--reuse", action="store_true", help="reuse the big ledger of an earlier run")
     parser.add_argument("--skip-screenshots", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="the big ledger in PostgreSQL, not SQLite")
     args = parser.parse_args()
     work = BENCH_DIR / "tmp" / "dashboard"
     work.mkdir(parents=True, exist_ok=True)
@@ -197,7 +218,8 @@ def main() -> None:
             sys.exit(f"{CHROMIUM} is missing: apt-get install -y chromium")
         root, token = small_project(work / "small" / "project")
         screenshots(root, token)
-    big_ledger(work / "big", args.events, args.requests, args.reuse)
+    server = os.environ.get("ICEFLOE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432") if args.postgres else None
+    big_ledger(work / ("big-pg" if server else "big"), args.events, args.requests, args.reuse, server)
 
 
 if __name__ == "__main__":
