@@ -46,9 +46,8 @@ def _state(i: int) -> str:
     return ("queued", "queued", "dead", "dead", "retrying", "unrouted", "queued", "dead", "queued", "running")[slot - 90]
 
 
-def fill(path: Path, events: int) -> None:
-    SqliteLedger(path).close()  # the schema, as the code under test makes it
-    db = sqlite3.connect(path)
+def _rows(events: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The events table's rows and the objects table's, in the mix the module docstring says."""
     start = time.time() - events
     names = list(_PIPELINES)
     rows, objects = [], []
@@ -67,13 +66,42 @@ def fill(path: Path, events: int) -> None:
             "DataError" if state == "dead" else None, 10 if committed else None, 9 if committed else None,
             1 if committed else None, _TABLES.get(pipeline or "") if committed else None, i if committed else None,
             landed, landed, landed + 0.5 if committed else None, landed + 0.5, 0.0, _OWNER if state == "running" else None,
-            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0,
+            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0, 0, i + 1,
         ))  # fmt: skip
         objects.append(("landing", key, f"1000:{landed}", h, 0))
+    return rows, objects
+
+
+def fill(path: Path, events: int) -> None:
+    SqliteLedger(path).close()  # the schema, as the code under test makes it
+    db = sqlite3.connect(path)
+    rows, objects = _rows(events)
     with db:
         db.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})", rows)
         db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", objects)
+        # the landing sequence goes on after the events put here (a new landing takes the next)
+        db.execute("UPDATE ledger_sequences SET value = ? WHERE name = 'events'", (events,))
     db.close()
+
+
+def fill_postgres(uri: str, root: Path, events: int) -> None:
+    """The same events in a PostgreSQL ledger (its schema made by the code under test), by COPY."""
+    import psycopg
+
+    from icefloe.ledger import open_ledger
+    from icefloe.ledger.sql_side import COLUMNS
+
+    open_ledger(uri, root).close()
+    rows, objects = _rows(events)
+    with psycopg.connect(uri) as db, db.cursor() as cur:
+        with cur.copy(f"COPY events ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        with cur.copy("COPY objects (source, key, stamp, content_hash, version) FROM STDIN") as copy:
+            for row in objects:
+                copy.write_row(row)
+        cur.execute("SELECT setval('events_seq', %s)", (events,))
+        cur.execute("ANALYZE events")
 
 
 def _commands(root: Path) -> dict[str, list[str]]:

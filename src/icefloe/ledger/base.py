@@ -42,6 +42,7 @@ __all__ = [
     "TERMINAL",
     "Event",
     "GroupCount",
+    "Bucket",
     "Step",
     "Job",
     "WorkerInfo",
@@ -154,6 +155,16 @@ class GroupCount:
     newest_landed_at: float | None
     last_committed_at: float | None
     rows_quarantined: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Events of one pipeline in one time bucket (`index` buckets after the histogram's start)."""
+
+    pipeline: str | None
+    index: int
+    events: int
+    rows_out: int
 
 
 @dataclass
@@ -375,6 +386,38 @@ class Ledger(ABC):
         while batch := self.page(states=names, pipeline=pipeline, source=source, after=cursor, limit=10_000):
             total, cursor = total + len(batch), batch[-1].seq
         return total
+
+    @abstractmethod
+    def search(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Up to `limit` events, newest landing first, landed in [since, until), with `seq` below
+        `before` (the previous page's last): keyset paging backwards, for the dashboard."""
+
+    @abstractmethod
+    def search_count(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        """How many events `search` pages through with these filters."""
+
+    @abstractmethod
+    def histogram(self, column: str, *, since: float, bucket: float, states: Iterable[str] | None = None) -> list[Bucket]:
+        """Events per pipeline per `bucket` seconds of `column` (landed_at, committed_at or
+        updated_at) from `since` on, counted by the database; empty buckets are left out."""
 
     @abstractmethod
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...

@@ -7,12 +7,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import Event, GroupCount
+from icefloe.ledger.base import Bucket, Event, GroupCount
 from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
 
 __all__ = ["SqlReads"]
 
 _PENDING = "('landed', 'queued', 'running', 'retrying')"
+# the event times a histogram may bucket (a column name goes into the SQL, so only these)
+_TIME_COLUMNS = ("landed_at", "committed_at", "updated_at")
 
 
 def _filters(states: Iterable[str] | None, pipeline: str | None, source: str | None = None) -> tuple[list[str], list[Any]]:
@@ -140,3 +142,59 @@ class SqlReads(SqlBase):
             params = names
         with self._read() as db:
             return int(db.execute(sql, params).fetchone()[0])
+
+    def search(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        clauses, params = _filters(states, pipeline, source)
+        for clause, value in (("landed_at >= ?", since), ("landed_at < ?", until), ("seq < ?", before)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY seq DESC LIMIT ?"
+        with self._read() as db:
+            return [event_row(r) for r in db.execute(sql, [*params, int(limit)]).fetchall()]
+
+    def search_count(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        pipeline: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        clauses, params = _filters(states, pipeline, source)
+        for clause, value in (("landed_at >= ?", since), ("landed_at < ?", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = "SELECT COUNT(*) FROM events" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        with self._read() as db:
+            return int(db.execute(sql, params).fetchone()[0])
+
+    def histogram(self, column: str, *, since: float, bucket: float, states: Iterable[str] | None = None) -> list[Bucket]:
+        if column not in _TIME_COLUMNS:
+            raise ValueError(f"histogram over {column!r}: use one of {', '.join(_TIME_COLUMNS)}")
+        clauses, params = _filters(states, None)
+        # floor((t - since) / bucket) in SQL both databases run alike: CAST truncates on SQLite
+        # and rounds on PostgreSQL, so take one off where the cast went above the value
+        x = f"(({column} - ?) / ?)"
+        index = f"(CAST({x} AS INTEGER) - CASE WHEN CAST({x} AS INTEGER) > {x} THEN 1 ELSE 0 END)"
+        where = " AND ".join([f"{column} >= ?", *clauses])
+        sql = (
+            f"SELECT pipeline, {index} AS b, COUNT(*), COALESCE(SUM(rows_out), 0) FROM events"
+            f" WHERE {where} GROUP BY pipeline, b"
+        )
+        args = [since, float(bucket)] * 3 + [since, *params]
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [Bucket(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]

@@ -81,6 +81,8 @@ class QueryEngine:
         self._events_filter: dict[str, str] | None = None
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
+        # every file a view reads: the read-only console allows DuckDB these and nothing else
+        self.files: list[str] = []
 
     def __enter__(self) -> Self:
         return self
@@ -93,6 +95,23 @@ class QueryEngine:
         return [".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)]
 
     def query(self, sql: str) -> pa.Table:
+        tables, outage = self.prepare(sql)
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            if outage is not None:  # a lake table it names could not be looked up
+                raise outage from None
+            known = [*tables, "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
+            message = missing_table(sql, str(exc), known)
+            if message:
+                raise NotFoundError(message) from None
+            raise IcefloeError(f"query failed: {exc}") from None
+        except duckdb.Error as exc:
+            raise IcefloeError(f"query failed: {exc}") from None
+
+    def prepare(self, sql: str) -> tuple[list[str], StorageUnavailableError | None]:
+        """Make the views `sql` names (without running it): the lake's tables, and whether the
+        catalog was down (the ledger's views answer without it)."""
         lowered = sql.lower()
         ledger = "icefloe." in lowered or '"icefloe"' in lowered
         outage: StorageUnavailableError | None = None
@@ -109,18 +128,7 @@ class QueryEngine:
             self.register(name, predicates.get(name.lower(), []))
         if ledger:
             self._register_ledger(names, _event_filter(predicates.get("icefloe.events", [])))
-        try:
-            return self.con.sql(sql).to_arrow_table()
-        except duckdb.CatalogException as exc:
-            if outage is not None:  # a lake table it names could not be looked up
-                raise outage from None
-            known = [*tables, "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
-            message = missing_table(sql, str(exc), known)
-            if message:
-                raise NotFoundError(message) from None
-            raise IcefloeError(f"query failed: {exc}") from None
-        except duckdb.Error as exc:
-            raise IcefloeError(f"query failed: {exc}") from None
+        return tables, outage
 
     def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
         table = self.runtime.catalog.load_table(name)
@@ -151,6 +159,7 @@ class QueryEngine:
             elif not tasks:
                 self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
             else:
+                self.files += [_local(t.file.file_path) for t in tasks]
                 files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
                 # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
                 # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
@@ -187,6 +196,7 @@ class QueryEngine:
             self._events_filter = only
         quarantine = self._quarantine() if "quarantine" in names and "icefloe.quarantine" not in self._registered else []
         if quarantine:
+            self.files += quarantine
             files = ", ".join("'" + p.replace("'", "''") + "'" for p in quarantine)
             self.con.execute(
                 f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'

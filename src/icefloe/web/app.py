@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from icefloe.project import Project
 from icefloe.web.auth import TokenBook
+from icefloe.web.dashboard import routes as dashboard_routes
 
 __all__ = ["create_app"]
 
@@ -33,6 +34,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(project: Project, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The app for `project`; `routes` are added after the built-in ones (tests add their own)."""
     all_routes: list[BaseRoute] = [Route("/healthz", _healthz)]
+    all_routes.extend(dashboard_routes())
     all_routes.extend(routes)
     app = Starlette(routes=all_routes, exception_handlers={HTTPException: _http_error})
     app.state.project = project
