@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from icefloe import Project
-from icefloe.web.app import create_app
 from icefloe.ledger.idempotency import IdempotencyStore
+from icefloe.web.app import create_app
 from icefloe.web.ingest import Ingestor, parse_records
 from tests.web.apiproject import api_project, bearer, files_under, worker
 

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from icefloe.errors import ConfigError, DataError, LedgerUnavailableError, NotFoundError
 from icefloe.ledger import Event
+from icefloe.sources.base import check_key
 from icefloe.web.auth import Principal, authenticate, require
 from icefloe.web.ingest import Ingestor, WrongFormatError, parse_records
 from icefloe.web.openapi import openapi_document
@@ -191,6 +192,9 @@ async def put_object(request: Request) -> Response:
     principal = require(request, "ingest", source_name)
     ing = ingestor(request)
     source = ing.source(source_name)
+    check_key(source_name, key)  # before a byte is read
+    if any(ord(c) < 0x20 or c == "\x7f" for c in key):
+        raise HTTPException(400, f"key {key!r} holds control characters")
     limit = ing.settings.max_object_bytes
     _check_length(request, limit)
     await _admit(request, ing)
