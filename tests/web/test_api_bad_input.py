@@ -102,3 +102,19 @@ def test_a_failed_first_request_gives_its_idempotency_key_back(project: Project,
     _untouched(project)
     # the corrected retry with the same key is a new request, not a 422 or a replay of the 400
     assert client.post("/v1/records/clicks", content=b'{"id": 1}\n', headers=headers).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (b'{"a": 1}\n{"a": 1}{"b": 2}\n', 2),  # two values on one line
+        (b'{"a": 1}\n\n{"a":\n1}\n', 3),  # one object over two lines
+        (b'{"a": 1}\nnull\n', 2),  # not an object (a file of only `null` segfaults pyarrow 26's read_json)
+        (b'{"a": 1}\r\n{"a": "\xff"}\r\n', 2),  # not UTF-8
+        (b'{"a": 1,}\n', 1),
+    ],
+)
+def test_what_is_not_one_object_a_line_is_refused(project: Project, client: TestClient, body: bytes, line: int) -> None:
+    answer = client.post("/v1/records/clicks", content=body, headers=bearer())
+    assert answer.status_code == 400 and f"body:{line}:" in answer.json()["error"], answer.json()
+    _untouched(project)
