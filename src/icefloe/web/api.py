@@ -30,7 +30,7 @@ from icefloe.errors import ConfigError, DataError, LedgerUnavailableError, NotFo
 from icefloe.ledger import Event
 from icefloe.sources.base import check_key
 from icefloe.web.auth import Principal, authenticate, require
-from icefloe.web.ingest import Ingestor, WrongFormatError, parse_records
+from icefloe.web.ingest import Ingestor, WrongFormatError
 from icefloe.web.openapi import openapi_document
 
 __all__ = ["ROUTES", "ingestor"]
@@ -99,7 +99,8 @@ def _fingerprint(request: Request, body_hash: str) -> str:
 # -- the common path -----------------------------------------------------------------------------
 async def _admit(request: Request, ing: Ingestor) -> None:
     """Refuse more work while the backlog is past `max_backlog`: 429 with Retry-After."""
-    if await _run(ing.backlog_full):
+    # the count is kept for half a second: most requests need no thread and no ledger for it
+    if ing.backlog_full() if ing.backlog_known() else await _run(ing.backlog_full):
         after = max(1, round(ing.settings.retry_after))
         raise HTTPException(429, "the ingest backlog is full; retry later", headers={"Retry-After": str(after)})
 
@@ -232,11 +233,11 @@ async def post_records(request: Request) -> Response:
 
     async def land(idempotency: str | None) -> _Accepted:
         raw = await _body(request, limit)
-        batch = await _run(parse_records, raw, request.headers.get("content-type", ""))
         scope = f"{principal.name}\0{idempotency}" if idempotency else None
-        events = await _run(ing.land_records, pipeline, batch, scope)
+        batch, events = await _run(ing.accept_records, pipeline, raw, request.headers.get("content-type", ""), scope)
         body = {"pipeline": pipeline, "rows": batch.rows, "events": [_event_summary(e) for e in events]}
-        return _Accepted(body, hashlib.sha256(raw).hexdigest())
+        # the fingerprint's hash only when a key will store it (a hash of the body costs a copy's time)
+        return _Accepted(body, hashlib.sha256(raw).hexdigest() if idempotency else "")
 
     return await _idempotent(request, principal, ing, limit, land)
 

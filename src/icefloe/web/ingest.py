@@ -76,7 +76,7 @@ def parse_records(body: bytes, content_type: str, *, name: str = "body") -> Reco
     return RecordBatch(body if body.endswith(b"\n") else body + b"\n", rows)
 
 
-_SCAN = json.JSONDecoder().scan_once
+_SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _array(body: bytes, name: str) -> RecordBatch:
@@ -139,6 +139,10 @@ class Ingestor:
         if pipeline.read.format not in _RECORD_FORMATS:
             raise WrongFormatError(f"pipeline {name!r} reads {pipeline.read.format}; records go to a pipeline reading ndjson")
 
+    def backlog_known(self) -> bool:
+        """Whether `backlog_full` can answer from its last count, without asking the ledger."""
+        return time.monotonic() - self._backlog[0] <= _BACKLOG_EVERY
+
     def backlog_full(self) -> bool:
         """True once more events wait for a worker than `max_backlog` (counted every 0.5 s)."""
         at, count = self._backlog
@@ -158,6 +162,11 @@ class Ingestor:
         landed = upload.commit(key)
         return self._events(landed, lambda: self.lander.land_object(landed))
 
+    def accept_records(self, pipeline: str, body: bytes, content_type: str, idempotency: str | None) -> tuple[RecordBatch, list[Event]]:
+        """`parse_records`, then `land_records`: one call, so one worker thread a request."""
+        batch = parse_records(body, content_type)
+        return batch, self.land_records(pipeline, batch, idempotency)
+
     def land_records(self, pipeline: str, batch: RecordBatch, idempotency: str | None) -> list[Event]:
         """Write the records as one NDJSON object and record one event for `pipeline`.
 
@@ -165,8 +174,11 @@ class Ingestor:
         crash between landing and storing the answer lands the same object again, which is the
         same event, not a second one."""
         source = self.records_source()
-        digest = hashlib.sha256(batch.data).hexdigest()
-        name = hashlib.sha256(f"{idempotency}\0{digest}".encode()).hexdigest()[:32] if idempotency else uuid.uuid4().hex
+        if idempotency:
+            digest = hashlib.sha256(batch.data).hexdigest()
+            name = hashlib.sha256(f"{idempotency}\0{digest}".encode()).hexdigest()[:32]
+        else:
+            name = uuid.uuid4().hex
         key = f"{self.settings.records_prefix}/{pipeline}/{name[:2]}/{name}.ndjson"
         with source.upload() as upload:
             upload.write(batch.data)
