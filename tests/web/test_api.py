@@ -149,3 +149,17 @@ def test_a_full_backlog_answers_429_with_retry_after(tmp_path: Path) -> None:
         answer = client.post("/v1/records/clicks", content=NDJSON, headers=bearer())
         assert answer.status_code == 429 and answer.headers["retry-after"] == "3"
         assert project.ledger.count() == 1 and files_under(project.sources["landing"].root) == []
+
+
+def test_a_retry_after_a_crash_before_the_answer_was_stored_lands_the_same_event(project: Project) -> None:
+    # the first attempt landed, then its host died before `finish`: the claim is taken over and
+    # the records land again, under the same name (token, key, bytes), so as the same event
+    ing = Ingestor(project)
+    batch = parse_records(NDJSON, "")
+    first = ing.land_records("clicks", batch, "loader\0batch-9")
+    again = ing.land_records("clicks", batch, "loader\0batch-9")
+    assert [e.id for e in again] == [e.id for e in first] and project.ledger.count() == 1
+    # without a key every post is its own batch, even with the same rows
+    ing.land_records("clicks", batch, None)
+    ing.land_records("clicks", batch, None)
+    assert project.ledger.count() == 3
