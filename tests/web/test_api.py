@@ -163,3 +163,18 @@ def test_a_retry_after_a_crash_before_the_answer_was_stored_lands_the_same_event
     ing.land_records("clicks", batch, None)
     ing.land_records("clicks", batch, None)
     assert project.ledger.count() == 3
+
+
+def test_the_api_makes_sqlite_fsync_every_commit(project: Project) -> None:
+    from icefloe.ledger.sqlite import SqliteLedger
+
+    ledger = project.ledger
+    assert isinstance(ledger, SqliteLedger)
+    with ledger._read() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: survives a crash, not a power cut
+    Ingestor(project)
+    with ledger._read() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: a 202 outlives the machine
+    ledger._disconnect()  # a reconnect keeps it
+    with ledger._read() as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2

@@ -17,6 +17,9 @@ class SqliteLedger(SqlLedger):
     # BEGIN IMMEDIATE takes the write lock up front, so two processes leasing at once
     # serialise instead of both reading the same runnable rows
     begin = "BEGIN IMMEDIATE"
+    # NORMAL: a commit survives the process crashing, not the machine (the WAL is fsynced at
+    # checkpoints); `sync_every_commit` makes it FULL
+    synchronous = "NORMAL"
 
     def __init__(self, path: str | Path, *, upgrade: bool = True) -> None:
         self.path = str(path)
@@ -27,6 +30,13 @@ class SqliteLedger(SqlLedger):
     def _connect(self) -> DB:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute("PRAGMA busy_timeout=30000")
         return cast(DB, db)
+
+    def sync_every_commit(self) -> None:
+        """From now on every commit fsyncs the WAL (synchronous=FULL): for a process that tells a
+        client its data is durable once the transaction recording it commits (the HTTP API)."""
+        self.synchronous = "FULL"
+        with self._read() as db:
+            db.execute("PRAGMA synchronous=FULL")

@@ -203,10 +203,13 @@ class _FolderUpload(FileUpload):
     def commit(self, key: str) -> Landed:
         target = self.source._path(key)
         self._sync()
+        # folders made for it are new entries in their parents: those are fsynced too
+        made = [d for d in (target.parent, *target.parent.parents) if d.is_relative_to(self.source.root) and not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
         self._done = True
-        fsync_dir(target.parent)
+        for folder in [target.parent, *(d.parent for d in made)]:
+            fsync_dir(folder)
         ref = self.source.head(key)
         assert ref is not None
         return Landed(self.source.name, key, target.resolve().as_uri(), self.size, self.content_hash, ref.version)

@@ -102,6 +102,11 @@ class Ingestor:
         self.settings = project.config.serve.ingest
         self.ledger = project.ledger
         self.lander = Lander(project.runtime)
+        from icefloe.ledger.sqlite import SqliteLedger
+
+        if isinstance(self.ledger, SqliteLedger):
+            # a 202 says the event is in the ledger: it must outlive a power cut, not only a crash
+            self.ledger.sync_every_commit()
         self._backlog: tuple[float, int] = (0.0, 0)
         self._lock = threading.Lock()
         self._store: IdempotencyStore | None = None
