@@ -178,3 +178,16 @@ def test_the_api_makes_sqlite_fsync_every_commit(project: Project) -> None:
     ledger._disconnect()  # a reconnect keeps it
     with ledger._read() as db:
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_wait_commit_on_a_dead_letter_is_202_not_committed_with_the_error(project: Project, client: TestClient) -> None:
+    with worker(project):
+        answer = client.post("/v1/records/clicks?wait=commit", content=b'{"id": "not a number"}\n', headers=bearer())
+    assert answer.status_code == 202 and answer.json()["committed"] is False
+    (event,) = answer.json()["events"]
+    assert event["state"] == "dead" and event["error"]
+
+
+def test_an_unknown_wait_is_400_before_anything_lands(project: Project, client: TestClient) -> None:
+    assert client.post("/v1/records/clicks?wait=forever", content=NDJSON, headers=bearer()).status_code == 400
+    assert project.ledger.count() == 0 and files_under(project.sources["landing"].root) == []

@@ -38,7 +38,8 @@ __all__ = ["ROUTES", "ingestor"]
 # uploads reach the disk in pieces this big, each written in a worker thread
 _WRITE_EVERY = 1 << 20
 _WAIT_POLL = 0.05
-_FINAL = ("committed", "discarded", "dead")
+# states ?wait=commit stops waiting at: done, or waiting for a person (dlq replay, a route)
+_FINAL = ("committed", "discarded", "dead", "unrouted")
 
 
 def ingestor(request: Request) -> Ingestor:
@@ -109,6 +110,9 @@ async def _idempotent(
     request: Request, principal: Principal, ing: Ingestor, limit: int, land: Callable[[str | None], Awaitable[_Accepted]]
 ) -> Response:
     """Run `land` once per Idempotency-Key (per token); a retry gets the stored answer."""
+    wait = request.query_params.get("wait")
+    if wait not in (None, "commit"):  # refused before anything lands
+        raise HTTPException(400, f"wait={wait!r}: the only value is wait=commit")
     key = request.headers.get("idempotency-key")
     if key is None:
         accepted = await land(None)
@@ -136,19 +140,14 @@ async def _idempotent(
 
 async def _answer(request: Request, ing: Ingestor, body: dict[str, Any], *, replayed: bool = False) -> Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    wait = request.query_params.get("wait")
-    if wait is None:
+    if request.query_params.get("wait") != "commit":
         return JSONResponse(body, status_code=202, headers=headers)
-    if wait != "commit":
-        raise HTTPException(400, f"wait={wait!r}: the only value is wait=commit")
     events = await _wait_for_commit(ing, [e["id"] for e in body["events"]])
     rows = [_event_summary(e) for e in events]
-    if any(e.state == "dead" for e in events):
-        return JSONResponse({**body, "events": rows, "error": "accepted, but an event failed (dead-letter queue)"},
-                            status_code=422, headers=headers)  # fmt: skip
-    if all(e.state in _FINAL for e in events):
+    if events and all(e.state in ("committed", "discarded") for e in events):
         return JSONResponse({**body, "events": rows}, status_code=200, headers=headers)
-    # not committed in time: still accepted, so 202 with where each event is now
+    # accepted but not committed (still pending at wait_timeout, dead-lettered, or unrouted): the
+    # data is durable, so still a 202, saying where each event is
     return JSONResponse({**body, "events": rows, "committed": False}, status_code=202, headers=headers)
 
 
@@ -163,7 +162,8 @@ async def _wait_for_commit(ing: Ingestor, ids: list[str]) -> list[Event]:
 
 
 def _event_summary(e: Event) -> dict[str, Any]:
-    return {"id": e.id, "pipeline": e.pipeline, "state": e.state, "table": e.table, "snapshot_id": e.snapshot_id}
+    row = {"id": e.id, "pipeline": e.pipeline, "state": e.state, "table": e.table, "snapshot_id": e.snapshot_id}
+    return {**row, "error": e.error} if e.error else row
 
 
 def _errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:

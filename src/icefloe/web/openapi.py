@@ -30,13 +30,13 @@ _INGEST_ERRORS = {
     "404": _error("no such source or pipeline"),
     "409": _error("a request with this Idempotency-Key is still in flight"),
     "413": _error("the body is over the configured limit"),
-    "422": _error("the Idempotency-Key was used for another body; or (wait=commit) an event failed"),
+    "422": _error("the Idempotency-Key was used for another body"),
     "429": _error("the backlog is full", **{"Retry-After": "seconds to wait"}),
     "503": _error("the ledger is unreachable", **{"Retry-After": "seconds to wait"}),
 }
 _ACCEPTED = {
     "202": {
-        "description": "durable on the source and in the ledger (or wait=commit timed out)",
+        "description": "durable on the source and in the ledger (with wait=commit: not committed in time, or dead-lettered)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
     },
     "200": {
@@ -117,6 +117,7 @@ def openapi_document() -> dict[str, Any]:
                         "state": {"type": "string"},
                         "table": {"type": ["string", "null"]},
                         "snapshot_id": {"type": ["integer", "null"]},
+                        "error": {"type": "string"},
                     },
                 },
                 "Accepted": {
