@@ -306,7 +306,7 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
         ("API alone: the same 202 phase against `icefloe serve --no-worker`, nothing committing beside it; a "
          "worker process (`icefloe run -p DIR`) started afterwards commits the backlog, and the rows are counted."),
         ("202 = each line checked as a JSON object, the body written and fsynced (file and folder) on the source, the "
-        "event in the SQLite ledger (WAL, synchronous=NORMAL). 200 = committed to the Iceberg table."),
+        "event in the SQLite ledger, that commit with synchronous=FULL (the WAL fsynced). 200 = committed to the Iceberg table."),
         ("Peer: the same uvicorn + Starlette, a handler that writes each body to a file and fsyncs it (file and "
         "folder), then 202: HTTP plus durable bytes, without checking, ledger or table."),
         (f"Verified afterwards: count(*) and count(DISTINCT order_id) over the table against {len(bodies) + 1:,} "

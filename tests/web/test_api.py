@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -165,19 +166,25 @@ def test_a_retry_after_a_crash_before_the_answer_was_stored_lands_the_same_event
     assert project.ledger.count() == 3
 
 
-def test_the_api_makes_sqlite_fsync_every_commit(project: Project) -> None:
+def test_the_api_commits_its_landings_with_sqlite_fsyncing_the_wal(project: Project, client: TestClient) -> None:
     from icefloe.ledger.sqlite import SqliteLedger
 
     ledger = project.ledger
     assert isinstance(ledger, SqliteLedger)
-    with ledger._read() as db:
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: survives a crash, not a power cut
-    Ingestor(project)
-    with ledger._read() as db:
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: a 202 outlives the machine
-    ledger._disconnect()  # a reconnect keeps it
-    with ledger._read() as db:
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    seen: list[int] = []
+    land = ledger.land
+
+    def spy(**kwargs: Any) -> Any:
+        with ledger._read() as db:
+            seen.append(db.execute("PRAGMA synchronous").fetchone()[0])
+        return land(**kwargs)
+
+    ledger.land = spy  # type: ignore[method-assign]
+    assert client.post("/v1/records/clicks", content=NDJSON, headers=bearer()).status_code == 202
+    assert client.put("/v1/objects/landing/uploads/s.ndjson", content=NDJSON, headers=bearer()).status_code == 202
+    assert seen == [2, 2]  # FULL: the 202's event outlives a power cut, not only a crash
+    with ledger._read() as db:  # and every other commit (the worker's) stays NORMAL
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
 def test_wait_commit_on_a_dead_letter_is_202_not_committed_with_the_error(project: Project, client: TestClient) -> None:

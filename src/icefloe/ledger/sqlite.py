@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -18,7 +20,7 @@ class SqliteLedger(SqlLedger):
     # serialise instead of both reading the same runnable rows
     begin = "BEGIN IMMEDIATE"
     # NORMAL: a commit survives the process crashing, not the machine (the WAL is fsynced at
-    # checkpoints); `sync_every_commit` makes it FULL
+    # checkpoints); inside `synced()` it is FULL
     synchronous = "NORMAL"
 
     def __init__(self, path: str | Path, *, upgrade: bool = True) -> None:
@@ -34,9 +36,16 @@ class SqliteLedger(SqlLedger):
         db.execute("PRAGMA busy_timeout=30000")
         return cast(DB, db)
 
-    def sync_every_commit(self) -> None:
-        """From now on every commit fsyncs the WAL (synchronous=FULL): for a process that tells a
-        client its data is durable once the transaction recording it commits (the HTTP API)."""
-        self.synchronous = "FULL"
-        with self._read() as db:
+    @contextmanager
+    def synced(self) -> Iterator[None]:
+        """Commits made inside fsync the WAL (synchronous=FULL), which makes every earlier commit
+        durable too: for the one transaction a client is told is durable (the HTTP API's
+        landing), without making every other commit of the process pay an fsync."""
+        with self._lock:
+            db = self._connection()
             db.execute("PRAGMA synchronous=FULL")
+            try:
+                yield
+            finally:
+                if self._db is db:  # a lost connection is gone; the next one starts at NORMAL
+                    db.execute(f"PRAGMA synchronous={self.synchronous}")

@@ -14,9 +14,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from icefloe.engine.landing import Lander
 from icefloe.errors import ConfigError, DataError, NotFoundError
 from icefloe.ledger import Event
 from icefloe.ledger.idempotency import IdempotencyStore
@@ -101,12 +101,13 @@ class Ingestor:
         self.project = project
         self.settings = project.config.serve.ingest
         self.ledger = project.ledger
-        self.lander = Lander(project.runtime)
         from icefloe.ledger.sqlite import SqliteLedger
 
-        if isinstance(self.ledger, SqliteLedger):
-            # a 202 says the event is in the ledger: it must outlive a power cut, not only a crash
-            self.ledger.sync_every_commit()
+        # a 202 says the event is in the ledger: on SQLite its commit must outlive a power cut,
+        # not only a crash (PostgreSQL's synchronous_commit does that for every commit already)
+        self.synced: Callable[[], AbstractContextManager[object]] = (
+            self.ledger.synced if isinstance(self.ledger, SqliteLedger) else nullcontext
+        )
         self._backlog: tuple[float, int] = (0.0, 0)
         self._lock = threading.Lock()
         self._store: IdempotencyStore | None = None
@@ -165,7 +166,7 @@ class Ingestor:
         source. Returns the events of this version of it (new, or the same bytes again)."""
         check_key(source.name, key)
         landed = upload.commit(key)
-        return self._events(landed, lambda: self.lander.land_object(landed))
+        return self._record(landed, self.project.router.match(landed.source, landed.key))
 
     def accept_records(self, pipeline: str, body: bytes, content_type: str, idempotency: str | None) -> tuple[RecordBatch, list[Event]]:
         """`parse_records`, then `land_records`: one call, so one worker thread a request."""
@@ -188,21 +189,22 @@ class Ingestor:
         with source.upload() as upload:
             upload.write(batch.data)
             landed = upload.commit(key)
-        attempts = {pipeline: self.project.config.pipelines[pipeline].retry.max_attempts}
+        return self._record(landed, [pipeline])
 
-        def record() -> None:
+    def _record(self, landed: Landed, pipelines: list[str]) -> list[Event]:
+        """The events of a durable object, committed durably; returns those of this version of
+        it (new, or the same bytes delivered again)."""
+        attempts = {p: self.project.config.pipelines[p].retry.max_attempts for p in pipelines}
+        # where a trace context (traceparent) would be attached to the landing: the events'
+        # "landed" step is written by this call
+        with self.synced():
             self.ledger.land(
                 source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
-                size=landed.size, pipelines=[pipeline], max_attempts=attempts, stamp=landed.stamp,
+                size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp,
             )  # fmt: skip
-            self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
-
-        return self._events(landed, record)
-
-    def _events(self, landed: Landed, record: Callable[[], object]) -> list[Event]:
-        # where a trace context (traceparent) would be attached to the landing: the events'
-        # "landed" step is written inside this call
-        record()
+        # not synced: if a power cut loses it, a reconcile lands the same bytes again, as the same
+        # event (and none looks at the records' dot-folder)
+        self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
         return [e for e in self.ledger.object_events(landed.source, landed.key) if e.content_hash == landed.content_hash]
 
 
