@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import click
 
 from icefloe.cli.common import open_project, project_options
 from icefloe.errors import ConfigError
+from icefloe.project import Project
 
 __all__ = ["COMMANDS"]
 
@@ -14,7 +18,9 @@ __all__ = ["COMMANDS"]
 @project_options
 @click.option("--host", default=None, help="Address to listen on (default: serve.host, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default: serve.port, 8080; 0 picks a free one).")
-def serve(project_dir: str, env: str | None, host: str | None, port: int | None) -> None:
+@click.option("--worker/--no-worker", default=True, show_default=True,
+              help="Also run a worker in this process (commits what the API lands; ?wait=commit needs one somewhere).")  # fmt: skip
+def serve(project_dir: str, env: str | None, host: str | None, port: int | None, worker: bool) -> None:
     """Serve the project over HTTP. Every request but /healthz needs a token (`icefloe token new`)."""
     try:
         import uvicorn
@@ -30,8 +36,25 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None)
         )
     settings = project.config.serve
     with project:
-        uvicorn.run(create_app(project), host=host or settings.host, port=settings.port if port is None else port,
-                    log_level="warning")  # fmt: skip
+        stop = threading.Event()
+        thread = _start_worker(project, stop) if worker else None
+        try:
+            uvicorn.run(create_app(project), host=host or settings.host, port=settings.port if port is None else port,
+                        log_level="warning")  # fmt: skip
+        finally:
+            # uvicorn returns on SIGINT/SIGTERM; the worker flushes what it buffered and signs off
+            stop.set()
+            if thread is not None:
+                thread.join()
+
+
+def _start_worker(project: Project, stop: threading.Event) -> threading.Thread:
+    """`icefloe run` beside the API: the same engine loop, in a thread of this process."""
+    if not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
+        logging.getLogger("icefloe").setLevel(logging.INFO)
+    thread = threading.Thread(target=project.run, kwargs={"stop": stop}, name="icefloe-worker", daemon=True)
+    thread.start()
+    return thread
 
 
 COMMANDS = [serve]

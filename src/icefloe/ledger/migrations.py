@@ -138,10 +138,27 @@ def _pending_index(db: DB, dialect: Dialect) -> None:
         )
 
 
+_IDEMPOTENCY = """
+CREATE TABLE IF NOT EXISTS idempotency (
+    principal TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, fingerprint TEXT,
+    status {int}, response TEXT, claimed_at {real} NOT NULL, expires_at {real} NOT NULL,
+    PRIMARY KEY (principal, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency(expires_at)
+"""
+
+
+def _idempotency(db: DB, dialect: Dialect) -> None:
+    # the HTTP API's Idempotency-Key answers (web/api.py): kept where every API host sees them
+    for statement in _statements(dialect.ddl(_IDEMPOTENCY)):
+        db.execute(statement)
+
+
 MIGRATIONS = [
     Migration(1, "baseline: the 818dcae tables (older unversioned ledgers gain stamp and version)", _baseline),
     Migration(2, "landing sequence (events.seq), lease epochs (events.epoch), numbered steps", _sequence_and_epochs),
     Migration(3, "PostgreSQL: index of the pending events in landing order (lease), events vacuumed early", _pending_index),
+    Migration(4, "idempotency: the HTTP API's Idempotency-Key claims and stored answers", _idempotency),
 ]
 LATEST = MIGRATIONS[-1].version
 

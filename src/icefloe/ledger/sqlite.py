@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -17,6 +19,9 @@ class SqliteLedger(SqlLedger):
     # BEGIN IMMEDIATE takes the write lock up front, so two processes leasing at once
     # serialise instead of both reading the same runnable rows
     begin = "BEGIN IMMEDIATE"
+    # NORMAL: a commit survives the process crashing, not the machine (the WAL is fsynced at
+    # checkpoints); inside `synced()` it is FULL
+    synchronous = "NORMAL"
 
     def __init__(self, path: str | Path, *, upgrade: bool = True) -> None:
         self.path = str(path)
@@ -27,6 +32,20 @@ class SqliteLedger(SqlLedger):
     def _connect(self) -> DB:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute("PRAGMA busy_timeout=30000")
         return cast(DB, db)
+
+    @contextmanager
+    def synced(self) -> Iterator[None]:
+        """Commits made inside fsync the WAL (synchronous=FULL), which makes every earlier commit
+        durable too: for the one transaction a client is told is durable (the HTTP API's
+        landing), without making every other commit of the process pay an fsync."""
+        with self._lock:
+            db = self._connection()
+            db.execute("PRAGMA synchronous=FULL")
+            try:
+                yield
+            finally:
+                if self._db is db:  # a lost connection is gone; the next one starts at NORMAL
+                    db.execute(f"PRAGMA synchronous={self.synchronous}")

@@ -12,7 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from icefloe.sources.upload import Upload
 
 __all__ = ["Landed", "ListPage", "ObjectRef", "Source", "SourceLedger", "check_key", "iter_refs"]
 
@@ -130,6 +133,14 @@ class Source(ABC):
     def put(self, local: Path, key: str | None = None, progress: Callable[[int], None] | None = None) -> Landed:
         """Land a local file on this source (used by `icefloe ingest`); `progress(bytes)` hears
         how far the copy is."""
+
+    def upload(self) -> Upload:
+        """A stream of bytes to land (the HTTP API): written, then committed at a key, durably.
+        The default spools to a local file and `put`s it; backends override it when they can do
+        better."""
+        from icefloe.sources.upload import SpooledUpload
+
+        return SpooledUpload(self)
 
     @abstractmethod
     def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:

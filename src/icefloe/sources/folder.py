@@ -18,6 +18,7 @@ from typing import BinaryIO
 from icefloe.config import SourceConfig
 from icefloe.errors import DataError, ObjectChangedError
 from icefloe.sources.base import Landed, ListPage, ObjectRef, Source, check_key
+from icefloe.sources.upload import FileUpload, fsync_dir
 
 __all__ = ["FolderSource"]
 
@@ -158,6 +159,9 @@ class FolderSource(Source):
         assert ref is not None
         return Landed(self.name, key, target.resolve().as_uri(), size, digest.hexdigest(), ref.version)
 
+    def upload(self) -> _FolderUpload:
+        return _FolderUpload(self)
+
     def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
@@ -186,6 +190,33 @@ class FolderSource(Source):
             observer.join(timeout=5)
 
         return stop
+
+
+class _FolderUpload(FileUpload):
+    """Written under the root's ignored `.icefloe-uploads/` (same file system, so the rename into
+    place is atomic), fsynced, renamed, and the target's folder fsynced: durable at `commit`."""
+
+    def __init__(self, source: FolderSource) -> None:
+        super().__init__(source.root / UPLOADS)
+        self.source = source
+
+    def commit(self, key: str) -> Landed:
+        target = self.source._path(key)
+        self._sync()
+        # folders made for it are new entries in their parents: those are fsynced too
+        made = [d for d in (target.parent, *target.parent.parents) if d.is_relative_to(self.source.root) and not d.exists()]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)
+        self._done = True
+        for folder in [target.parent, *(d.parent for d in made)]:
+            fsync_dir(folder)
+        ref = self.source.head(key)
+        assert ref is not None
+        return Landed(self.source.name, key, target.resolve().as_uri(), self.size, self.content_hash, ref.version)
+
+
+# uploads in progress; a dot-folder, so the default `ignore` keeps listings and watches off it
+UPLOADS = ".icefloe-uploads"
 
 
 class _SortedNames:

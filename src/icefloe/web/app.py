@@ -33,7 +33,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(project: Project, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The app for `project`; `routes` are added after the built-in ones (tests add their own)."""
+    from icefloe.web.api import ROUTES as API
+
     all_routes: list[BaseRoute] = [Route("/healthz", _healthz)]
+    all_routes.extend(API)
     all_routes.extend(dashboard_routes())
     all_routes.extend(routes)
     app = Starlette(routes=all_routes, exception_handlers={HTTPException: _http_error})
