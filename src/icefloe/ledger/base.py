@@ -132,6 +132,8 @@ class Event:
     epoch: int = 0
     # landing order, from a database sequence (lease order, and the cursor of `page`)
     seq: int = 0
+    # W3C traceparent of its landing (observe.tracing): the parent of every step's span
+    traceparent: str | None = None
 
     @property
     def object_ref(self) -> str:
@@ -214,8 +216,10 @@ class Ledger(ABC):
         pipelines: list[str],
         max_attempts: dict[str, int] | None = None,
         stamp: str = "",
+        traceparent: str | None = None,
     ) -> list[Event]:
         """Record an object; one event per pipeline (or one `unrouted`). Returns only new events.
+        `traceparent` (W3C) is kept on each: the trace its steps' spans join.
 
         Bytes equal to the object's current version are that version again (nothing new); any
         other bytes, an earlier version's included, are the next version with new events."""
