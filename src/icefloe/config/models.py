@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from icefloe.config.origins import ConfigProblems, Origins, Problem, report
+from icefloe.config.telemetry import TelemetryConfig
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
 
@@ -315,6 +316,7 @@ class ProjectConfig(_Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _d = field_validator("lease", mode="before")(lambda v: parse_duration(v))

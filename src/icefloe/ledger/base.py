@@ -42,6 +42,7 @@ __all__ = [
     "TERMINAL",
     "Event",
     "GroupCount",
+    "LedgerGauges",
     "Step",
     "Job",
     "WorkerInfo",
@@ -156,6 +157,16 @@ class GroupCount:
     newest_landed_at: float | None
     last_committed_at: float | None
     rows_quarantined: int
+
+
+@dataclass
+class LedgerGauges:
+    """`Ledger.gauges`: pipeline -> (pending events, oldest pending landed_at), pipeline -> dead
+    events, table -> last committed_at (absent: none yet). Pipelines without any are absent."""
+
+    pending: dict[str, tuple[int, float]] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    last_commit: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -385,6 +396,12 @@ class Ledger(ABC):
 
     @abstractmethod
     def steps(self, id: str) -> list[Step]: ...
+
+    @abstractmethod
+    def gauges(self, tables: list[str]) -> LedgerGauges:
+        """What a /metrics scrape reads from the ledger, in one indexed query: per pipeline the
+        pending events and the oldest one's landing, the dead-lettered events; per table of
+        `tables`, its last commit."""
 
     @abstractmethod
     def pending_count(self, pipelines: Iterable[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import Event, GroupCount
+from icefloe.ledger.base import Event, GroupCount, LedgerGauges
 from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
 
 __all__ = ["SqlReads"]
@@ -140,3 +140,26 @@ class SqlReads(SqlBase):
             params = names
         with self._read() as db:
             return int(db.execute(sql, params).fetchone()[0])
+
+    def gauges(self, tables: list[str]) -> LedgerGauges:
+        # each part walks an index (migration 4): the backlog reads only the pending and dead
+        # entries of events_backlog (state, pipeline, landed_at), never a committed event, and
+        # each table's last commit is the end of its range in events_freshness
+        parts = [
+            f"SELECT 'p', pipeline, COUNT(*), MIN(landed_at) FROM events WHERE state IN {_PENDING} GROUP BY pipeline",
+            "SELECT 'd', pipeline, COUNT(*), NULL FROM events WHERE state = 'dead' GROUP BY pipeline",
+        ]
+        params: list[Any] = []
+        for table in tables:
+            parts.append("SELECT 't', ?, 0, (SELECT MAX(committed_at) FROM events WHERE \"table\" = ?)")
+            params += [table, table]
+        found = LedgerGauges()
+        with self._read() as db:
+            for kind, name, n, at in db.execute(" UNION ALL ".join(parts), params).fetchall():
+                if kind == "p" and name is not None:
+                    found.pending[name] = (int(n), float(at))
+                elif kind == "d" and name is not None:
+                    found.dead[name] = int(n)
+                elif kind == "t" and at is not None:
+                    found.last_commit[name] = float(at)
+        return found
