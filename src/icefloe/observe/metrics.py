@@ -100,7 +100,7 @@ class Metrics(NullMetrics):
         self.retried = Counter("icefloe_events_retried_total", "Event failures that will be retried", ["pipeline"], registry=r)
         self.rows_committed = Counter("icefloe_rows_committed_total", "Rows committed to tables", ["pipeline", "table"], registry=r)
         self.rows_quarantined = Counter("icefloe_rows_quarantined_total", "Rows that failed a check, kept in quarantine", ["pipeline"], registry=r)
-        self.bytes_read = Counter("icefloe_read_bytes_total", "Bytes of landed objects read by pipelines", ["pipeline"], registry=r)
+        self.bytes_read = Counter("icefloe_read_bytes_total", "Bytes of landed objects pipelines read through (failed reads count as errors)", ["pipeline"], registry=r)
         self.duplicates = Counter("icefloe_duplicates_skipped_total", "Objects skipped as duplicates of bytes loaded already (dedupe.content)", ["pipeline"], registry=r)
         self.errors = Counter("icefloe_errors_total", "Errors by stage and error class", ["stage", "kind"], registry=r)
         self.commit_duration = Histogram("icefloe_commit_duration_seconds", "Duration of one table commit", ["table"], buckets=_COMMIT_BUCKETS, registry=r)
