@@ -118,3 +118,30 @@ def test_run_metrics_port_serves_the_scrape_and_metrics_can_be_off(tmp_path: Pat
     off = make_project(tmp_path / "off", {"orders": ORDERS}, telemetry={"metrics": False})
     with Project(off) as project:
         assert project.engine().metrics is NULL_METRICS
+
+
+def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from icefloe.observe.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.005, 0.03, 0.03, 100.0, 1000.0):
+        metrics.commit_seconds("t", seconds)
+
+    class One:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return metrics.collect()
+
+    s = {
+        (x.name, tuple(sorted(x.labels.items()))): x.value
+        for family in text_string_to_metric_families(generate_latest(One()).decode())  # type: ignore[arg-type]
+        for x in family.samples
+    }
+    bucket = "icefloe_commit_duration_seconds_bucket"
+    assert _value(s, bucket, table="t", le="0.01") == 1
+    assert _value(s, bucket, table="t", le="0.05") == 3
+    assert _value(s, bucket, table="t", le="300.0") == 4
+    assert _value(s, bucket, table="t", le="+Inf") == 5
+    assert _value(s, "icefloe_commit_duration_seconds_count", table="t") == 5
+    assert _value(s, "icefloe_commit_duration_seconds_sum", table="t") == 0.005 + 0.03 + 0.03 + 100.0 + 1000.0

@@ -77,13 +77,14 @@ def test_a_failed_event_has_an_error_span_and_an_event_without_a_stored_trace_ge
     assert event_traceparent(ev) == event_traceparent(ev) and event_traceparent(ev).startswith("00-")
 
 
-def test_with_tracing_off_opentelemetry_is_not_imported(tmp_path: Path) -> None:
+def test_a_worker_never_scraped_imports_neither_opentelemetry_nor_prometheus(tmp_path: Path) -> None:
+    # the default config: metrics counted in the process, tracing off
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     csv_file(root / "landing" / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,1"])
     code = (
         "import sys; from icefloe import Project; p = Project(sys.argv[1]); s = p.run(once=True);"
         " assert s.committed == 1, s; e = p.ledger.events()[0]; assert e.traceparent, e; p.close();"
-        " print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+        " print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'prometheus_client'))))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,6 +1,6 @@
 """Prometheus metrics: counters the engine bumps at its step boundaries, gauges read from the ledger.
 
-Counters and histograms live in this process's registry (`process_metrics`), one per process as
+Counters and histograms live in this process (`process_metrics`), one set per process as
 Prometheus expects, and count what this process did: objects landed, events settled, rows, bytes,
 errors by stage and kind, commit and maintenance durations. Every series is made at start with a
 zero for each configured source, pipeline and table (a rate over a series that appears late
@@ -12,11 +12,15 @@ are read at scrape time by one indexed query (`Ledger.gauges`), so any process (
 `icefloe serve`) serves the whole deployment's backlog, not just its own.
 
 `exposition(runtime)` is a scrape: (body, content type). `serve_metrics` is `run --metrics-port`.
-With `telemetry: {metrics: false}` the engine gets `NULL_METRICS`, whose methods do nothing.
+They are plain numbers until a scrape: prometheus-client (a few hundred ms to import on a busy
+machine, which every `run --once` and each worker of a crash loop would pay) is imported only
+to encode one. With `telemetry: {metrics: false}` the engine gets `NULL_METRICS`, whose methods
+do nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import platform
@@ -25,10 +29,6 @@ import time
 from collections.abc import Iterator
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
     from icefloe.config import ProjectConfig
@@ -84,31 +84,73 @@ class NullMetrics:
 NULL_METRICS = NullMetrics()
 
 
+class _Family:
+    """One metric's series, by label values. A counter keeps [value]; a histogram keeps a count
+    per bucket (not cumulative), then the sum and the count. Changed under the `Metrics` lock."""
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...] | None = None) -> None:
+        self.name, self.help, self.labelnames, self.buckets = name, help, labels, buckets
+        self.series: dict[tuple[str, ...], list[float]] = {}
+
+    def touch(self, labels: tuple[str, ...]) -> list[float]:
+        found = self.series.get(labels)
+        if found is None:
+            found = self.series[labels] = [0.0] * (1 if self.buckets is None else len(self.buckets) + 3)
+        return found
+
+    def inc(self, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        self.touch(labels)[0] += amount
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        assert self.buckets is not None
+        values = self.touch(labels)
+        values[bisect.bisect_left(self.buckets, value)] += 1  # the last slot is +Inf
+        values[-2] += value
+        values[-1] += 1
+
+    def family(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        if self.buckets is None:
+            counter = CounterMetricFamily(self.name.removesuffix("_total"), self.help, labels=self.labelnames)
+            for labels, (value,) in sorted(self.series.items()):
+                counter.add_metric(list(labels), value)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.help, labels=self.labelnames)
+        for labels, values in sorted(self.series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip([*self.buckets, math.inf], values[: len(self.buckets) + 1], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == math.inf else repr(float(bound)), cumulative))
+            histogram.add_metric(list(labels), buckets, values[-2])
+        return histogram
+
+
 class Metrics(NullMetrics):
-    """The process's counters. Safe from several threads (prometheus-client locks each value)."""
+    """The process's counters. Plain numbers under one lock: a worker that is never scraped pays
+    a dict update per event and batch, and prometheus-client is imported only by a scrape."""
 
     enabled = True
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.discovered = Counter("icefloe_objects_discovered_total", "Objects landed (recorded in the ledger) by this process", ["source"], registry=r)
-        self.unrouted = Counter("icefloe_objects_unrouted_total", "Landed objects no route matched", ["source"], registry=r)
-        self.committed = Counter("icefloe_events_committed_total", "Events this process committed", ["pipeline", "table"], registry=r)
-        self.dead = Counter("icefloe_events_dead_total", "Events this process moved to the dead-letter queue", ["pipeline"], registry=r)
-        self.discarded = Counter("icefloe_events_discarded_total", "Events discarded (superseded or duplicate bytes)", ["pipeline"], registry=r)
-        self.retried = Counter("icefloe_events_retried_total", "Event failures that will be retried", ["pipeline"], registry=r)
-        self.rows_committed = Counter("icefloe_rows_committed_total", "Rows committed to tables", ["pipeline", "table"], registry=r)
-        self.rows_quarantined = Counter("icefloe_rows_quarantined_total", "Rows that failed a check, kept in quarantine", ["pipeline"], registry=r)
-        self.bytes_read = Counter("icefloe_read_bytes_total", "Bytes of landed objects pipelines read through (failed reads count as errors)", ["pipeline"], registry=r)
-        self.duplicates = Counter("icefloe_duplicates_skipped_total", "Objects skipped as duplicates of bytes loaded already (dedupe.content)", ["pipeline"], registry=r)
-        self.errors = Counter("icefloe_errors_total", "Errors by stage and error class", ["stage", "kind"], registry=r)
-        self.commit_duration = Histogram("icefloe_commit_duration_seconds", "Duration of one table commit", ["table"], buckets=_COMMIT_BUCKETS, registry=r)
-        self.lease_expiries = Counter("icefloe_lease_expiries_total", "Leases this process found expired under it (another worker took the event)", registry=r)
-        self.maintenance_runs = Counter("icefloe_maintenance_runs_total", "Table maintenance runs", ["table", "outcome"], registry=r)
-        self.maintenance_duration = Histogram("icefloe_maintenance_duration_seconds", "Duration of one maintenance run", ["table"], buckets=_MAINTAIN_BUCKETS, registry=r)
-        info = Gauge("icefloe_build_info", "icefloe's version (always 1)", ["version", "python"], registry=r)
-        info.labels(_version(), platform.python_version()).set(1)
+    def __init__(self) -> None:
+        f = _Family
+        self.discovered = f("icefloe_objects_discovered_total", "Objects landed (recorded in the ledger) by this process", ("source",))
+        self.unrouted = f("icefloe_objects_unrouted_total", "Landed objects no route matched", ("source",))
+        self.committed = f("icefloe_events_committed_total", "Events this process committed", ("pipeline", "table"))
+        self.dead = f("icefloe_events_dead_total", "Events this process moved to the dead-letter queue", ("pipeline",))
+        self.discarded = f("icefloe_events_discarded_total", "Events discarded (superseded or duplicate bytes)", ("pipeline",))
+        self.retried = f("icefloe_events_retried_total", "Event failures that will be retried", ("pipeline",))
+        self.rows_committed = f("icefloe_rows_committed_total", "Rows committed to tables", ("pipeline", "table"))
+        self.rows_quarantined = f("icefloe_rows_quarantined_total", "Rows that failed a check, kept in quarantine", ("pipeline",))
+        self.bytes_read = f("icefloe_read_bytes_total", "Bytes of landed objects pipelines read through (failed reads count as errors)", ("pipeline",))
+        self.duplicates = f("icefloe_duplicates_skipped_total", "Objects skipped as duplicates of bytes loaded already (dedupe.content)", ("pipeline",))
+        self.errors = f("icefloe_errors_total", "Errors by stage and error class", ("stage", "kind"))
+        self.commit_duration = f("icefloe_commit_duration_seconds", "Duration of one table commit", ("table",), _COMMIT_BUCKETS)
+        self.lease_expiries = f("icefloe_lease_expiries_total", "Leases this process found expired under it (another worker took the event)", ())
+        self.maintenance_runs = f("icefloe_maintenance_runs_total", "Table maintenance runs", ("table", "outcome"))
+        self.maintenance_duration = f("icefloe_maintenance_duration_seconds", "Duration of one maintenance run", ("table",), _MAINTAIN_BUCKETS)
+        self.families = [v for v in vars(self).values() if isinstance(v, _Family)]
+        self.lease_expiries.touch(())
         self._tables: dict[str, str] = {}  # pipeline -> its table, for the per-event counters
         self._declared: set[int] = set()
         self._lock = threading.Lock()
@@ -120,64 +162,84 @@ class Metrics(NullMetrics):
                 return
             self._declared.add(id(config))
             for source in config.sources:
-                self.discovered.labels(source)
-                self.unrouted.labels(source)
+                self.discovered.touch((source,))
+                self.unrouted.touch((source,))
             for name, pipeline in config.pipelines.items():
                 self._tables[name] = pipeline.write.table
-                self.committed.labels(name, pipeline.write.table)
-                self.rows_committed.labels(name, pipeline.write.table)
-                for counter in (self.dead, self.discarded, self.retried, self.rows_quarantined, self.bytes_read, self.duplicates):
-                    counter.labels(name)
+                self.committed.touch((name, pipeline.write.table))
+                self.rows_committed.touch((name, pipeline.write.table))
+                for family in (self.dead, self.discarded, self.retried, self.rows_quarantined, self.bytes_read, self.duplicates):
+                    family.touch((name,))
             for table in config_tables(config):
-                self.commit_duration.labels(table)
-                self.maintenance_duration.labels(table)
+                self.commit_duration.touch((table,))
+                self.maintenance_duration.touch((table,))
                 for outcome in ("succeeded", "failed", "skipped"):
-                    self.maintenance_runs.labels(table, outcome)
+                    self.maintenance_runs.touch((table, outcome))
             for stage in STAGES:
                 for kind in KINDS:
-                    self.errors.labels(stage, kind)
+                    self.errors.touch((stage, kind))
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families as prometheus-client's encoder takes them (a snapshot)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        with self._lock:
+            families = [family.family() for family in self.families]
+        info = GaugeMetricFamily("icefloe_build_info", "icefloe's version (always 1)", labels=["version", "python"])
+        info.add_metric([_version(), platform.python_version()], 1)
+        yield info
+        yield from families
 
     def landed(self, source: str, events: list[Event]) -> None:
         if events:  # an object landed again with the same bytes is no new object
-            self.discovered.labels(source).inc()
-            if events[0].pipeline is None:
-                self.unrouted.labels(source).inc()
+            with self._lock:
+                self.discovered.inc((source,))
+                if events[0].pipeline is None:
+                    self.unrouted.inc((source,))
 
     def settled(self, ev: Event, state: str) -> None:
         pipeline = ev.pipeline or ""
-        if state == "committed":
-            self.committed.labels(pipeline, ev.table or self._tables.get(pipeline, "")).inc()
-        elif state == "dead":
-            self.dead.labels(pipeline).inc()
-        elif state == "discarded":
-            self.discarded.labels(pipeline).inc()
-        elif state == "retrying":
-            self.retried.labels(pipeline).inc()
+        with self._lock:
+            if state == "committed":
+                self.committed.inc((pipeline, ev.table or self._tables.get(pipeline, "")))
+            elif state == "dead":
+                self.dead.inc((pipeline,))
+            elif state == "discarded":
+                self.discarded.inc((pipeline,))
+            elif state == "retrying":
+                self.retried.inc((pipeline,))
 
     def rows(self, pipeline: str, table: str, rows: int, quarantined: int) -> None:
-        self.rows_committed.labels(pipeline, table).inc(rows)
-        if quarantined:
-            self.rows_quarantined.labels(pipeline).inc(quarantined)
+        with self._lock:
+            self.rows_committed.inc((pipeline, table), rows)
+            if quarantined:
+                self.rows_quarantined.inc((pipeline,), quarantined)
 
     def read(self, pipeline: str, nbytes: int) -> None:
-        self.bytes_read.labels(pipeline).inc(nbytes)
+        with self._lock:
+            self.bytes_read.inc((pipeline,), nbytes)
 
     def duplicate(self, pipeline: str) -> None:
-        self.duplicates.labels(pipeline).inc()
+        with self._lock:
+            self.duplicates.inc((pipeline,))
 
     def error(self, stage: str, exc: BaseException | str) -> None:
-        self.errors.labels(stage, exc if isinstance(exc, str) else type(exc).__name__).inc()
+        with self._lock:
+            self.errors.inc((stage, exc if isinstance(exc, str) else type(exc).__name__))
 
     def commit_seconds(self, table: str, seconds: float) -> None:
-        self.commit_duration.labels(table).observe(seconds)
+        with self._lock:
+            self.commit_duration.observe((table,), seconds)
 
     def lease_lost(self, count: int) -> None:
-        self.lease_expiries.inc(count)
+        with self._lock:
+            self.lease_expiries.inc((), count)
 
     def maintenance(self, table: str, outcome: str, seconds: float) -> None:
-        self.maintenance_runs.labels(table, outcome).inc()
-        if outcome != "skipped":
-            self.maintenance_duration.labels(table).observe(seconds)
+        with self._lock:
+            self.maintenance_runs.inc((table, outcome))
+            if outcome != "skipped":
+                self.maintenance_duration.observe((table,), seconds)
 
 
 _PROCESS: Metrics | None = None
@@ -210,6 +272,8 @@ class LedgerCollector:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
         config = self.runtime.config
         tables = config_tables(config)
         up = GaugeMetricFamily("icefloe_ledger_up", "1 when the ledger answered this scrape's query")
@@ -251,13 +315,15 @@ class _Scrape:
         self.ledger = LedgerCollector(runtime)
 
     def collect(self) -> Iterator[Any]:
-        yield from process_metrics().registry.collect()
+        yield from process_metrics().collect()
         yield from self.ledger.collect()
 
 
 def exposition(runtime: Runtime) -> tuple[bytes, str]:
     """A scrape of this process's metrics and the ledger's gauges: (body, content type), for any
     HTTP server to return (`icefloe serve` mounts it at /metrics)."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
     if runtime.config.telemetry.metrics:
         process_metrics().declare(runtime.config)
     return generate_latest(_Scrape(runtime)), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
@@ -266,7 +332,7 @@ def exposition(runtime: Runtime) -> tuple[bytes, str]:
 def serve_metrics(runtime: Runtime, port: int, host: str = "127.0.0.1") -> tuple[Any, Any]:
     """`run --metrics-port`: /metrics on its own thread, on loopback unless `host` says otherwise.
     Returns (server, thread); `server.shutdown()` stops it."""
-    from prometheus_client import start_http_server
+    from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Scrape(runtime))  # type: ignore[arg-type]
