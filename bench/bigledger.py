@@ -30,12 +30,15 @@ import time
 from pathlib import Path
 
 from icefloe.ledger.base import event_id
+from icefloe.ledger.sql_side import COLUMNS
 from icefloe.ledger.sqlite import SqliteLedger
 from icefloe.scaffold import init_project
 
 _PIPELINES = {"orders": "orders/2026/{i}.csv", "clicks": "events/{i}.ndjson", "inventory": "inventory/{i}.csv"}
 # another host's worker: its leases show under `workers`, and it is not probed as a local pid
 _OWNER = "farhost:4242:abcdef"
+# what `fill` writes of each event: every column up to `version`, then `seq` (landing order)
+ROW_COLUMNS = [*COLUMNS[: COLUMNS.index("version") + 1], "seq"]
 _TABLES = {"orders": "sales.orders", "clicks": "web.clicks", "inventory": "sales.inventory"}
 
 
@@ -48,7 +51,18 @@ def _state(i: int) -> str:
 
 def fill(path: Path, events: int) -> None:
     SqliteLedger(path).close()  # the schema, as the code under test makes it
+    rows, objects = event_rows(events)
     db = sqlite3.connect(path)
+    with db:
+        # named columns: the table has more (epoch, traceparent) than a row here sets
+        names = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
+        db.executemany(f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})", rows)
+        db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", objects)
+    db.close()
+
+
+def event_rows(events: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """(event rows in ROW_COLUMNS order, object rows) of a ledger holding `events` events."""
     start = time.time() - events
     names = list(_PIPELINES)
     rows, objects = [], []
@@ -67,13 +81,10 @@ def fill(path: Path, events: int) -> None:
             "DataError" if state == "dead" else None, 10 if committed else None, 9 if committed else None,
             1 if committed else None, _TABLES.get(pipeline or "") if committed else None, i if committed else None,
             landed, landed, landed + 0.5 if committed else None, landed + 0.5, 0.0, _OWNER if state == "running" else None,
-            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0,
+            time.time() + 3600 if state == "running" else None, f"1000:{landed}", 0, i + 1,
         ))  # fmt: skip
         objects.append(("landing", key, f"1000:{landed}", h, 0))
-    with db:
-        db.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})", rows)
-        db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", objects)
-    db.close()
+    return rows, objects
 
 
 def _commands(root: Path) -> dict[str, list[str]]:

@@ -97,3 +97,14 @@ def test_an_otlp_config_without_the_extra_names_the_install(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the extra were not installed
     with pytest.raises(NotInstalledError, match=r"icefloe\[otel\]"):
         OtelTracing(TelemetryConfig(traces="otlp"))
+
+
+def test_ingest_joins_the_callers_trace(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    path = csv_file(tmp_path / "up" / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,1"])
+    project, spans = _traced(root)
+    (ev,) = project.ingest([path], traceparent=context_from_traceparent(CALLER))
+    assert ev.state == "committed"
+    trace_ids = {f"{s.context.trace_id:032x}" for s in spans.get_finished_spans()}
+    assert trace_ids == {CALLER.split("-")[1]}
+    project.close()
