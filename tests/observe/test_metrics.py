@@ -145,3 +145,20 @@ def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
     assert _value(s, bucket, table="t", le="+Inf") == 5
     assert _value(s, "icefloe_commit_duration_seconds_count", table="t") == 5
     assert _value(s, "icefloe_commit_duration_seconds_sum", table="t") == 0.005 + 0.03 + 0.03 + 100.0 + 1000.0
+
+
+def test_run_refuses_a_metrics_port_already_taken_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from tests.cli.invoke import invoke
+
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    csv_file(root / "landing" / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,1"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = invoke(capsys, "run", "--once", "-p", str(root), "--metrics-port", str(port))
+    assert code == 2 and f"--metrics-port {port}: cannot listen on 127.0.0.1" in err
+    with Project(root) as project:
+        assert project.ledger.events() == []  # refused before anything landed

@@ -35,7 +35,8 @@ def test_traceparent_headers_are_checked_and_normalised() -> None:
 
 
 def test_one_event_is_one_trace_joining_the_callers_across_two_workers(tmp_path: Path) -> None:
-    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    pipeline = {**ORDERS, "transform": [{"sql": "select * from batch"}], "checks": [{"range": {"amount": [0, None]}}]}
+    root = make_project(tmp_path / "p", {"orders": pipeline})
     csv_file(root / "landing" / "a.csv", "id,ts,amount", ["1,2026-01-01 00:00:00,1", "2,2026-01-01 00:00:00,2"])
     lander, landed_spans = _traced(root)
     (ev,) = lander.engine().land(lander.sources["landing"], "a.csv", traceparent=context_from_traceparent(CALLER))
@@ -51,7 +52,7 @@ def test_one_event_is_one_trace_joining_the_callers_across_two_workers(tmp_path:
     worker.engine().drain(reconcile=False)
     finished = spans.get_finished_spans()
     names = [s.name for s in finished]
-    assert {"lease", "read", "commit"} <= set(names), names
+    assert {"lease", "read", "transform", "checks", "commit"} <= set(names), names
     assert {f"{s.context.trace_id:032x}" for s in finished} == {CALLER.split("-")[1]}
     assert {f"{s.parent.span_id:016x}" for s in finished if s.parent} == {stored.traceparent.split("-")[2]}
     commit = next(s for s in finished if s.name == "commit")
