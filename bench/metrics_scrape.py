@@ -77,10 +77,14 @@ def _scrape(port: int) -> tuple[float, str]:
 
 def bench(backend: str, events: int, repeat: int, work: Path) -> tuple[list[float], list[float], float]:
     root = work / backend
-    init_project(root)
-    started = time.perf_counter()
-    (_sqlite if backend == "sqlite" else _postgres)(root, events)
-    log(f"{backend}: {events:,} events filled in {time.perf_counter() - started:.0f} s")
+    filled = root / ".bench-filled"
+    if not (filled.exists() and filled.read_text() == str(events)):  # --keep: filled by an earlier run
+        shutil.rmtree(root, ignore_errors=True)
+        init_project(root)
+        started = time.perf_counter()
+        (_sqlite if backend == "sqlite" else _postgres)(root, events)
+        filled.write_text(str(events))
+        log(f"{backend}: {events:,} events filled in {time.perf_counter() - started:.0f} s")
     scrapes: list[float] = []
     peers: list[float] = []
     with Project(root) as project:
@@ -107,8 +111,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="fill the ledgers here once, reuse them next time")
     args = parser.parse_args()
-    work = temp_dir("scrape-")
+    work = args.keep if args.keep is not None else temp_dir("scrape-")
     results = {b: bench(b, args.events, args.repeat, work) for b in args.backends.split(",")}
     print(f"/metrics scrape, {args.events:,} events in the ledger, {args.repeat} scrapes each, HTTP over loopback")
     print("(2 shared cores, other helpers' jobs running: medians and the ratio in one run)")
@@ -119,7 +124,8 @@ def main() -> None:
             f" (its ledger query {query * 1000:.1f} ms);  peer `status` counts() median {p * 1000:.1f} ms;"
             f"  ratio scrape/peer {s / p:.3f}"
         )
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,9 @@ class SqlReads(SqlBase):
         # entries of events_backlog (state, pipeline, landed_at), never a committed event, and
         # each table's last commit is the end of its range in events_freshness
         parts = [
-            f"SELECT 'p', pipeline, COUNT(*), MIN(landed_at) FROM events WHERE state IN {_PENDING} GROUP BY pipeline",
+            # by state too: the rows then come in the index's order and aggregate as they stream,
+            # instead of each looked up in a temporary B-tree of groups
+            f"SELECT 'p', pipeline, COUNT(*), MIN(landed_at) FROM events WHERE state IN {_PENDING} GROUP BY state, pipeline",
             "SELECT 'd', pipeline, COUNT(*), NULL FROM events WHERE state = 'dead' GROUP BY pipeline",
         ]
         params: list[Any] = []
@@ -157,7 +159,8 @@ class SqlReads(SqlBase):
         with self._read() as db:
             for kind, name, n, at in db.execute(" UNION ALL ".join(parts), params).fetchall():
                 if kind == "p" and name is not None:
-                    found.pending[name] = (int(n), float(at))
+                    count, oldest = found.pending.get(name, (0, float(at)))
+                    found.pending[name] = (count + int(n), min(oldest, float(at)))
                 elif kind == "d" and name is not None:
                     found.dead[name] = int(n)
                 elif kind == "t" and at is not None:
