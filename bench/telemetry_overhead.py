@@ -6,7 +6,8 @@ Both sides are the user's command in a fresh process on a fresh project over the
 
 - off: `telemetry: {metrics: false}` (nothing counted, OpenTelemetry never imported), no /metrics;
 - on:  `telemetry: {traces: otlp, endpoint: <a loopback OTLP sink>}`, `--metrics-port`, and a
-  scraper reading /metrics every 0.5 s while the worker runs.
+  scraper reading /metrics every `--scrape-every` seconds (5; Prometheus' default is 15 s,
+  many setups scrape every 30 or 60) while the worker runs.
 
 The sink is an HTTP server in this process that answers every OTLP export with 200 (no
 collector needed); it counts the spans' bytes so the run shows they were really sent. Rounds
@@ -69,8 +70,8 @@ def _project(base: Path, data: Path, telemetry: dict[str, Any]) -> Path:
     return root
 
 
-def _scrape_while(port: int, done: threading.Event, took: list[float]) -> None:
-    while not done.wait(0.5):
+def _scrape_while(port: int, every: float, done: threading.Event, took: list[float]) -> None:
+    while not done.wait(every):
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
@@ -80,12 +81,12 @@ def _scrape_while(port: int, done: threading.Event, took: list[float]) -> None:
         took.append(time.perf_counter() - started)
 
 
-def _run(root: Path, metrics_port: int | None) -> float:
+def _run(root: Path, metrics_port: int | None, every: float) -> float:
     command = [PYTHON, "-m", "icefloe", "run", "--once", "-p", str(root)]
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port)]
     done, took = threading.Event(), []  # type: ignore[var-annotated]
-    scraper = threading.Thread(target=_scrape_while, args=(metrics_port, done, took)) if metrics_port else None
+    scraper = threading.Thread(target=_scrape_while, args=(metrics_port, every, done, took)) if metrics_port else None
     started = time.perf_counter()
     if scraper is not None:
         scraper.start()
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scrape-every", type=float, default=5.0)
     args = parser.parse_args()
 
     work = temp_dir("telemetry-")
@@ -125,12 +127,13 @@ def main() -> None:
         for name in order:
             telemetry, with_metrics = sides[name]
             root = _project(work / f"project-{name}", data, telemetry)
-            seconds = _run(root, _free_port() if with_metrics else None)
+            seconds = _run(root, _free_port() if with_metrics else None, args.scrape_every)
             times[name].append(seconds)
             log(f"round {round_ + 1} {name}: {seconds:.2f} s")
     sink.shutdown()
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
-    print(f"telemetry overhead, `icefloe run --once` on {args.files} small files ({args.rows} rows each), {args.rounds} rounds each")
+    print(f"telemetry overhead, `icefloe run --once` on {args.files} small files ({args.rows} rows each), {args.rounds} rounds each,"
+          f" /metrics scraped every {args.scrape_every:g} s")
     print("(2 shared cores, other helpers' jobs running: the ratio is what counts)")
     for name in sides:
         print(f"  {name:3}: median {statistics.median(times[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in times[name])}")

@@ -6,18 +6,21 @@ leases the event later makes its spans children of it. A `traceparent` header on
 joins the caller's trace (`context_from_traceparent`, then `Lander.land_object(traceparent=)`).
 
 Spans are made after the fact from the times the engine records anyway (the pipeline's step
-timer, the commit's start and end), so the hot path gains no context switching and nothing
-when tracing is off: `Tracing` is then a no-op whose methods return at once, and OpenTelemetry
+timer, the commit's start and end) and handed to the exporter's processor as finished spans, so
+the hot path gains no context switching, and nothing when tracing is off: `Tracing` is then a no-op whose methods return at once, and OpenTelemetry
 is never imported (`pip install 'icefloe[otel]'` brings it).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import random
 import re
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -94,10 +97,14 @@ class Tracing:
 
 
 class OtelTracing(Tracing):
-    """Spans through an OpenTelemetry SDK tracer provider of icefloe's own (the process's global
-    one, if a host application set it, is left alone). `exporter`: an SDK exporter to use with a
-    synchronous processor (tests pass the in-memory one); else OTLP over HTTP, batched on a
-    background thread with a bounded queue."""
+    """Finished spans handed straight to an OpenTelemetry SDK span processor (and from it to the
+    exporter). Every span here is made after its step ended, from recorded times, so the
+    tracer's live-span machinery (sampler, context, locks, limits) would only cost time: a
+    `ReadableSpan` is what a processor receives anyway. The span's parent is the event's
+    stored traceparent, so its sampled flag decides (a caller that does not sample is obeyed).
+
+    `exporter`: an SDK exporter used through a synchronous processor (tests pass the in-memory
+    one); else OTLP over HTTP, batched on a background thread with a bounded queue."""
 
     enabled = True
 
@@ -105,63 +112,68 @@ class OtelTracing(Tracing):
         try:
             from opentelemetry import trace
             from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace import ReadableSpan
             from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         except ImportError as exc:
             raise NotInstalledError("opentelemetry-sdk", "otel") from exc
-        self._trace = trace
-        self.provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+        self._trace, self._span_type = trace, ReadableSpan
+        self._ok, self._error = trace.Status(trace.StatusCode.UNSET), trace.StatusCode.ERROR
+        self.resource = Resource.create({"service.name": config.service_name})
+        self.scope = InstrumentationScope("icefloe")
         if exporter is not None:
-            self.provider.add_span_processor(SimpleSpanProcessor(exporter))
+            self.processor: Any = SimpleSpanProcessor(exporter)
         else:
             try:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             except ImportError as exc:
                 raise NotInstalledError("opentelemetry-exporter-otlp-proto-http", "otel") from exc
             otlp = OTLPSpanExporter(endpoint=config.endpoint) if config.endpoint else OTLPSpanExporter()
-            self.provider.add_span_processor(BatchSpanProcessor(otlp, max_queue_size=config.max_queue))
-        self.tracer = self.provider.get_tracer("icefloe")
+            self.processor = BatchSpanProcessor(otlp, max_queue_size=config.max_queue)
+        atexit.register(self.shutdown)  # `run --once` exits right after its last commit: send those spans
 
-    def _parent(self, traceparent: str | None) -> Any:
-        """A context whose current span is the remote one `traceparent` names (None: a root)."""
-        if not traceparent:
-            return None
-        trace = self._trace
+    def _context(self, traceparent: str) -> Any:
         tid, sid, flags = traceparent[3:35], traceparent[36:52], traceparent[53:55]
-        context = trace.SpanContext(int(tid, 16), int(sid, 16), is_remote=True, trace_flags=trace.TraceFlags(int(flags, 16)))
-        return trace.set_span_in_context(trace.NonRecordingSpan(context))
+        return self._trace.SpanContext(int(tid, 16), int(sid, 16), is_remote=True, trace_flags=self._trace.TraceFlags(int(flags, 16)))
+
+    def _emit(self, name: str, parent: Any, span_id: int, start: float, end: float, attrs: dict[str, Any], error: Any) -> None:
+        if not parent.trace_flags.sampled:
+            return
+        context = self._trace.SpanContext(parent.trace_id, span_id, is_remote=False, trace_flags=parent.trace_flags)
+        status = self._ok
+        if error is not None:
+            status = self._trace.Status(self._error, str(error))
+            attrs["error.type"] = type(error).__name__ if isinstance(error, BaseException) else "error"
+        self.processor.on_end(self._span_type(
+            name, context=context, parent=parent if parent.span_id else None, resource=self.resource,
+            attributes=attrs, status=status, start_time=int(start * 1e9), end_time=int(end * 1e9),
+            instrumentation_scope=self.scope,
+        ))  # fmt: skip
 
     def start_land(self, parent: str | None, **attributes: Any) -> tuple[str, Any]:
-        span = self.tracer.start_span("land", context=self._parent(parent), attributes=_attrs(attributes))
-        ctx = span.get_span_context()
-        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}", span
+        span_id = random.getrandbits(64) or 1
+        if parent:
+            context = self._context(parent)
+        else:  # a root: a new trace id, no parent span
+            context = self._trace.SpanContext(random.getrandbits(128) or 1, 0, is_remote=True, trace_flags=self._trace.TraceFlags(1))
+        traceparent = f"00-{context.trace_id:032x}-{span_id:016x}-{int(context.trace_flags):02x}"
+        return traceparent, (context, span_id, time.time(), _attrs(attributes))
 
     def end(self, handle: Any, error: BaseException | None = None) -> None:
-        if handle is None:
-            return
-        if error is not None:
-            self._failed(handle, error)
-        handle.end()
+        if handle is not None:
+            context, span_id, started, attrs = handle
+            self._emit("land", context, span_id, started, time.time(), attrs, error)
 
     def span(
         self, ev: Event, name: str, start: float, end: float, error: BaseException | str | None = None, **attributes: Any
     ) -> None:
         attrs = {"icefloe.event_id": ev.id, "icefloe.pipeline": ev.pipeline or "", "icefloe.source": ev.source,
                  "icefloe.attempt": ev.attempts, **_attrs(attributes)}  # fmt: skip
-        span = self.tracer.start_span(name, context=self._parent(event_traceparent(ev)), start_time=int(start * 1e9), attributes=attrs)
-        if error is not None:
-            self._failed(span, error)
-        span.end(end_time=int(end * 1e9))
-
-    def _failed(self, span: Any, error: BaseException | str) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_status(Status(StatusCode.ERROR, str(error)))
-        span.set_attribute("error.type", type(error).__name__ if isinstance(error, BaseException) else "error")
+        self._emit(name, self._context(event_traceparent(ev)), random.getrandbits(64) or 1, start, end, attrs, error)
 
     def shutdown(self) -> None:
         try:
-            self.provider.shutdown()
+            self.processor.shutdown()
         except Exception:  # noqa: BLE001 - a collector gone at exit loses its last spans, nothing else
             log.debug("tracing shutdown failed", exc_info=True)
 
