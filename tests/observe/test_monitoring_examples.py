@@ -56,6 +56,6 @@ def test_promtool_accepts_the_rules_where_it_is_installed() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:  # the parser test above still checks every expr's metric names
         pytest.skip("promtool is not installed (apt-get install prometheus)")
-    out = subprocess.run([promtool, "check", "rules", str(EXAMPLES / "alerts.yml")], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([promtool, "check", "rules", str(EXAMPLES / "alerts.yml")], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout

@@ -11,7 +11,7 @@ from icefloe.errors import NotFoundError
 from icefloe.lake.writer import EVENTS_PROPERTY
 from icefloe.runtime import Runtime
 
-__all__ = ["list_tables", "history"]
+__all__ = ["history", "list_tables"]
 
 
 def list_tables(rt: Runtime) -> list[dict[str, Any]]:
