@@ -4,4 +4,4 @@ from icefloe.observe.status import status
 from icefloe.observe.tables import history, list_tables
 from icefloe.observe.trace import trace
 
-__all__ = ["history", "list_tables", "status", "trace"]
+__all__ = ["status", "trace", "history", "list_tables"]

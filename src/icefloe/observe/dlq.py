@@ -7,7 +7,6 @@ the next page starts after the last one's `seq` (keyset paging: page 50 costs wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 

@@ -11,7 +11,7 @@ from icefloe.errors import NotFoundError
 from icefloe.lake.writer import EVENTS_PROPERTY
 from icefloe.runtime import Runtime
 
-__all__ = ["history", "list_tables"]
+__all__ = ["list_tables", "history"]
 
 
 def list_tables(rt: Runtime) -> list[dict[str, Any]]:
