@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from icefloe.ledger.base import event_id
+from icefloe.ledger.sql_side import COLUMNS
 from icefloe.ledger.sqlite import SqliteLedger
 from icefloe.scaffold import init_project
 
@@ -37,6 +38,8 @@ _PIPELINES = {"orders": "orders/2026/{i}.csv", "clicks": "events/{i}.ndjson", "i
 # another host's worker: its leases show under `workers`, and it is not probed as a local pid
 _OWNER = "farhost:4242:abcdef"
 _TABLES = {"orders": "sales.orders", "clicks": "web.clicks", "inventory": "sales.inventory"}
+# the columns a row here sets, in order (the table has more, e.g. traceparent, left NULL)
+ROW_COLUMNS = COLUMNS[: COLUMNS.index("seq") + 1]
 
 
 def _state(i: int) -> str:
@@ -44,6 +47,11 @@ def _state(i: int) -> str:
     if slot < 90:
         return "committed"
     return ("queued", "queued", "dead", "dead", "retrying", "unrouted", "queued", "dead", "queued", "running")[slot - 90]
+
+
+def event_rows(events: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """(event rows in ROW_COLUMNS order, object rows) of a ledger holding `events` events."""
+    return _rows(events)
 
 
 def _rows(events: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -77,7 +85,8 @@ def fill(path: Path, events: int) -> None:
     db = sqlite3.connect(path)
     rows, objects = _rows(events)
     with db:
-        db.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        names = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
+        db.executemany(f"INSERT INTO events ({names}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})", rows)
         db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", objects)
         # the landing sequence goes on after the events put here (a new landing takes the next)
         db.execute("UPDATE ledger_sequences SET value = ? WHERE name = 'events'", (events,))
@@ -89,12 +98,11 @@ def fill_postgres(uri: str, root: Path, events: int) -> None:
     import psycopg
 
     from icefloe.ledger import open_ledger
-    from icefloe.ledger.sql_side import COLUMNS
 
     open_ledger(uri, root).close()
     rows, objects = _rows(events)
     with psycopg.connect(uri) as db, db.cursor() as cur:
-        with cur.copy(f"COPY events ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in COLUMNS)}) FROM STDIN") as copy:
+        with cur.copy(f"COPY events ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in ROW_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         with cur.copy("COPY objects (source, key, stamp, content_hash, version) FROM STDIN") as copy:

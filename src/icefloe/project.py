@@ -77,13 +77,15 @@ class Project:
         on_landed: Callable[[int], None] | None = None,
         on_progress: Callable[[Event, int, int], None] | None = None,
         on_copy: Callable[[Path, int], None] | None = None,
+        traceparent: str | None = None,
     ) -> list[Event]:
         """Land these files on a source, process and commit them, and return their final events.
 
         `on_landed(n)` is told how many events were landed; `on_event(event, state)` hears each
         one reach committed / retrying / dead; `on_progress(event, bytes, records)` hears how far
         the reader is into a file, and `on_copy(path, bytes)` how far its copy onto the source is
-        (for progress bars)."""
+        (for progress bars). `traceparent`: the caller's W3C trace (an HTTP request's header,
+        through `observe.tracing.context_from_traceparent`), which the events' traces join."""
         src = self._source(source)
         with self._ingest_lock:
             engine = self._ingester()
@@ -96,7 +98,7 @@ class Project:
                     raise NotFoundError(f"{local}: no such file")
                 copied = (lambda done, path=local: on_copy(path, done)) if on_copy is not None else None
                 landed = src.put(local, key_prefix + local.name if key_prefix else None, copied)
-                engine.land_object(landed)
+                engine.land_object(landed, traceparent=traceparent)
                 # the events of the version these bytes are (new, or the current version again)
                 ids += [e.id for e in self.ledger.object_events(src.name, landed.key) if e.content_hash == landed.content_hash]
             if on_landed is not None:

@@ -96,11 +96,21 @@ class Upkeep:
     def run_quietly(self, table: str) -> MaintenanceReport | None:
         """`run`, but never raises: a failed run is recorded in the ledger and retried at the next
         trigger, while ingestion goes on."""
+        from icefloe.observe.logs import bind
+        from icefloe.observe.metrics import metrics_for
+
+        metrics = metrics_for(self.runtime.config)
+        started = time.perf_counter()
         try:
-            return self.run(table)
+            with bind(table=table):  # its log lines name the table (--log-format json)
+                report = self.run(table)
         except Exception as exc:  # noqa: BLE001 - maintenance must never stop ingestion
+            metrics.maintenance(table, "failed", time.perf_counter() - started)
+            metrics.error("maintain", exc)
             log.warning("maintenance of %s failed: %s", table, describe(exc))
             return None
+        metrics.maintenance(table, "skipped" if report is None else "succeeded", time.perf_counter() - started)
+        return report
 
     def run(self, table: str, *, dry_run: bool = False) -> MaintenanceReport | None:
         """One maintenance run over `table`; None when another worker is running one right now."""

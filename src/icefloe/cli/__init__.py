@@ -22,11 +22,17 @@ EXIT_INTERRUPTED = 130
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one object a line, with event_id, pipeline, table and trace_id.",
+)  # fmt: skip
 @click.version_option(package_name="icefloe")
-def cli(verbose: int) -> None:
+def cli(verbose: int, log_format: str) -> None:
     """icefloe: event-driven ingestion into Iceberg tables, exactly once."""
+    from icefloe.observe.logs import configure_logging
+
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging(max(level, logging.DEBUG), log_format)
 
 
 def _register() -> None:

@@ -28,7 +28,9 @@ def _event_row(e: Event) -> dict[str, Any]:
 @click.command()
 @project_options
 @click.option("--once", is_flag=True, help="Process everything pending, then exit (scale to zero).")
-def run(project_dir: str, env: str | None, once: bool) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, help="Serve Prometheus /metrics on this port (off by default).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address /metrics listens on (0.0.0.0: every interface).")
+def run(project_dir: str, env: str | None, once: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Watch the sources and process events until Ctrl-C (or until idle with --once)."""
     stop = threading.Event()
     if not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
@@ -36,9 +38,23 @@ def run(project_dir: str, env: str | None, once: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with open_project(project_dir, env) as project:
-        if not once:
-            click.echo(f"icefloe: watching {', '.join(project.sources) or 'no sources'} (Ctrl-C to stop)", err=True)
-        summary = project.run(once=once, stop=stop)
+        server = None
+        if metrics_port is not None:
+            from icefloe.observe.metrics import serve_metrics
+
+            try:
+                server, _ = serve_metrics(project.runtime, metrics_port, metrics_host)
+            except OSError as exc:  # the port is taken: say so before any work starts
+                raise click.UsageError(f"--metrics-port {metrics_port}: cannot listen on {metrics_host}: {exc.strerror or exc}") from exc
+            click.echo(f"icefloe: metrics on http://{metrics_host}:{server.server_port}/metrics", err=True)
+        try:
+            if not once:
+                click.echo(f"icefloe: watching {', '.join(project.sources) or 'no sources'} (Ctrl-C to stop)", err=True)
+            summary = project.run(once=once, stop=stop)
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
     # only what this process did: other workers' commits meanwhile are theirs
     click.echo(summary.line(), err=True)
     if once:

@@ -11,6 +11,7 @@ from icefloe.config.origins import ConfigProblems, Origins, Problem, report
 from icefloe.config.nats import NatsSourceConfig
 from icefloe.config.notify import NotificationConfig
 from icefloe.config.serve import ServeConfig
+from icefloe.config.telemetry import TelemetryConfig
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
 
@@ -337,6 +338,7 @@ class ProjectConfig(_Model):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _d = field_validator("lease", mode="before")(lambda v: parse_duration(v))

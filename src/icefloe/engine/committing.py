@@ -20,6 +20,9 @@ from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event
+from icefloe.observe.logs import bind
+from icefloe.observe.metrics import metrics_for
+from icefloe.observe.tracing import tracing_for
 from icefloe.pipelines.runner import META_COLUMNS, EventOutput
 from icefloe.runtime import Runtime
 
@@ -60,6 +63,8 @@ class Committer:
         self.clock = runtime.clock
         self.owner = owner
         self._notify = notify
+        self.metrics = metrics_for(runtime.config)
+        self.tracing = tracing_for(runtime)
         self._maintenance: Maintenance | None = None
         self.writers: dict[str, TableWriter] = {}
         self.table_of = {name: cfg.write.table for name, cfg in self.config.pipelines.items()}
@@ -158,7 +163,7 @@ class Committer:
             if self._due(table, buf, force):
                 self.buffers[table] = _Buffer()
                 # a maintenance commit that lost a race to ours goes next (engine.maintenance)
-                with self._maintenance.gate if self._maintenance is not None else nullcontext():
+                with self._maintenance.gate if self._maintenance is not None else nullcontext(), bind(table=table):
                     self._commit(table, buf.items)
                 flushed = True
         return flushed
@@ -197,6 +202,7 @@ class Committer:
             try:  # fenced: an event whose lease moved on is another worker's now
                 self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease, epochs={ev.id: ev.epoch for ev, _ in accepted})
             except LeaseLostError as lost:
+                self.metrics.lease_lost(len(lost.ids))
                 log.warning("lease lost on %d event(s) (%s); dropping their work", len(lost.ids), ", ".join(lost.ids[:5]))
                 for ev, out in [item for item in accepted if item[0].id in lost.ids]:
                     self._discard(ev.pipeline or "", out)
@@ -251,10 +257,17 @@ class Committer:
                 snapshots.update({i: history.get(i) for i in ids if i not in snapshots})
         except Exception as exc:  # noqa: BLE001
             events = [ev for ev, _ in accepted]
+            failed_at = time.time()
+            for ev in events:
+                self.tracing.span(ev, "commit", started, failed_at, error=exc, table=table)
             states = self._fail(events, exc)
             retrying = [ev.pipeline for ev, state in zip(events, states, strict=True) if state == "retrying"]
             return {p for name in retrying if name in self.ordered for p in self._order_group(name)}
         ended = time.time()
+        self.metrics.commit_seconds(table, ended - started)
+        if self.tracing.enabled:
+            for ev, _ in accepted:
+                self.tracing.span(ev, "commit", started, ended, table=table, snapshot_id=snapshot_id, batch=len(ids))
         if newly:
             # the next run of this batch starts from the table this commit left
             tables[table] = self.writer(table).last_table = writer.last_table
@@ -271,6 +284,7 @@ class Committer:
             try:
                 self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats, epochs=epochs)
             except LeaseLostError as lost:
+                self.metrics.lease_lost(len(lost.ids))
                 log.warning("lease lost on %s; the worker holding them now records their commit", ", ".join(lost.ids[:5]))
                 gone.update(lost.ids)
             except LedgerUnavailableError as down:
@@ -284,6 +298,14 @@ class Committer:
         self._revive_duplicates([ev for ev, _ in accepted])
         fresh = set(newly)
         if fresh:
+            by_pipeline: dict[str, list[int]] = {}
+            for ev, out in accepted:
+                if ev.id in fresh:
+                    counts = by_pipeline.setdefault(ev.pipeline or "", [0, 0])
+                    counts[0] += out.stats["rows_out"]
+                    counts[1] += out.stats.get("rows_quarantined", 0)
+            for pipeline, (done, held) in by_pipeline.items():
+                self.metrics.rows(pipeline, table, done, held)
             rows = sum(out.stats["rows_out"] for ev, out in accepted if ev.id in fresh)
             log.info("committed %d event(s), %d row(s) to %s in %.0f ms (snapshot %s)", len(fresh), rows, table, (ended - started) * 1000, snapshot_id)
         if len(fresh) < len(ids):  # an earlier commit (another worker's, or before the ledger was lost) holds them
@@ -365,11 +387,13 @@ class Committer:
             return
         self.runtime.quarantine.write(ev.pipeline or "_", ev.id, out.quarantine)
 
-    def _fail(self, events: list[Event], exc: BaseException) -> list[str]:
-        """Record the failure of each event; returns their new states."""
+    def _fail(self, events: list[Event], exc: BaseException, *, stage: str = "commit") -> list[str]:
+        """Record the failure of each event (counted under `stage`); returns their new states."""
         exc = catalog_outage(exc, self.config.catalog) or exc  # a catalog outage says so, and retries
         transient = is_transient(exc)
         text = describe(exc)
+        for _ in events:
+            self.metrics.error(stage, exc)
         if isinstance(exc, LedgerUnavailableError):
             return self._hand_back(events, text)
         states: list[str] = []
@@ -383,6 +407,7 @@ class Committer:
                     backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0, epoch=ev.epoch,
                 )  # fmt: skip
             except LeaseLostError:
+                self.metrics.lease_lost(1)
                 log.warning("event %s (%s): lease lost (another worker holds it now); dropping it", ev.id, ev.object_ref)
                 states.append("lost")
                 continue

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 
 from icefloe.errors import IcefloeError, ObjectChangedError
 from icefloe.ledger.base import Event
+from icefloe.observe.metrics import metrics_for
+from icefloe.observe.tracing import tracing_for
 from icefloe.runtime import Runtime
 from icefloe.sources.base import Landed, ObjectRef, Source, iter_refs
 
@@ -33,27 +35,39 @@ class Lander:
         self.runtime = runtime
         self.config = runtime.config
         self.ledger = runtime.ledger
+        self.metrics = metrics_for(runtime.config)
+        self.tracing = tracing_for(runtime)
         # (source name, key) -> (source, complete): objects a notice named, landed once they settle
         self._candidates: dict[tuple[str, str], tuple[Source, bool]] = {}
         self._lock = threading.Lock()
 
-    def land(self, source: Source, target: ObjectRef | str) -> list[Event]:
-        """Land one object (a ref, or a key to head) unless this very version landed before."""
+    def land(self, source: Source, target: ObjectRef | str, *, traceparent: str | None = None) -> list[Event]:
+        """Land one object (a ref, or a key to head) unless this very version landed before.
+        `traceparent`: the caller's trace (observe.tracing.context_from_traceparent), joined."""
         ref = source.head(target) if isinstance(target, str) else target
         if ref is None:
             return []
         if self.ledger.object_stamp(source.name, ref.key) == ref.version:
             return []
-        return self.land_object(source.describe(ref))
+        return self.land_object(source.describe(ref), traceparent=traceparent)
 
-    def land_object(self, landed: Landed) -> list[Event]:
-        """Record a complete object and route it; returns the events that are new."""
+    def land_object(self, landed: Landed, *, traceparent: str | None = None) -> list[Event]:
+        """Record a complete object and route it; returns the events that are new. Its events
+        keep the trace of this landing (a child of `traceparent`, the caller's, if given)."""
         pipelines = self.runtime.router.match(landed.source, landed.key)
         attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
-        events = self.ledger.land(
-            source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
-            size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp,
-        )  # fmt: skip
+        parent, span = self.tracing.start_land(traceparent, source=landed.source, key=landed.key, size=landed.size)
+        try:
+            events = self.ledger.land(
+                source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
+                size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp, traceparent=parent,
+            )  # fmt: skip
+        except Exception as exc:
+            self.tracing.end(span, exc)
+            self.metrics.error("land", exc)
+            raise
+        self.tracing.end(span)
+        self.metrics.landed(landed.source, events)
         if landed.stamp:
             self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
         return events

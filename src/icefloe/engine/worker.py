@@ -14,6 +14,9 @@ from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import DataError, IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
+from icefloe.observe.logs import bind
+from icefloe.observe.metrics import metrics_for
+from icefloe.observe.tracing import event_traceparent, trace_id_of, tracing_for
 from icefloe.pipelines.runner import EventOutput, PipelineRunner
 from icefloe.runtime import Runtime
 from icefloe.sources.base import Landed, ObjectRef, Source
@@ -42,6 +45,8 @@ class Engine:
         self.lease_limit = lease_limit
         self.runners = {name: PipelineRunner(name, cfg, runtime.root) for name, cfg in self.config.pipelines.items()}
         self.tally = Tally()
+        self.metrics = metrics_for(self.config)
+        self.tracing = tracing_for(runtime)
         self._reconcile_at: dict[str, float] = {}  # source -> when its next reconcile pass is due
         self.on_event: Callable[[Event, str], None] | None = None
         # (event, bytes of its file read, records so far), for a progress bar on long files
@@ -74,15 +79,16 @@ class Engine:
 
     def _notify(self, ev: Event, state: str) -> None:
         self.tally.seen(ev.id, state)
+        self.metrics.settled(ev, state)
         if self.on_event is not None:
             self.on_event(ev, state)
 
     # -- the parts' own API, for callers that hold the engine (Project.ingest, tests) ------------
-    def land(self, source: Source, target: ObjectRef | str) -> list[Event]:
-        return self.lander.land(source, target)
+    def land(self, source: Source, target: ObjectRef | str, *, traceparent: str | None = None) -> list[Event]:
+        return self.lander.land(source, target, traceparent=traceparent)
 
-    def land_object(self, landed: Landed) -> list[Event]:
-        return self.lander.land_object(landed)
+    def land_object(self, landed: Landed, *, traceparent: str | None = None) -> list[Event]:
+        return self.lander.land_object(landed, traceparent=traceparent)
 
     def reconcile(self, names: Iterable[str] | None = None) -> int:
         return self.lander.reconcile(names)
@@ -114,10 +120,15 @@ class Engine:
         """One round: land, lease, process, flush what is due. True if anything happened."""
         self._housekeep()
         self.lander._land_candidates()
+        leasing = time.time()
         events = self.ledger.lease(
             self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
             groups=self.order_groups, ordered_by_key=self.ordered_by_key,
         )
+        if events and self.tracing.enabled:
+            leased = time.time()
+            for ev in events:
+                self.tracing.span(ev, "lease", leasing, leased, owner=self.owner, epoch=ev.epoch)
         self._skip_already_committed(events)
         self._held_back.clear()
         for ev in events:
@@ -173,13 +184,20 @@ class Engine:
 
     def _process(self, ev: Event) -> None:
         self._in_flight.add(ev.id)
+        # every log line about this event names it (--log-format json)
+        context = bind(
+            event_id=ev.id, pipeline=ev.pipeline, table=self.table_of.get(ev.pipeline or ""),
+            trace_id=trace_id_of(event_traceparent(ev)),
+        )  # fmt: skip
         try:
-            self._process_one(ev)
+            with context:
+                self._process_one(ev)
         finally:
             self._in_flight.discard(ev.id)
 
     def _process_one(self, ev: Event) -> None:
         assert ev.pipeline is not None
+        began = time.time()
         source = self.runtime.sources.get(ev.source)
         try:
             if source is None:
@@ -211,10 +229,13 @@ class Engine:
                 self.committer._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
-            self.committer._fail([ev], exc)
+            self.tracing.span(ev, "process", began, time.time(), error=exc, object=ev.object_ref)
+            self.committer._fail([ev], exc, stage="process")
             return
+        self.metrics.read(ev.pipeline, ev.size)
         for name, started, ended, detail in out.steps:
             self.ledger.record_step([ev.id], name, started, ended, **detail)
+            self.tracing.span(ev, name, started, ended, **detail)
         now = time.time()
         # the counts survive a crash before the commit is recorded (see _skip_already_committed)
         self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
@@ -272,6 +293,7 @@ class Engine:
             log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
             return True
         log.info("event %s (%s) discarded: %s", ev.id, ev.object_ref, reason)
+        self.metrics.duplicate(ev.pipeline or "")
         self._notify(ev, "discarded")
         return True
 

@@ -43,6 +43,7 @@ __all__ = [
     "Event",
     "GroupCount",
     "Bucket",
+    "LedgerGauges",
     "Step",
     "Job",
     "WorkerInfo",
@@ -133,6 +134,8 @@ class Event:
     epoch: int = 0
     # landing order, from a database sequence (lease order, and the cursor of `page`)
     seq: int = 0
+    # W3C traceparent of its landing (observe.tracing): the parent of every step's span
+    traceparent: str | None = None
 
     @property
     def object_ref(self) -> str:
@@ -165,6 +168,16 @@ class Bucket:
     index: int
     events: int
     rows_out: int
+
+
+@dataclass
+class LedgerGauges:
+    """`Ledger.gauges`: pipeline -> (pending events, oldest pending landed_at), pipeline -> dead
+    events, table -> last committed_at (absent: none yet). Pipelines without any are absent."""
+
+    pending: dict[str, tuple[int, float]] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    last_commit: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,8 +238,10 @@ class Ledger(ABC):
         pipelines: list[str],
         max_attempts: dict[str, int] | None = None,
         stamp: str = "",
+        traceparent: str | None = None,
     ) -> list[Event]:
         """Record an object; one event per pipeline (or one `unrouted`). Returns only new events.
+        `traceparent` (W3C) is kept on each: the trace its steps' spans join.
 
         Bytes equal to the object's current version are that version again (nothing new); any
         other bytes, an earlier version's included, are the next version with new events."""
@@ -424,6 +439,12 @@ class Ledger(ABC):
 
     @abstractmethod
     def steps(self, id: str) -> list[Step]: ...
+
+    @abstractmethod
+    def gauges(self, tables: list[str]) -> LedgerGauges:
+        """What a /metrics scrape reads from the ledger, in one indexed query: per pipeline the
+        pending events and the oldest one's landing, the dead-lettered events; per table of
+        `tables`, its last commit."""
 
     @abstractmethod
     def pending_count(self, pipelines: Iterable[str] | None = None) -> int:

@@ -152,6 +152,14 @@ def _idempotency(db: DB, dialect: Dialect) -> None:
     # the HTTP API's Idempotency-Key answers (web/api.py): kept where every API host sees them
     for statement in _statements(dialect.ddl(_IDEMPOTENCY)):
         db.execute(statement)
+def _trace_and_gauges(db: DB, dialect: Dialect) -> None:
+    # the W3C traceparent of the event's landing: every worker's spans for the event join it
+    if "traceparent" not in _columns(db, dialect, "events"):
+        db.execute("ALTER TABLE events ADD COLUMN traceparent TEXT")
+    # a /metrics scrape reads the backlog (count, oldest landing per pipeline) and each table's
+    # last commit: without these it walks every event (1,000,000 committed ones, say) per scrape
+    db.execute("CREATE INDEX IF NOT EXISTS events_backlog ON events(state, pipeline, landed_at)")
+    db.execute('CREATE INDEX IF NOT EXISTS events_freshness ON events("table", committed_at)')
 
 
 MIGRATIONS = [
@@ -159,6 +167,7 @@ MIGRATIONS = [
     Migration(2, "landing sequence (events.seq), lease epochs (events.epoch), numbered steps", _sequence_and_epochs),
     Migration(3, "PostgreSQL: index of the pending events in landing order (lease), events vacuumed early", _pending_index),
     Migration(4, "idempotency: the HTTP API's Idempotency-Key claims and stored answers", _idempotency),
+    Migration(5, "events.traceparent (one trace per event across workers); indexes for the /metrics gauges", _trace_and_gauges),
 ]
 LATEST = MIGRATIONS[-1].version
 

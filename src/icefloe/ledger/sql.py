@@ -55,6 +55,7 @@ class SqlLedger(SqlReads):
         pipelines: list[str],
         max_attempts: dict[str, int] | None = None,
         stamp: str = "",
+        traceparent: str | None = None,
     ) -> list[Event]:
         created = []
         with self._tx() as db:
@@ -76,6 +77,7 @@ class SqlLedger(SqlReads):
                     content_hash=content_hash, size=size, pipeline=pipeline, state=state,
                     max_attempts=(max_attempts or {}).get(pipeline or "", 5), landed_at=now, updated_at=now,
                     stamp=stamp, version=version, seq=int(db.execute(self.dialect.next_seq).fetchone()[0]),
+                    traceparent=traceparent,
                 )  # fmt: skip
                 if db.execute(_INSERT, [getattr(ev, c) for c in COLUMNS]).rowcount:
                     created.append(ev)
@@ -136,6 +138,7 @@ class SqlLedger(SqlReads):
                     key=old.key, uri=old.uri, content_hash=old.content_hash, size=old.size, pipeline=old.pipeline,
                     state="queued", max_attempts=old.max_attempts, landed_at=now, updated_at=now, stamp=old.stamp,
                     version=version, seq=int(db.execute(self.dialect.next_seq).fetchone()[0]),
+                    traceparent=old.traceparent,
                 )  # fmt: skip
                 db.execute(_INSERT, [getattr(ev, c) for c in COLUMNS])
                 reason = f"{replacing.object_ref} no longer holds these bytes (event {replacing.id} replaced them)"

@@ -24,7 +24,7 @@ COLUMNS = [
     "id", "source", "key", "uri", "content_hash", "size", "pipeline", "state", "attempts",
     "max_attempts", "error", "error_kind", "rows_in", "rows_out", "rows_quarantined", "table",
     "snapshot_id", "landed_at", "started_at", "committed_at", "updated_at", "next_attempt_at",
-    "lease_owner", "lease_expires_at", "stamp", "version", "epoch", "seq",
+    "lease_owner", "lease_expires_at", "stamp", "version", "epoch", "seq", "traceparent",
 ]  # fmt: skip
 SELECT = "SELECT " + ", ".join(f'"{c}"' for c in COLUMNS) + " FROM events"
 log = logging.getLogger(__name__)

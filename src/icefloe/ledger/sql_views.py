@@ -8,6 +8,7 @@ from typing import Any
 
 from icefloe.errors import IcefloeError
 from icefloe.ledger.base import Bucket, Event, GroupCount
+from icefloe.ledger.base import Event, GroupCount, LedgerGauges
 from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
 
 __all__ = ["SqlReads"]
@@ -198,3 +199,28 @@ class SqlReads(SqlBase):
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
         return [Bucket(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+    def gauges(self, tables: list[str]) -> LedgerGauges:
+        # each part walks an index (migration 4): the backlog reads only the pending and dead
+        # entries of events_backlog (state, pipeline, landed_at), never a committed event, and
+        # each table's last commit is the end of its range in events_freshness
+        parts = [
+            # by state too: the rows then come in the index's order and aggregate as they stream,
+            # instead of each looked up in a temporary B-tree of groups
+            f"SELECT 'p', pipeline, COUNT(*), MIN(landed_at) FROM events WHERE state IN {_PENDING} GROUP BY state, pipeline",
+            "SELECT 'd', pipeline, COUNT(*), NULL FROM events WHERE state = 'dead' GROUP BY pipeline",
+        ]
+        params: list[Any] = []
+        for table in tables:
+            parts.append("SELECT 't', ?, 0, (SELECT MAX(committed_at) FROM events WHERE \"table\" = ?)")
+            params += [table, table]
+        found = LedgerGauges()
+        with self._read() as db:
+            for kind, name, n, at in db.execute(" UNION ALL ".join(parts), params).fetchall():
+                if kind == "p" and name is not None:
+                    count, oldest = found.pending.get(name, (0, float(at)))
+                    found.pending[name] = (count + int(n), min(oldest, float(at)))
+                elif kind == "d" and name is not None:
+                    found.dead[name] = int(n)
+                elif kind == "t" and at is not None:
+                    found.last_commit[name] = float(at)
+        return found
