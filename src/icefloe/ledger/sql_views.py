@@ -200,7 +200,7 @@ class SqlReads(SqlBase):
             rows = db.execute(sql, args).fetchall()
         return [Bucket(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
     def gauges(self, tables: list[str]) -> LedgerGauges:
-        # each part walks an index (migration 4): the backlog reads only the pending and dead
+        # each part walks an index (migration 5): the backlog reads only the pending and dead
         # entries of events_backlog (state, pipeline, landed_at), never a committed event, and
         # each table's last commit is the end of its range in events_freshness
         parts = [
