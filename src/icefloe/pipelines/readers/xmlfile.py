@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from icefloe.errors import DataError
 from icefloe.pipelines.readers.base import CHILD_KEY, Source, register_reader
+from icefloe.pipelines.readers.xmlfast import engine_config, guard_pattern
 from icefloe.pipelines.readers.xmlpool import Runner
 from icefloe.pipelines.readers.xmlspec import OPTION_KEYS, parse_spec, stylesheets
 from icefloe.pipelines.readers.xmlsplit import read_document
@@ -41,7 +42,8 @@ __all__ = ["read_xml"]
 def read_xml(src: Source, schema: dict[str, pa.DataType], options: dict[str, Any], batch_rows: int) -> Iterator[pa.RecordBatch]:
     """The `ReaderFn` registered as format `xml` (see the module docstring)."""
     spec = parse_spec(options)
-    templates = stylesheets(spec)
+    fast = engine_config(spec, spec.engine)
+    templates = (*stylesheets(spec), None if fast is None else (fast, guard_pattern(spec)))
     runner = Runner(spec.workers)
     failed = True
     done = 0  # records of the documents before this one (zip members)

@@ -45,7 +45,7 @@ def read_document(
     stream: IO[bytes],
     name: str,
     spec: XmlSpec,
-    templates: tuple[str, str],
+    templates: tuple[str, str, tuple[str, str] | None],
     runner: Runner,
     *,
     expected_bytes: int | None,
@@ -76,7 +76,11 @@ def read_document(
             skeleton.feed(before)  # anything wrong earlier in the document is reported first
             message = re.sub(r"\x00(\d+)\x00", lambda m: str(line + int(m.group(1))), message)
             raise DataError(message, file=name, line=line + bad_line, column=bad_col + (col if bad_line == 0 else 0))
-        _, out, separators, n, lines, cols, newlines, tail, piece = result
+        if result[0] == "arrow":  # values already in Arrow (the xml2arrow engine)
+            _, out, n, lines, cols, newlines, tail, piece = result
+            separators = None
+        else:
+            _, out, separators, n, lines, cols, newlines, tail, piece = result
         skeleton.feed(piece)
         if n:
             yield from group.add(out, separators, n, (line, col, lines, cols))
@@ -115,13 +119,13 @@ class _Group:
 
     def __init__(self, builder: BlockBuilder) -> None:
         self.builder = builder
-        self.texts: list[bytes] = []
+        self.texts: list[Any] = []  # extracted text, or xml2arrow's tables (separators None)
         self.firsts: list[int] = []  # row of each block's first record
         self.places: list[tuple[int, int, list[int], list[int]]] = []
         self.separators: tuple[str, str] | None = None
         self.rows = self.size = 0
 
-    def add(self, text: bytes, separators: tuple[str, str], n: int, place: tuple) -> Iterator[pa.RecordBatch]:
+    def add(self, text: Any, separators: tuple[str, str] | None, n: int, place: tuple) -> Iterator[pa.RecordBatch]:
         if separators != self.separators:
             yield from self.flush()
             self.separators = separators
@@ -129,22 +133,15 @@ class _Group:
         self.firsts.append(self.rows)
         self.places.append(place)
         self.rows += n
-        self.size += len(text)
+        self.size += len(text) if separators is not None else sum(b.nbytes for b in text.values())
         if self.size >= self.TEXT_BYTES:
             yield from self.flush()
 
     def flush(self) -> Iterator[pa.RecordBatch]:
         if not self.rows:
             return
-        assert self.separators is not None
         texts, firsts, places, rows = self.texts, self.firsts, self.places, self.rows
         self.texts, self.firsts, self.places, self.rows, self.size = [], [], [], 0, 0
-        if len(texts) == 1:
-            text = texts[0]
-        else:  # section by section, the blocks' texts one after the other
-            mark = self.separators[1].encode()
-            parts = [t.split(mark) for t in texts]
-            text = mark.join(b"".join(p[i] for p in parts) for i in range(len(parts[0])))
 
         def record_at(row: int) -> tuple[int | None, int | None]:
             block = bisect.bisect_right(firsts, row) - 1
@@ -152,6 +149,15 @@ class _Group:
             local = row - firsts[block]
             return line + lines[local], cols[local] + (col if lines[local] == 0 else 0)
 
+        if self.separators is None:
+            yield from self.builder.build_tables(texts, firsts, rows, record_at)
+            return
+        if len(texts) == 1:
+            text = texts[0]
+        else:  # section by section, the blocks' texts one after the other
+            mark = self.separators[1].encode()
+            parts = [t.split(mark) for t in texts]
+            text = mark.join(b"".join(p[i] for p in parts) for i in range(len(parts[0])))
         yield from self.builder.build(text, self.separators, rows, record_at)
 
 

@@ -7,7 +7,8 @@ one compiled XSLT over it that writes every value as text, separated by Unicode 
 single C-level pass replaces thousands of Python-level lookups per block. What lies between records
 (the "gaps") is handed back as a skeleton so the caller can check the document's own structure.
 
-This module imports only the standard library and lxml, because it is also the worker process
+This module imports only the standard library and lxml (and, for the xml2arrow engine, xml2arrow
+and pyarrow), because it is also the worker process
 (`python -P xmlwork.py IN_FD OUT_FD`): importing icefloe there would pull in pyiceberg and cost tens
 of MB per worker. Results are plain tuples (see `Extractor.process`), positions are block-local.
 """
@@ -99,10 +100,12 @@ def last_record_start(buf: bytes, record: bytes, since: int = 1) -> int | None:
         end = at + len(needle) - 1
 
 
-def find_spans(block: bytes, record: bytes, final: bool) -> tuple[list[tuple[int, int]], tuple[str, int, int] | None]:
+def find_spans(
+    block: bytes, record: bytes, final: bool, markup: bool | None = None
+) -> tuple[list[tuple[int, int]], tuple[str, int, int] | None]:
     """[(start, end)] of the records in `block`, and the first structural problem as
     ("nested" | "unclosed", offset of the problem, offset of the open record)."""
-    if has_markup(block):
+    if has_markup(block) if markup is None else markup:
         tokens = [(k, s, e) for k, s, e in _tokens(block, record) if k != "open"]
     else:
         tokens = _fast_tokens(block, record)
@@ -155,26 +158,30 @@ def _chars(data: bytes) -> int:
 
 
 class Extractor:
-    """Turns blocks into extracted text. `config` = (record, wrapper open tag, plain stylesheet
-    template, local-name stylesheet template); the templates use \\x01 and \\x02 for separators."""
+    """Turns blocks into extracted text (or Arrow, see `FastParser`). `config` = (record, wrapper
+    open tag, plain stylesheet template, local-name stylesheet template, xml2arrow (config, guard)
+    or None); the templates use \\x01 and \\x02 for separators."""
 
-    def __init__(self, config: tuple[bytes, bytes, str, str]) -> None:
-        self.record, self.wrapper, self.plain, self.local = config
+    def __init__(self, config: tuple[bytes, bytes, str, str, tuple[str, str] | None]) -> None:
+        self.record, self.wrapper, self.plain, self.local, fast = config
         # parsers and stylesheets are not shared between threads, hence one set per extractor
         self.parser = etree.XMLParser(**_RECORD_PARSER)
         self.namespaced = b"xmlns" in self.wrapper
         self.stylesheets: dict[tuple[str, str, str], etree.XSLT] = {}
+        self.fast = FastParser.create(*fast) if fast is not None and not self.namespaced else None
 
     def process(self, block: bytes, final: bool) -> tuple:
         """One block -> ("ok", text, (field separator, section separator), n, lines, cols, newlines,
-        tail_chars, skeleton) or ("error", message, line, col, skeleton before the problem).
+        tail_chars, skeleton), ("arrow", {xml2arrow table: RecordBatch}, n, lines, ... skeleton) or
+        ("error", message, line, col, skeleton before the problem).
 
         Positions are block-local: lines count from 0 at the block start, columns are 1-based and,
         on line 0, count from the block start; a message refers to a local line N as \\x00N\\x00.
         newlines and tail_chars (characters after the last newline) let the caller carry on.
         The skeleton is the block with each record replaced by `<r/>` and whitespace that keeps
         later lines and columns."""
-        spans, problem = find_spans(block, self.record, final)
+        markup = has_markup(block)
+        spans, problem = find_spans(block, self.record, final, markup)
         lines, cols, skeleton = _layout(block, spans)
         if problem is not None:
             kind, offset, opened = problem
@@ -192,6 +199,10 @@ class Extractor:
         if not spans:
             return "ok", b"", ("", ""), 0, lines, cols, newlines, tail, b"".join(skeleton)
         document = b"".join([self.wrapper, *(block[s:e] for s, e in spans), b"</w>"])
+        if self.fast is not None and not markup:
+            tables = self.fast.parse(document, len(spans))
+            if tables is not None:
+                return "arrow", tables, len(spans), lines, cols, newlines, tail, b"".join(skeleton)
         try:
             root = etree.fromstring(document, self.parser)
         except etree.XMLSyntaxError:
@@ -222,6 +233,62 @@ class Extractor:
                 message = re.sub(r"\bline (\d+)\b", partial(_local_line, base), message)
                 return index, message, base + line - 1, cols[index] + col - width - 1 if line == 1 else col
         return 0, "the records do not parse together (namespace declarations between records?)", lines[0], cols[0]
+
+
+class FastParser:
+    """xml2arrow over a block's records, or None where its answer could differ from lxml's: the
+    caller then parses the block with lxml, which also finds and places any error (see xmlfast)."""
+
+    def __init__(self, parsers: list[Any], guard: str) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.parsers, self.guard, self.pa, self.pc = parsers, guard, pa, pc
+
+    @classmethod
+    def create(cls, config: str, guard: str) -> FastParser | None:
+        try:
+            import xml2arrow
+        except ImportError:  # the parent saw it installed; a worker that cannot import it uses lxml
+            return None
+        import json
+        import os
+        import tempfile
+
+        parsers = []
+        for one in json.loads(config):  # one parser per pass (xmlfast._tables)
+            handle, path = tempfile.mkstemp(suffix=".yaml", prefix="icefloe-xml2arrow-")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    json.dump(one, out)  # JSON is YAML
+                parsers.append(xml2arrow.XmlToArrowParser(path))
+            finally:
+                os.unlink(path)
+        return cls(parsers, guard)
+
+    def parse(self, document: bytes, records: int) -> dict[str, Any] | None:
+        # the cheap byte tests first; \r is normalised by XML parsers but not by xml2arrow
+        if b"\r" in document or b"xmlns" in document:
+            return None
+        pa, pc = self.pa, self.pc
+        whole = pa.array([document], pa.large_binary())
+        if not document.isascii():
+            try:
+                whole.cast(pa.large_string())  # validates UTF-8 (xml2arrow garbles that error)
+            except pa.ArrowInvalid:
+                return None
+        if self.guard and pc.match_substring_regex(whole, self.guard)[0].as_py():
+            return None
+        tables: dict[str, Any] = {}
+        for parser in self.parsers:
+            try:
+                tables.update(parser.parse(document))
+            except Exception:  # noqa: BLE001 - any refusal: lxml parses this block and reports it
+                return None
+        parent = tables.get("p")
+        if parent is None or parent.num_rows != records:
+            return None
+        return tables
 
 
 def _local_line(base: int, match: re.Match[str]) -> str:
