@@ -10,7 +10,8 @@ truncated file) is unchanged. Inside the records its semantics differ from XPath
 guards against block by block, falling back to lxml for that block (see `xmlwork.FastParser`):
 
 * a value is the element's own text, not all descendant text -> a block where an extracted element
-  has a child element is parsed by lxml (one RE2 scan per block, `guard_pattern`);
+  has a child element is parsed by lxml (one RE2 scan per block, `guard_pattern`, which also finds
+  undefined entity references: xml2arrow refuses them only in extracted elements);
 * a second match in one record is an error, not "first wins" -> lxml;
 * `\\r` is not normalised, namespaces are ignored, comments/CDATA/PIs -> lxml;
 * invalid UTF-8 and any xml2arrow error -> lxml, which reports the error with line and column.
@@ -34,7 +35,7 @@ __all__ = ["ENGINES", "PINNED", "engine_config", "guard_pattern", "installed"]
 
 PINNED = "0.19.0"
 WRAPPER = "w"  # the element the worker wraps a block's records in (xmlwork.Extractor)
-PARENT, ROW = "p", "<r>"  # xml2arrow table name of the parent rows, and its record index column
+PARENT, ROW = "p", "r"  # xml2arrow table name of the parent rows, and the level of its record index
 
 
 def installed() -> str | None:
@@ -63,15 +64,25 @@ def engine_config(spec: XmlSpec, engine: str) -> str | None:
     return json.dumps([{"parser_options": {"trim_text": False}, "tables": tables} for tables in passes], ensure_ascii=False)
 
 
+# an entity reference other than the five predefined ones and character references: lxml refuses
+# it (no DTD declares it), xml2arrow only where it is extracted
+_UNDEFINED_ENTITY = (
+    "&(?:[^#alqg]|a(?:[^mp]|m[^p]|mp[^;]|p[^o]|po[^s]|pos[^;])|l[^t]|lt[^;]|g[^t]|gt[^;]"
+    "|q(?:[^u]|u[^o]|uo[^t]|uot[^;]))"
+)
+
+
 def guard_pattern(spec: XmlSpec) -> str:
-    """An RE2 pattern that finds an extracted element with a child element (mixed content), or ""."""
+    """An RE2 pattern that finds what xml2arrow would read differently from lxml in a block: an
+    extracted element with a child element (mixed content), or an undefined entity reference."""
     names = sorted({f.steps[-1] for f in _all_fields(spec) if f.attr is None and f.steps})
     if not names:
-        return ""  # attributes only: nothing to check
+        return _UNDEFINED_ENTITY
     alternation = "|".join(re.escape(n) for n in names)
     # start tag (attributes quoted), then text, then a '<' that opens neither an end tag nor
     # a comment/CDATA/PI (those send the whole block to lxml anyway)
-    return f"""<(?:{alternation})(?:\\s(?:[^>"']|"[^"]*"|'[^']*')*)?>[^<]*<[^/!?]"""
+    mixed = f"""<(?:{alternation})(?:\\s(?:[^>"']|"[^"]*"|'[^']*')*)?>[^<]*<[^/!?]"""
+    return f"{mixed}|{_UNDEFINED_ENTITY}"
 
 
 def _all_fields(spec: XmlSpec) -> list[FieldSpec]:
@@ -103,13 +114,13 @@ def _tables(spec: XmlSpec) -> list[list[dict]] | None:
         containers.append(f.steps[:-1])
         leaves.append([f.steps])
         xml_path = "/".join([base, *f.steps[:-1]])
-        tables.append({"name": f"f{index}", "xml_path": xml_path, "levels": [ROW, "<v>"], "fields": [field("v", f.steps, None)]})
+        tables.append({"name": f"f{index}", "xml_path": xml_path, "levels": [ROW, "v"], "fields": [field("v", f.steps, None)]})
     for index, child in enumerate(spec.children):
         containers.append(child.steps[:-1])
         leaves.append([(*child.steps, *f.steps) for f in child.fields])
         fields = [field(f"f{k}", (*child.steps, *f.steps), f.attr) for k, f in enumerate(child.fields)]
         xml_path = "/".join([base, *child.steps[:-1]])
-        tables.append({"name": f"c{index}", "xml_path": xml_path, "levels": [ROW, "<v>"], "fields": fields})
+        tables.append({"name": f"c{index}", "xml_path": xml_path, "levels": [ROW, "v"], "fields": fields})
     # xml2arrow gives an element's text to one table only: a table's field that lies inside a
     # deeper container of another table, or that is or holds another table's container, comes out
     # empty (seen with 0.19). Such tables go to separate passes over the block, each with the

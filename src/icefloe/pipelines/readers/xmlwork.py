@@ -277,7 +277,7 @@ class FastParser:
                 whole.cast(pa.large_string())  # validates UTF-8 (xml2arrow garbles that error)
             except pa.ArrowInvalid:
                 return None
-        if self.guard and pc.match_substring_regex(whole, self.guard)[0].as_py():
+        if pc.match_substring_regex(whole, self.guard)[0].as_py():
             return None
         tables: dict[str, Any] = {}
         for parser in self.parsers:
