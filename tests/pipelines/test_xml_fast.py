@@ -132,7 +132,8 @@ def test_a_trap_costs_only_its_own_block(tmp_path, blocks):
 
 
 BROKEN = {
-    "bad utf-8": doc(GOOD.format(i=0), '<r id="1"><name>a\xff</name></r>').encode("latin-1", "replace"),
+    "bad utf-8 in a field": doc(GOOD.format(i=0), '<r id="1"><name>a\x00</name></r>').encode().replace(b"\x00", b"\xff"),
+    "bad utf-8 elsewhere": doc(GOOD.format(i=0), '<r id="1"><x>a\x00</x></r>').encode().replace(b"\x00", b"\xff"),
     "undefined entity in a field": doc(GOOD.format(i=0), '<r id="1"><name>&nope;</name></r>').encode(),
     "undefined entity elsewhere": doc(GOOD.format(i=0), '<r id="1"><x>&nope;</x></r>').encode(),
     "mismatched tag": doc(GOOD.format(i=0), '<r id="1"><name>a</nam></r>').encode(),
@@ -141,16 +142,16 @@ BROKEN = {
     "truncated": doc(GOOD.format(i=0), GOOD.format(i=1)).encode()[:-30],
     "no closing root tag": doc(GOOD.format(i=0)).encode().replace(b"</root>\n", b""),
     "bad number": doc(GOOD.format(i=0), '<r id="x"/>').encode(),
+    "nested record": doc(GOOD.format(i=0), '<r id="1"><r id="2"></r></r>').encode(),
+    "empty record and a stray end tag": doc(GOOD.format(i=0), '<r id="1"/>', "</r>").encode(),
+    "stray end tag between records": doc(GOOD.format(i=0), "</x>", GOOD.format(i=1)).encode(),
 }
 
 
 @pytest.mark.parametrize("mode", [IN_PROCESS, PARALLEL], ids=["in-process", "parallel"])
 @pytest.mark.parametrize("case", BROKEN)
 def test_broken_input_fails_with_the_lxml_engines_message_and_position(tmp_path, mode, case):
-    text = BROKEN[case]
-    if case == "bad utf-8":
-        text = text.replace(b"a?", b"a\xff")
-    path = write(tmp_path / "bad.xml", text)
+    path = write(tmp_path / "bad.xml", BROKEN[case])
     errors = []
     for engine in ("lxml", "xml2arrow"):
         with pytest.raises(DataError) as info:

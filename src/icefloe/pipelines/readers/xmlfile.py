@@ -21,6 +21,7 @@ parser, one declaring entities is refused); malformed XML is a DataError with li
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 import zlib
@@ -31,7 +32,7 @@ import pyarrow as pa
 
 from icefloe.errors import DataError
 from icefloe.pipelines.readers.base import CHILD_KEY, Source, register_reader
-from icefloe.pipelines.readers.xmlfast import engine_config, guard_pattern
+from icefloe.pipelines.readers.xmlfast import CHUNK_BYTES, engine_config, guard_patterns
 from icefloe.pipelines.readers.xmlpool import Runner
 from icefloe.pipelines.readers.xmlspec import OPTION_KEYS, parse_spec, stylesheets
 from icefloe.pipelines.readers.xmlsplit import read_document
@@ -43,7 +44,9 @@ def read_xml(src: Source, schema: dict[str, pa.DataType], options: dict[str, Any
     """The `ReaderFn` registered as format `xml` (see the module docstring)."""
     spec = parse_spec(options)
     fast = engine_config(spec, spec.engine)
-    templates = (*stylesheets(spec), None if fast is None else (fast, guard_pattern(spec)))
+    if fast is not None and "chunk_bytes" not in options:
+        spec = dataclasses.replace(spec, chunk_bytes=CHUNK_BYTES)
+    templates = (*stylesheets(spec), None if fast is None else (fast, guard_patterns(spec)))
     runner = Runner(spec.workers)
     failed = True
     done = 0  # records of the documents before this one (zip members)

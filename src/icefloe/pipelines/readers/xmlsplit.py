@@ -45,7 +45,7 @@ def read_document(
     stream: IO[bytes],
     name: str,
     spec: XmlSpec,
-    templates: tuple[str, str, tuple[str, str] | None],
+    templates: tuple[str, str, tuple[str, tuple[str, ...]] | None],
     runner: Runner,
     *,
     expected_bytes: int | None,
