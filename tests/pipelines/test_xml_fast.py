@@ -227,3 +227,18 @@ def test_specs_xml2arrow_cannot_express_run_on_lxml_or_are_refused_when_it_is_as
     assert blocks == []
     with pytest.raises(ConfigError, match="cannot express"):
         read(path, options, "xml2arrow")
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+
+def test_xml2arrow_runs_in_threads_and_closing_the_reader_early_stops_them(tmp_path):
+    import threading
+
+    path = tmp_path / "w.xml"
+    write_daily(path, 200)
+    reader = read_batches(path, fmt="xml", options={**USPTO, **PARALLEL})
+    next(reader)
+    assert len([t for t in threading.enumerate() if t.name.startswith("icefloe-xml")]) >= 1
+    reader.close()
+    assert [t for t in threading.enumerate() if t.name.startswith("icefloe-xml")] == []

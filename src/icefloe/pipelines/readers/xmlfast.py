@@ -3,8 +3,9 @@
     read: {format: xml, ..., engine: auto}      # auto (default) | lxml | xml2arrow
 
 xml2arrow (Rust, quick-xml) parses a block's records straight into Arrow, several times faster
-than libxml2 + XSLT, and releases the GIL. It runs inside the same splitter and workers as the
-lxml engine, so everything outside the records (prolog, DOCTYPE blanking, refused entity
+than libxml2 + XSLT, and releases the GIL, so its blocks run on threads of the reading process
+(`xmlpool.Runner(threads=True)`) rather than in worker processes. It sits behind the same splitter
+and per-block checks as the lxml engine, so everything outside the records (prolog, DOCTYPE blanking, refused entity
 declarations, the skeleton parse of the gaps and the tail, the record-boundary checks that catch a
 truncated file) is unchanged. Inside the records its semantics differ from XPath in ways the worker
 guards against block by block, falling back to lxml for that block (see `xmlwork.FastParser`):

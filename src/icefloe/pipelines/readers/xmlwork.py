@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from functools import lru_cache, partial
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any
 
 from lxml import etree
@@ -325,7 +325,7 @@ def _quick_layout(block: bytes, spans: list[tuple[int, int]]) -> tuple[list[int]
     lines = list(accumulate(block.count(b"\n", a, b) for a, b in zip([0, *starts], starts)))
     heads = [block.rfind(b"\n", 0, s) + 1 for s in starts]
     cols = [s - h + 1 if block[h:s].isascii() else _chars(block[h:s]) + 1 for s, h in zip(starts, heads)]
-    gaps = [block[e:s] for (_, e), (s, _) in zip(spans, spans[1:])]
+    gaps = [block[e:s] for (_, e), (s, _) in pairwise(spans)]
     ends = [i for i, gap in enumerate(gaps) if gap.translate(None, b" \t\r\n")]  # runs end there
     parts = [block[: spans[0][0]]]
     run = 0
