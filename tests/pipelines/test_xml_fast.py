@@ -14,7 +14,7 @@ import xml2arrow
 from bench.uspto import USPTO_READ, write_daily
 from bench.xml_fast import READ as BENCH_READ
 from icefloe.errors import ConfigError, DataError
-from icefloe.pipelines.readers import read_batches, xmlfast, xmlwork
+from icefloe.pipelines.readers import read_batches, xmlfast
 from icefloe.pipelines.readers.xmlspec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +33,14 @@ SIMPLE = {
 def blocks(monkeypatch):
     """Per block the fast engine was offered (in this process): True if xml2arrow took it."""
     seen: list[bool] = []
-    original = xmlwork.FastParser.parse
+    original = xmlfast.FastParser.parse
 
     def spy(self, document, records):
         result = original(self, document, records)
         seen.append(result is not None)
         return result
 
-    monkeypatch.setattr(xmlwork.FastParser, "parse", spy)
+    monkeypatch.setattr(xmlfast.FastParser, "parse", spy)
     return seen
 
 

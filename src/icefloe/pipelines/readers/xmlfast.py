@@ -26,13 +26,19 @@ used by `auto`.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from importlib import metadata
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from icefloe.errors import ConfigError
 from icefloe.pipelines.readers.xmlspec import ENGINES, FieldSpec, XmlSpec
 
-__all__ = ["CHUNK_BYTES", "ENGINES", "PINNED", "engine_config", "guard_patterns", "installed"]
+__all__ = ["CHUNK_BYTES", "ENGINES", "PINNED", "FastParser", "engine_config", "guard_patterns", "installed"]
 
 PINNED = "0.19.0"
 CHUNK_BYTES = 2 << 20  # the default block size with xml2arrow: fewer per-block costs (measured)
@@ -87,6 +93,55 @@ def guard_patterns(spec: XmlSpec) -> tuple[str, ...]:
     # (lxml reads that block), never a miss
     mixed = "<(?:" + "|".join(re.escape(n) for n in names) + ")[\\s>][^<]*<[^/!?]"
     return (mixed, _UNDEFINED_ENTITY)
+
+
+class FastParser:
+    """xml2arrow over a block's records, or None where its answer could differ from lxml's: the
+    caller then parses the block with lxml, which also finds and places any error (module docstring)."""
+
+    def __init__(self, parsers: list[Any], guards: tuple[str, ...]) -> None:
+        self.parsers, self.guards = parsers, guards
+
+    @classmethod
+    def create(cls, config: str, guards: tuple[str, ...]) -> FastParser | None:
+        try:
+            import xml2arrow
+        except ImportError:  # metadata said installed, yet it does not import: lxml reads
+            return None
+        parsers = []
+        for one in json.loads(config):  # one parser per pass (xmlfast._tables)
+            handle, path = tempfile.mkstemp(suffix=".yaml", prefix="icefloe-xml2arrow-")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    json.dump(one, out)  # JSON is YAML
+                parsers.append(xml2arrow.XmlToArrowParser(path))
+            finally:
+                os.unlink(path)
+        return cls(parsers, guards)
+
+    def parse(self, document: bytes, records: int) -> dict[str, Any] | None:
+        # the cheap byte tests first; \r is normalised by XML parsers but not by xml2arrow
+        if b"\r" in document or b"xmlns" in document:
+            return None
+        whole = pa.array([document], pa.large_binary())
+        if not document.isascii():
+            try:
+                whole.cast(pa.large_string())  # validates UTF-8 (xml2arrow garbles that error)
+            except pa.ArrowInvalid:
+                return None
+        for guard in self.guards:
+            if pc.match_substring_regex(whole, guard)[0].as_py():
+                return None
+        tables: dict[str, Any] = {}
+        for parser in self.parsers:
+            try:
+                tables.update(parser.parse(document))
+            except Exception:  # noqa: BLE001 - any refusal: lxml parses this block and reports it
+                return None
+        parent = tables.get(PARENT)
+        if parent is None or parent.num_rows != records:
+            return None
+        return tables
 
 
 def _all_fields(spec: XmlSpec) -> list[FieldSpec]:

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from icefloe.pipelines.readers import xmlwork
+from icefloe.pipelines.readers import xmlfast, xmlwork
 
 __all__ = ["IN_FLIGHT", "Runner"]
 
@@ -97,6 +97,12 @@ def _widen(fd: int) -> None:
         pass
 
 
+def _extractor(config: tuple) -> xmlwork.Extractor:
+    """An extractor whose results stay in this process, with the xml2arrow engine if configured."""
+    fast = None if config[4] is None else xmlfast.FastParser.create(*config[4])
+    return xmlwork.Extractor(config, lazy=True, fast=fast)
+
+
 class Runner:
     """`configure`, then `submit` blocks and take `next_result()`s in the same order.
 
@@ -147,7 +153,7 @@ class Runner:
         # one extractor per thread: lxml parsers and stylesheets are not shared between threads
         extractor = getattr(self.extractors, "current", None)
         if extractor is None or extractor[0] != config:
-            extractor = self.extractors.current = (config, xmlwork.Extractor(config))
+            extractor = self.extractors.current = (config, _extractor(config))
         return extractor[1].process(block, final)
 
     def submit(self, block: bytes, final: bool) -> None:
@@ -157,7 +163,7 @@ class Runner:
             return
         if not self.pool:
             if self.local is None:
-                self.local = xmlwork.Extractor(self.config)
+                self.local = _extractor(self.config)
             self.fifo.append(self.local.process(block, final))
             return
         worker = self.pool[self.turn]

@@ -83,7 +83,9 @@ def read_document(
             _, out, separators, n, lines, cols, newlines, tail, piece = result
         skeleton.feed(piece)
         if n:
-            yield from group.add(out, separators, n, (line, col, lines, cols))
+            # a block whose positions are still to be worked out is held until its group is built
+            held = getattr(lines, "held", 0)
+            yield from group.add(out, separators, n, (line, col, lines, cols), held)
         line, col = line + newlines, tail + (col if newlines == 0 else 0)
         records += n
         progress(records)
@@ -123,9 +125,11 @@ class _Group:
         self.firsts: list[int] = []  # row of each block's first record
         self.places: list[tuple[int, int, list[int], list[int]]] = []
         self.separators: tuple[str, str] | None = None
-        self.rows = self.size = 0
+        self.rows = self.size = self.held = 0
 
-    def add(self, text: Any, separators: tuple[str, str] | None, n: int, place: tuple) -> Iterator[pa.RecordBatch]:
+    HELD_BYTES = 8 << 20  # blocks kept for their positions (see xmlwork.Positions)
+
+    def add(self, text: Any, separators: tuple[str, str] | None, n: int, place: tuple, held: int = 0) -> Iterator[pa.RecordBatch]:
         if separators != self.separators:
             yield from self.flush()
             self.separators = separators
@@ -134,14 +138,15 @@ class _Group:
         self.places.append(place)
         self.rows += n
         self.size += len(text) if separators is not None else sum(b.nbytes for b in text.values())
-        if self.size >= self.TEXT_BYTES:
+        self.held += held
+        if self.size >= self.TEXT_BYTES or self.held >= self.HELD_BYTES:
             yield from self.flush()
 
     def flush(self) -> Iterator[pa.RecordBatch]:
         if not self.rows:
             return
         texts, firsts, places, rows = self.texts, self.firsts, self.places, self.rows
-        self.texts, self.firsts, self.places, self.rows, self.size = [], [], [], 0, 0
+        self.texts, self.firsts, self.places, self.rows, self.size, self.held = [], [], [], 0, 0, 0
 
         def record_at(row: int) -> tuple[int | None, int | None]:
             block = bisect.bisect_right(firsts, row) - 1

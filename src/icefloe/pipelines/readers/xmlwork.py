@@ -7,8 +7,7 @@ one compiled XSLT over it that writes every value as text, separated by Unicode 
 single C-level pass replaces thousands of Python-level lookups per block. What lies between records
 (the "gaps") is handed back as a skeleton so the caller can check the document's own structure.
 
-This module imports only the standard library and lxml (and, for the xml2arrow engine, xml2arrow
-and pyarrow), because it is also the worker process
+This module imports only the standard library and lxml, because it is also the worker process
 (`python -P xmlwork.py IN_FD OUT_FD`): importing icefloe there would pull in pyiceberg and cost tens
 of MB per worker. Results are plain tuples (see `Extractor.process`), positions are block-local.
 """
@@ -27,7 +26,7 @@ from typing import Any
 
 from lxml import etree
 
-__all__ = ["PARSER_OPTIONS", "Extractor", "find_spans", "has_markup", "last_record_start", "serve"]
+__all__ = ["PARSER_OPTIONS", "Extractor", "Positions", "find_spans", "has_markup", "last_record_start", "serve"]
 
 # Never load a DTD, never touch the network, never expand an entity; a DOCTYPE never even reaches
 # libxml2 (the caller blanks it), so an undefined entity is a fatal error rather than a warning.
@@ -160,17 +159,19 @@ def _chars(data: bytes) -> int:
 
 
 class Extractor:
-    """Turns blocks into extracted text (or Arrow, see `FastParser`). `config` = (record, wrapper
-    open tag, plain stylesheet template, local-name stylesheet template, xml2arrow (config, guard)
-    or None); the templates use \\x01 and \\x02 for separators."""
+    """Turns blocks into extracted text (or Arrow, with `fast`: see `xmlfast.FastParser`). `config` =
+    (record, wrapper open tag, plain stylesheet template, local-name stylesheet template, xml2arrow
+    (configs, guards) or None); the templates use \\x01 and \\x02 for separators."""
 
-    def __init__(self, config: tuple[bytes, bytes, str, str, tuple[str, tuple[str, ...]] | None]) -> None:
-        self.record, self.wrapper, self.plain, self.local, fast = config
+    def __init__(self, config: tuple[bytes, bytes, str, str, Any], lazy: bool = False, fast: Any = None) -> None:
+        self.record, self.wrapper, self.plain, self.local, _ = config
+        self.lazy = lazy  # results stay in this process: positions may be worked out later
+        # the xml2arrow engine (`xmlfast.FastParser`), given by a caller in the reading process
         # parsers and stylesheets are not shared between threads, hence one set per extractor
         self.parser = etree.XMLParser(**_RECORD_PARSER)
         self.namespaced = b"xmlns" in self.wrapper
         self.stylesheets: dict[tuple[str, str, str], etree.XSLT] = {}
-        self.fast = FastParser.create(*fast) if fast is not None and not self.namespaced else None
+        self.fast = fast if not self.namespaced else None
 
     def process(self, block: bytes, final: bool) -> tuple:
         """One block -> ("ok", text, (field separator, section separator), n, lines, cols, newlines,
@@ -188,7 +189,7 @@ class Extractor:
         if quick is None:
             lines, cols, skeleton = _layout(block, spans)
         else:
-            lines, cols, whole = _quick_layout(block, spans)
+            lines, cols, whole = _quick_layout(block, spans, self.lazy)
             skeleton = [whole]
         if problem is not None:
             kind, offset, opened = problem
@@ -201,7 +202,7 @@ class Extractor:
             before = _skeleton_until(block, spans, skeleton, len(spans), min(offset, opened))
             return "error", message, *_position(block, offset), before
         newline = block.rfind(b"\n")
-        newlines = lines[-1] + block.count(b"\n", spans[-1][0]) if spans else block.count(b"\n")
+        newlines = block.count(b"\n")
         tail = _chars(block[newline + 1 :])
         if not spans:
             return "ok", b"", ("", ""), 0, lines, cols, newlines, tail, b"".join(skeleton)
@@ -243,63 +244,6 @@ class Extractor:
         return 0, "the records do not parse together (namespace declarations between records?)", lines[0], cols[0]
 
 
-class FastParser:
-    """xml2arrow over a block's records, or None where its answer could differ from lxml's: the
-    caller then parses the block with lxml, which also finds and places any error (see xmlfast)."""
-
-    def __init__(self, parsers: list[Any], guards: tuple[str, ...]) -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        self.parsers, self.guards, self.pa, self.pc = parsers, guards, pa, pc
-
-    @classmethod
-    def create(cls, config: str, guards: tuple[str, ...]) -> FastParser | None:
-        try:
-            import xml2arrow
-        except ImportError:  # the parent saw it installed; a worker that cannot import it uses lxml
-            return None
-        import json
-        import os
-        import tempfile
-
-        parsers = []
-        for one in json.loads(config):  # one parser per pass (xmlfast._tables)
-            handle, path = tempfile.mkstemp(suffix=".yaml", prefix="icefloe-xml2arrow-")
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as out:
-                    json.dump(one, out)  # JSON is YAML
-                parsers.append(xml2arrow.XmlToArrowParser(path))
-            finally:
-                os.unlink(path)
-        return cls(parsers, guards)
-
-    def parse(self, document: bytes, records: int) -> dict[str, Any] | None:
-        # the cheap byte tests first; \r is normalised by XML parsers but not by xml2arrow
-        if b"\r" in document or b"xmlns" in document:
-            return None
-        pa, pc = self.pa, self.pc
-        whole = pa.array([document], pa.large_binary())
-        if not document.isascii():
-            try:
-                whole.cast(pa.large_string())  # validates UTF-8 (xml2arrow garbles that error)
-            except pa.ArrowInvalid:
-                return None
-        for guard in self.guards:
-            if pc.match_substring_regex(whole, guard)[0].as_py():
-                return None
-        tables: dict[str, Any] = {}
-        for parser in self.parsers:
-            try:
-                tables.update(parser.parse(document))
-            except Exception:  # noqa: BLE001 - any refusal: lxml parses this block and reports it
-                return None
-        parent = tables.get("p")
-        if parent is None or parent.num_rows != records:
-            return None
-        return tables
-
-
 def _local_line(base: int, match: re.Match[str]) -> str:
     return f"line \x00{base + int(match.group(1)) - 1}\x00"
 
@@ -318,13 +262,54 @@ def _quick_spans(block: bytes, record: bytes) -> list[tuple[int, int]] | None:
     return list(zip(starts, ends, strict=True))
 
 
-def _quick_layout(block: bytes, spans: list[tuple[int, int]]) -> tuple[list[int], list[int], bytes]:
-    """`_layout` in fewer Python steps: the same lines and columns, and a skeleton in which each run
-    of records separated by whitespace only is one placeholder."""
-    starts = [s for s, _ in spans]
-    lines = list(accumulate(block.count(b"\n", a, b) for a, b in zip([0, *starts], starts)))
-    heads = [block.rfind(b"\n", 0, s) + 1 for s in starts]
-    cols = [s - h + 1 if block[h:s].isascii() else _chars(block[h:s]) + 1 for s, h in zip(starts, heads)]
+class Positions:
+    """The (block-local) lines and columns of a block's records, worked out when first asked for:
+    only a value that does not convert needs them. Used where the block stays in this process
+    (in-process and thread runs); `lines` and `cols` index like the lists `_layout` returns."""
+
+    def __init__(self, block: bytes, starts: list[int]) -> None:
+        self.block, self.starts = block, starts
+        self.done: tuple[list[int], list[int]] | None = None
+
+    def get(self) -> tuple[list[int], list[int]]:
+        if self.done is None:
+            block, starts = self.block, self.starts
+            lines = list(accumulate(block.count(b"\n", a, b) for a, b in zip([0, *starts], starts)))
+            heads = [block.rfind(b"\n", 0, s) + 1 for s in starts]
+            cols = [s - h + 1 if block[h:s].isascii() else _chars(block[h:s]) + 1 for s, h in zip(starts, heads)]
+            self.done = (lines, cols)
+        return self.done
+
+    @property
+    def lines(self) -> _Column:
+        return _Column(self, 0)
+
+    @property
+    def cols(self) -> _Column:
+        return _Column(self, 1)
+
+
+class _Column:
+    def __init__(self, positions: Positions, which: int) -> None:
+        self.positions, self.which = positions, which
+
+    def __getitem__(self, index: int) -> int:
+        return self.positions.get()[self.which][index]
+
+    def __len__(self) -> int:
+        return len(self.positions.starts)
+
+    @property
+    def held(self) -> int:
+        """Bytes of block this view keeps alive."""
+        return len(self.positions.block)
+
+
+def _quick_layout(block: bytes, spans: list[tuple[int, int]], lazy: bool = False) -> tuple[Any, Any, bytes]:
+    """`_layout` in fewer Python steps: the same lines and columns (`Positions` views if `lazy`),
+    and a skeleton in which each run of records separated by whitespace only is one placeholder."""
+    positions = Positions(block, [s for s, _ in spans])
+    lines, cols = (positions.lines, positions.cols) if lazy else positions.get()
     gaps = [block[e:s] for (_, e), (s, _) in pairwise(spans)]
     ends = [i for i, gap in enumerate(gaps) if gap.translate(None, b" \t\r\n")]  # runs end there
     parts = [block[: spans[0][0]]]
