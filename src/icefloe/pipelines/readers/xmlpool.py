@@ -149,26 +149,27 @@ class Runner:
         for worker in self.pool:
             worker.send(("config", config))
 
-    def _thread_process(self, config: tuple, block: bytes, final: bool) -> tuple:
+    def _thread_process(self, config: tuple, block: bytes, final: bool, markup: bool | None) -> tuple:
         # one extractor per thread: lxml parsers and stylesheets are not shared between threads
         extractor = getattr(self.extractors, "current", None)
         if extractor is None or extractor[0] != config:
             extractor = self.extractors.current = (config, _extractor(config))
-        return extractor[1].process(block, final)
+        return extractor[1].process(block, final, markup)
 
-    def submit(self, block: bytes, final: bool) -> None:
+    def submit(self, block: bytes, final: bool, markup: bool | None = None) -> None:
+        """`markup`: whether the block holds comments, CDATA or PIs, if the caller knows it."""
         assert self.config is not None, "configure() first"
         if self.executor is not None:
-            self.fifo.append(self.executor.submit(self._thread_process, self.config, block, final))
+            self.fifo.append(self.executor.submit(self._thread_process, self.config, block, final, markup))
             return
         if not self.pool:
             if self.local is None:
                 self.local = _extractor(self.config)
-            self.fifo.append(self.local.process(block, final))
+            self.fifo.append(self.local.process(block, final, markup))
             return
         worker = self.pool[self.turn]
         self.turn = (self.turn + 1) % len(self.pool)
-        worker.send(("block", block, final))
+        worker.send(("block", block, final, markup))
         self.fifo.append(worker)
 
     @property

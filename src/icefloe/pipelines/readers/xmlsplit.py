@@ -27,7 +27,7 @@ from icefloe.errors import DataError
 from icefloe.pipelines.readers.xmlbuild import BlockBuilder, header_values
 from icefloe.pipelines.readers.xmlpool import Runner
 from icefloe.pipelines.readers.xmlspec import XmlSpec
-from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, last_record_start
+from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, has_markup, last_record_start
 
 __all__ = ["read_document"]
 
@@ -93,18 +93,20 @@ def read_document(
     while carry:
         data = source.read(spec.chunk_bytes)
         read += len(data)
+        markup = None
         if not data:
             block, carry, final = carry, b"", True
         else:
             buf = carry + data
-            cut = last_record_start(buf, record, since=max(1, len(carry) - len(record) - 2))
+            markup = has_markup(buf)  # the block, a part of buf, is scanned for it once, here
+            cut = last_record_start(buf, record, since=max(1, len(carry) - len(record) - 2), markup=markup)
             if cut is None:  # one record larger than a chunk: the block grows
                 carry = buf
                 continue
             block, carry, final = buf[:cut], buf[cut:], False
         if not runner.parallel and spec.workers > 1 and read >= spec.parallel_min_bytes:
             runner.go_parallel()
-        runner.submit(block, final)
+        runner.submit(block, final, markup)
         while runner.full:
             yield from finish(runner.next_result())
     while runner.pending:

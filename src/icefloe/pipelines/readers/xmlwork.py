@@ -80,9 +80,10 @@ def _token_pattern(record: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(<!--|<!\[CDATA\[|<\?)|(</)" + name + rb"(?=[\s>])|<" + name + rb"(?=[\s/>])")
 
 
-def last_record_start(buf: bytes, record: bytes, since: int = 1) -> int | None:
-    """The offset of the last record start tag at or after `since` (never 0), or None."""
-    if has_markup(buf):
+def last_record_start(buf: bytes, record: bytes, since: int = 1, markup: bool | None = None) -> int | None:
+    """The offset of the last record start tag at or after `since` (never 0), or None; `markup`:
+    `has_markup(buf)` if the caller knows it."""
+    if has_markup(buf) if markup is None else markup:
         last = None
         for kind, start, _ in _tokens(buf, record):
             if kind == "open":
@@ -173,7 +174,7 @@ class Extractor:
         self.stylesheets: dict[tuple[str, str, str], etree.XSLT] = {}
         self.fast = fast if not self.namespaced else None
 
-    def process(self, block: bytes, final: bool) -> tuple:
+    def process(self, block: bytes, final: bool, markup: bool | None = None) -> tuple:
         """One block -> ("ok", text, (field separator, section separator), n, lines, cols, newlines,
         tail_chars, skeleton), ("arrow", {xml2arrow table: RecordBatch}, n, lines, ... skeleton) or
         ("error", message, line, col, skeleton before the problem).
@@ -183,7 +184,7 @@ class Extractor:
         newlines and tail_chars (characters after the last newline) let the caller carry on.
         The skeleton is the block with each record replaced by `<r/>` and whitespace that keeps
         later lines and columns."""
-        markup = has_markup(block)
+        markup = has_markup(block) if markup is None else markup  # the splitter may know it
         quick = None if markup else _quick_spans(block, self.record)
         spans, problem = (quick, None) if quick is not None else find_spans(block, self.record, final, markup)
         if quick is None:
