@@ -101,6 +101,20 @@ def test_values_entities_attributes_repeated_and_children_match(tmp_path, blocks
     assert blocks and all(blocks)
 
 
+def test_tables_on_one_container_or_inside_another_tables_field_are_parsed_in_separate_passes(tmp_path, blocks):
+    options = {
+        "record": "r",
+        "fields": {"id": {"path": "@id", "type": "long"}, "first": "parts/p/code", "codes": {"path": "parts/p/code", "repeated": True}},
+        "children": {"parts": {"path": "parts/p", "fields": {"code": "code"}, "parent_key": ["id"]},
+                     "kinds": {"path": "parts/p", "fields": {"kind": "@kind"}, "parent_key": ["id"]}},
+    }  # fmt: skip
+    passes = xmlfast._tables(parse_spec(options))
+    assert passes is not None and len(passes) >= 2
+    path = write(tmp_path / "a.xml", doc(*(GOOD.format(i=i) for i in range(30))))
+    same_under_both_engines(path, {**options, **IN_PROCESS})
+    assert blocks and all(blocks)
+
+
 TRAPS = {
     # XPath string() is all descendant text; xml2arrow's value would be the element's own text
     "mixed content": '<r id="1"><name>a<b>b</b>c</name></r>',

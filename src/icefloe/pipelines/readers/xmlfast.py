@@ -17,8 +17,9 @@ guards against block by block, falling back to lxml for that block (see `xmlwork
 * `\\r` is not normalised, namespaces are ignored, comments/CDATA/PIs -> lxml;
 * invalid UTF-8 and any xml2arrow error -> lxml, which reports the error with line and column.
 
-Specs it cannot express run on lxml: a record or path with a namespace prefix, `.` (the record's
-text), a repeated attribute, and tables or fields whose paths overlap (see `_tables`). The version
+Specs it cannot express run on lxml: a record name with a namespace prefix, `.` (the record's
+text), a repeated attribute. Tables whose paths would take each other's elements (xml2arrow gives
+an element to one table only) are parsed in separate passes over the block (see `_tables`). The version
 is pinned (`PINNED`): 0.19 changed behaviour (empty text is now missing), so another version is not
 used by `auto`.
 """
@@ -67,7 +68,7 @@ def engine_config(spec: XmlSpec, engine: str) -> str | None:
     passes = _tables(spec)
     if passes is None:
         if engine == "xml2arrow":
-            raise ConfigError("xml engine xml2arrow cannot express these fields (namespace prefix, '.', repeated attribute or overlapping paths); use engine: auto or lxml")
+            raise ConfigError("xml engine xml2arrow cannot express these fields (a record name with a prefix, '.', or a repeated attribute); use engine: auto or lxml")
         return None
     return json.dumps([{"parser_options": {"trim_text": False}, "tables": tables} for tables in passes], ensure_ascii=False)
 
