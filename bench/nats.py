@@ -205,8 +205,8 @@ def latency(stream: str, messages: int, records: int, rate: float) -> dict[str, 
 
 def run(quick: bool) -> BenchResult:
     messages, records, batch = (200, 50, 100) if quick else (2000, 100, 100)
-    result = BenchResult(12, f"NATS JetStream -> Iceberg: {messages:,} messages x {records} NDJSON records")
-    log(f"[12] {result.title}")
+    result = BenchResult(14, f"NATS JetStream -> Iceberg: {messages:,} messages x {records} NDJSON records")
+    log(f"[14] {result.title}")
     tag = uuid.uuid4().hex[:6].upper()
     ours = icefloe_burst(f"BENCHA{tag}", messages, records, batch)
     log(f"  icefloe run --once: {ours}")

@@ -111,28 +111,30 @@ def write_daily(
     start_serial: int = 97000001,
     compress: Literal["none", "gzip", "zip"] = "none",
     member: str = "apc260105.xml",
+    events: tuple[int, int] = (1, 4),
 ) -> int:
     """Write a daily file of `records` case-files; returns the bytes written to `path` (the file on
-    disk, so compressed bytes for gzip and zip). Deterministic for (records, seed, start_serial)."""
+    disk, so compressed bytes for gzip and zip). Deterministic for (records, seed, start_serial).
+    `events`: how many event statements a case-file has (~250 bytes each), which sets record size."""
     path = Path(path)
     if compress == "none":
         with open(path, "wb") as out:
-            _write_document(out, records, seed, start_serial)
+            _write_document(out, records, seed, start_serial, events)
     elif compress == "gzip":
         with gzip.open(path, "wb", compresslevel=1) as out:
-            _write_document(out, records, seed, start_serial)
+            _write_document(out, records, seed, start_serial, events)
     elif compress == "zip":
         with (
             zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
             archive.open(member, "w", force_zip64=True) as out,
         ):
-            _write_document(out, records, seed, start_serial)
+            _write_document(out, records, seed, start_serial, events)
     else:
         raise ValueError(f"compress must be none, gzip or zip, got {compress!r}")
     return path.stat().st_size
 
 
-def _write_document(out: IO[bytes] | gzip.GzipFile, records: int, seed: int, start_serial: int) -> None:
+def _write_document(out: IO[bytes] | gzip.GzipFile, records: int, seed: int, start_serial: int, events: tuple[int, int] = (1, 4)) -> None:
     rng = random.Random(seed)
     pool = _Pool(rng)
     out.write(_PROLOG.encode())
@@ -146,7 +148,7 @@ def _write_document(out: IO[bytes] | gzip.GzipFile, records: int, seed: int, sta
             key = _ACTION_KEYS[rng.randrange(len(_ACTION_KEYS))]
             parts.append(f"  <action-keys>\n    <action-key>{key}</action-key>\n")
             group_left, opened = rng.randint(50, 900), True
-        parts.append(_case_file(rng, pool, start_serial + index))
+        parts.append(_case_file(rng, pool, start_serial + index, events))
         group_left -= 1
         if len(parts) >= 512:
             out.write("".join(parts).encode())
@@ -177,7 +179,7 @@ def _mark(rng: random.Random) -> str:
     return f"{words} {rng.choice(_MARK_EXTRAS)}" if rng.random() < 0.3 else words
 
 
-def _case_file(rng: random.Random, pool: _Pool, serial: int) -> str:
+def _case_file(rng: random.Random, pool: _Pool, serial: int, events: tuple[int, int] = (1, 4)) -> str:
     r = rng.random
     dates = pool.dates
     filing = dates[rng.randrange(512)]
@@ -205,7 +207,7 @@ def _case_file(rng: random.Random, pool: _Pool, serial: int) -> str:
             f"          <text>{pool.statements[rng.randrange(64)]}</text>\n        </case-file-statement>\n"
         )
     out.append("      </case-file-statements>\n      <case-file-event-statements>\n")
-    for number in range(1, rng.randint(2, 5)):
+    for number in range(1, rng.randint(events[0] + 1, events[1] + 1)):
         code, kind, text = _EVENTS[rng.randrange(len(_EVENTS))]
         out.append(
             f"        <case-file-event-statement>\n          <code>{code}</code>\n"

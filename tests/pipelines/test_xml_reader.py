@@ -299,7 +299,8 @@ def test_closing_the_reader_early_stops_its_worker_processes(tmp_path):
     path = tmp_path / "w.xml"
     write_daily(path, 200)
     before = {p.pid for p in worker_processes()}
-    reader = read_batches(path, fmt="xml", options={**USPTO, **PARALLEL})
+    # worker processes are the lxml engine's (xml2arrow runs in threads: test_xml_fast)
+    reader = read_batches(path, fmt="xml", options={**USPTO, **PARALLEL, "engine": "lxml"})
     next(reader)
     assert len({p.pid for p in worker_processes()} - before) == 2
     reader.close()
@@ -311,7 +312,7 @@ def test_a_worker_that_dies_fails_the_read_with_a_retryable_error(tmp_path, monk
     path = tmp_path / "w.xml"
     write_daily(path, 200)
     before = {p.pid for p in worker_processes()}
-    reader = read_batches(path, fmt="xml", options={**USPTO, **PARALLEL})
+    reader = read_batches(path, fmt="xml", options={**USPTO, **PARALLEL, "engine": "lxml"})
     next(reader)
     for process in worker_processes():
         if process.pid not in before:

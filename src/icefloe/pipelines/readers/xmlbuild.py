@@ -78,6 +78,62 @@ class BlockBuilder:
         return batches
 
 
+    def build_tables(self, parts: Sequence[dict[str, pa.RecordBatch]], firsts: Sequence[int], n: int, record_at: Where) -> list[pa.RecordBatch]:
+        """The same batches as `build`, from xml2arrow's tables for consecutive blocks (`firsts`:
+        the row of each block's first record; layout: see `xmlfast._tables`)."""
+        spec, file = self.spec, self.file
+
+        def table(name: str, fields: int) -> tuple[pa.Array, list[pa.Array]]:
+            """(record index of every row, [raw strings per field]) over all the blocks."""
+            index, values = [], [[] for _ in range(fields)]  # type: ignore[var-annotated]
+            for part, first in zip(parts, firsts, strict=True):
+                batch = part.get(name)
+                if batch is None or not batch.num_rows:
+                    continue
+                rows = pc.cast(batch.column(0), pa.int64())
+                index.append(pc.add(rows, first) if first else rows)
+                for k in range(fields):
+                    values[k].append(batch.column(k + 2 if name != "p" else k + 1))
+            if not index:
+                return pa.array([], pa.int64()), [pa.array([], pa.large_string()) for _ in range(fields)]
+            return pa.concat_arrays(index), [pa.concat_arrays(v).cast(pa.large_string()) for v in values]
+
+        plain = [i for i, f in enumerate(spec.fields) if not f.repeated]
+        _, parent = table("p", len(plain))
+        raw = dict(zip(plain, parent, strict=True))
+        columns: dict[str, pa.Array] = {}
+        for index, f in enumerate(spec.fields):
+            if not f.repeated:
+                columns[f.name] = convert(raw[index], f, file, record_at)
+                continue
+            rows, (values,) = table(f"f{index}", 1)
+            offsets, parents = _offsets(_counts(rows, n))
+            typed = convert(values, f, file, _via(parents, record_at))
+            columns[f.name] = pa.LargeListArray.from_arrays(offsets, typed, type=pa.large_list(pa.field("element", typed.type)))
+        for index, value in enumerate(self.header):
+            columns[spec.header[index].name] = pa.repeat(value, n)
+        batches = [pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))]
+        for index, child in enumerate(spec.children):
+            parents, values = table(f"c{index}", len(child.fields))
+            where = _via(parents, record_at)
+            arrays = [columns[key].take(parents) for key in child.parent_key]
+            arrays += [convert(values[k], f, file, where) for k, f in enumerate(child.fields)]
+            names = [*child.parent_key, *(f.name for f in child.fields)]
+            schema = pa.schema([pa.field(nm, a.type) for nm, a in zip(names, arrays)], metadata=self.child_meta[index])
+            batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        return batches
+
+
+def _counts(rows: pa.Array, n: int) -> pa.Array:
+    """Matches per record, from the (ascending) record index of every match."""
+    counts = [0] * n
+    if len(rows):
+        tally = pc.value_counts(rows)
+        for record, count in zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True):
+            counts[record] = count
+    return pa.array(counts, pa.int64())
+
+
 def _via(parents: pa.Array, record_at: Where) -> Where:
     return lambda row: record_at(parents[row].as_py())
 

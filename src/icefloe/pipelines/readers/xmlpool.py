@@ -1,4 +1,5 @@
-"""Run XML blocks in order: in this process, or round-robin over worker processes.
+"""Run XML blocks in order: in this process, round-robin over worker processes, or (the
+xml2arrow engine, which parses without holding the GIL) on a pool of threads in this process.
 
 Workers are fresh interpreters running `xmlwork.py` (stdlib + lxml only), started with
 `subprocess` rather than `multiprocessing`: no fork of a threaded engine, no re-import of the
@@ -16,10 +17,11 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from icefloe.pipelines.readers import xmlwork
+from icefloe.pipelines.readers import xmlfast, xmlwork
 
 __all__ = ["IN_FLIGHT", "Runner"]
 
@@ -95,14 +97,25 @@ def _widen(fd: int) -> None:
         pass
 
 
+def _extractor(config: tuple) -> xmlwork.Extractor:
+    """An extractor whose results stay in this process, with the xml2arrow engine if configured."""
+    fast = None if config[4] is None else xmlfast.FastParser.create(*config[4])
+    return xmlwork.Extractor(config, lazy=True, fast=fast)
+
+
 class Runner:
     """`configure`, then `submit` blocks and take `next_result()`s in the same order.
 
     Starts in-process; `go_parallel()` moves later blocks to worker processes (earlier results are
     already done, so order holds). Always `close()` it: it stops the workers."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, threads: bool = False) -> None:
         self.workers = workers
+        # threads instead of processes: for the xml2arrow engine, which parses without the GIL
+        # and whose Arrow output would cost every worker process an interpreter with pyarrow
+        self.threads = threads
+        self.executor: ThreadPoolExecutor | None = None
+        self.extractors = threading.local()
         self.pool: list[_Worker] = []
         self.turn = 0
         self.fifo: deque[Any] = deque()
@@ -111,10 +124,15 @@ class Runner:
 
     @property
     def parallel(self) -> bool:
-        return bool(self.pool)
+        return bool(self.pool) or self.executor is not None
 
     def go_parallel(self) -> None:
-        if self.pool or self.workers < 2 or os.name != "posix" or not sys.executable:
+        if self.parallel or self.workers < 2:
+            return
+        if self.threads:
+            self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="icefloe-xml")
+            return
+        if os.name != "posix" or not sys.executable:
             return
         try:
             for _ in range(self.workers):
@@ -131,21 +149,32 @@ class Runner:
         for worker in self.pool:
             worker.send(("config", config))
 
-    def submit(self, block: bytes, final: bool) -> None:
+    def _thread_process(self, config: tuple, block: bytes, final: bool, markup: bool | None) -> tuple:
+        # one extractor per thread: lxml parsers and stylesheets are not shared between threads
+        extractor = getattr(self.extractors, "current", None)
+        if extractor is None or extractor[0] != config:
+            extractor = self.extractors.current = (config, _extractor(config))
+        return extractor[1].process(block, final, markup)
+
+    def submit(self, block: bytes, final: bool, markup: bool | None = None) -> None:
+        """`markup`: whether the block holds comments, CDATA or PIs, if the caller knows it."""
         assert self.config is not None, "configure() first"
+        if self.executor is not None:
+            self.fifo.append(self.executor.submit(self._thread_process, self.config, block, final, markup))
+            return
         if not self.pool:
             if self.local is None:
-                self.local = xmlwork.Extractor(self.config)
-            self.fifo.append(self.local.process(block, final))
+                self.local = _extractor(self.config)
+            self.fifo.append(self.local.process(block, final, markup))
             return
         worker = self.pool[self.turn]
         self.turn = (self.turn + 1) % len(self.pool)
-        worker.send(("block", block, final))
+        worker.send(("block", block, final, markup))
         self.fifo.append(worker)
 
     @property
     def full(self) -> bool:
-        return len(self.fifo) >= max(1, IN_FLIGHT * len(self.pool))
+        return len(self.fifo) >= max(1, IN_FLIGHT * (self.workers if self.executor is not None else len(self.pool)))
 
     @property
     def pending(self) -> int:
@@ -153,13 +182,22 @@ class Runner:
 
     def next_result(self) -> tuple:
         item = self.fifo.popleft()
-        result = item.receive() if isinstance(item, _Worker) else item
+        if isinstance(item, Future):
+            result = item.result()
+        else:
+            result = item.receive() if isinstance(item, _Worker) else item
         if result[0] == "crash":
             raise RuntimeError(f"xml worker failed:\n{result[1]}")
         return result
 
     def close(self, failed: bool = False) -> None:
         pool, self.pool = self.pool, []
+        executor, self.executor = self.executor, None
+        for item in self.fifo:
+            if isinstance(item, Future):
+                item.cancel()
         self.fifo.clear()
+        if executor is not None:
+            executor.shutdown(wait=True)
         for worker in pool:
             worker.stop(kill=failed)

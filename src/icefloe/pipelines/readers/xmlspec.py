@@ -11,6 +11,7 @@
       classifications: {path: classifications/classification, fields: {code: international-code},
                         parent_key: [serial_number]}
     workers: 2    chunk_bytes: 512KiB    parallel_min_bytes: 16MiB
+    engine: auto                            # xml2arrow inside records when installed, else lxml
 
 A value is the element's text content (all descendant text, like XPath string()) or the attribute;
 empty or missing is null; with several matches, the first in document order. Paths match elements
@@ -32,9 +33,10 @@ from icefloe.config import parse_size
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type
 
-__all__ = ["OPTION_KEYS", "ChildSpec", "FieldSpec", "XmlSpec", "parse_spec", "stylesheets"]
+__all__ = ["ENGINES", "OPTION_KEYS", "ChildSpec", "FieldSpec", "XmlSpec", "parse_spec", "stylesheets"]
 
-OPTION_KEYS = ("record", "fields", "header", "children", "workers", "chunk_bytes", "parallel_min_bytes")
+OPTION_KEYS = ("record", "fields", "header", "children", "workers", "chunk_bytes", "parallel_min_bytes", "engine")
+ENGINES = ("auto", "lxml", "xml2arrow")  # the parser inside records (see xmlfast)
 _FIELD_KEYS = ("path", "type", "format", "repeated")
 _NAME = re.compile(r"^(?:[A-Za-z_][\w.\-]*:)?[A-Za-z_][\w.\-]*$")
 _DATETIME = (pa.date32(), pa.timestamp("us"), pa.timestamp("us", tz="UTC"))
@@ -72,6 +74,7 @@ class XmlSpec:
     workers: int
     chunk_bytes: int
     parallel_min_bytes: int
+    engine: str = "auto"
 
 
 def parse_spec(options: Mapping[str, Any]) -> XmlSpec:
@@ -97,7 +100,14 @@ def parse_spec(options: Mapping[str, Any]) -> XmlSpec:
         workers=_count(options, "workers", os.cpu_count() or 1, minimum=1),
         chunk_bytes=_size(options, "chunk_bytes", 512 << 10, minimum=1024),
         parallel_min_bytes=_size(options, "parallel_min_bytes", 16 << 20, minimum=0),
+        engine=_engine(options.get("engine", "auto")),
     )
+
+
+def _engine(value: Any) -> str:
+    if value not in ENGINES:
+        raise ConfigError(f"xml read option 'engine' must be one of {', '.join(ENGINES)}, got {value!r}")
+    return str(value)
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -27,7 +27,7 @@ from icefloe.errors import DataError
 from icefloe.pipelines.readers.xmlbuild import BlockBuilder, header_values
 from icefloe.pipelines.readers.xmlpool import Runner
 from icefloe.pipelines.readers.xmlspec import XmlSpec
-from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, last_record_start
+from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, has_markup, last_record_start
 
 __all__ = ["read_document"]
 
@@ -45,7 +45,7 @@ def read_document(
     stream: IO[bytes],
     name: str,
     spec: XmlSpec,
-    templates: tuple[str, str],
+    templates: tuple[str, str, tuple[str, tuple[str, ...]] | None],
     runner: Runner,
     *,
     expected_bytes: int | None,
@@ -76,10 +76,16 @@ def read_document(
             skeleton.feed(before)  # anything wrong earlier in the document is reported first
             message = re.sub(r"\x00(\d+)\x00", lambda m: str(line + int(m.group(1))), message)
             raise DataError(message, file=name, line=line + bad_line, column=bad_col + (col if bad_line == 0 else 0))
-        _, out, separators, n, lines, cols, newlines, tail, piece = result
+        if result[0] == "arrow":  # values already in Arrow (the xml2arrow engine)
+            _, out, n, lines, cols, newlines, tail, piece = result
+            separators = None
+        else:
+            _, out, separators, n, lines, cols, newlines, tail, piece = result
         skeleton.feed(piece)
         if n:
-            yield from group.add(out, separators, n, (line, col, lines, cols))
+            # a block whose positions are still to be worked out is held until its group is built
+            held = getattr(lines, "held", 0)
+            yield from group.add(out, separators, n, (line, col, lines, cols), held)
         line, col = line + newlines, tail + (col if newlines == 0 else 0)
         records += n
         progress(records)
@@ -87,18 +93,20 @@ def read_document(
     while carry:
         data = source.read(spec.chunk_bytes)
         read += len(data)
+        markup = None
         if not data:
             block, carry, final = carry, b"", True
         else:
             buf = carry + data
-            cut = last_record_start(buf, record, since=max(1, len(carry) - len(record) - 2))
+            markup = has_markup(buf)  # the block, a part of buf, is scanned for it once, here
+            cut = last_record_start(buf, record, since=max(1, len(carry) - len(record) - 2), markup=markup)
             if cut is None:  # one record larger than a chunk: the block grows
                 carry = buf
                 continue
             block, carry, final = buf[:cut], buf[cut:], False
         if not runner.parallel and spec.workers > 1 and read >= spec.parallel_min_bytes:
             runner.go_parallel()
-        runner.submit(block, final)
+        runner.submit(block, final, markup)
         while runner.full:
             yield from finish(runner.next_result())
     while runner.pending:
@@ -115,13 +123,15 @@ class _Group:
 
     def __init__(self, builder: BlockBuilder) -> None:
         self.builder = builder
-        self.texts: list[bytes] = []
+        self.texts: list[Any] = []  # extracted text, or xml2arrow's tables (separators None)
         self.firsts: list[int] = []  # row of each block's first record
         self.places: list[tuple[int, int, list[int], list[int]]] = []
         self.separators: tuple[str, str] | None = None
-        self.rows = self.size = 0
+        self.rows = self.size = self.held = 0
 
-    def add(self, text: bytes, separators: tuple[str, str], n: int, place: tuple) -> Iterator[pa.RecordBatch]:
+    HELD_BYTES = 8 << 20  # blocks kept for their positions (see xmlwork.Positions)
+
+    def add(self, text: Any, separators: tuple[str, str] | None, n: int, place: tuple, held: int = 0) -> Iterator[pa.RecordBatch]:
         if separators != self.separators:
             yield from self.flush()
             self.separators = separators
@@ -129,22 +139,16 @@ class _Group:
         self.firsts.append(self.rows)
         self.places.append(place)
         self.rows += n
-        self.size += len(text)
-        if self.size >= self.TEXT_BYTES:
+        self.size += len(text) if separators is not None else sum(b.nbytes for b in text.values())
+        self.held += held
+        if self.size >= self.TEXT_BYTES or self.held >= self.HELD_BYTES:
             yield from self.flush()
 
     def flush(self) -> Iterator[pa.RecordBatch]:
         if not self.rows:
             return
-        assert self.separators is not None
         texts, firsts, places, rows = self.texts, self.firsts, self.places, self.rows
-        self.texts, self.firsts, self.places, self.rows, self.size = [], [], [], 0, 0
-        if len(texts) == 1:
-            text = texts[0]
-        else:  # section by section, the blocks' texts one after the other
-            mark = self.separators[1].encode()
-            parts = [t.split(mark) for t in texts]
-            text = mark.join(b"".join(p[i] for p in parts) for i in range(len(parts[0])))
+        self.texts, self.firsts, self.places, self.rows, self.size, self.held = [], [], [], 0, 0, 0
 
         def record_at(row: int) -> tuple[int | None, int | None]:
             block = bisect.bisect_right(firsts, row) - 1
@@ -152,6 +156,15 @@ class _Group:
             local = row - firsts[block]
             return line + lines[local], cols[local] + (col if lines[local] == 0 else 0)
 
+        if self.separators is None:
+            yield from self.builder.build_tables(texts, firsts, rows, record_at)
+            return
+        if len(texts) == 1:
+            text = texts[0]
+        else:  # section by section, the blocks' texts one after the other
+            mark = self.separators[1].encode()
+            parts = [t.split(mark) for t in texts]
+            text = mark.join(b"".join(p[i] for p in parts) for i in range(len(parts[0])))
         yield from self.builder.build(text, self.separators, rows, record_at)
 
 

@@ -14,17 +14,19 @@ of MB per worker. Results are plain tuples (see `Extractor.process`), positions 
 
 from __future__ import annotations
 
+import operator
 import pickle
 import re
 import sys
 import traceback
 from collections.abc import Iterator
 from functools import lru_cache, partial
+from itertools import accumulate, pairwise
 from typing import Any
 
 from lxml import etree
 
-__all__ = ["PARSER_OPTIONS", "Extractor", "find_spans", "has_markup", "last_record_start", "serve"]
+__all__ = ["PARSER_OPTIONS", "Extractor", "Positions", "find_spans", "has_markup", "last_record_start", "serve"]
 
 # Never load a DTD, never touch the network, never expand an entity; a DOCTYPE never even reaches
 # libxml2 (the caller blanks it), so an undefined entity is a fatal error rather than a warning.
@@ -78,9 +80,10 @@ def _token_pattern(record: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(<!--|<!\[CDATA\[|<\?)|(</)" + name + rb"(?=[\s>])|<" + name + rb"(?=[\s/>])")
 
 
-def last_record_start(buf: bytes, record: bytes, since: int = 1) -> int | None:
-    """The offset of the last record start tag at or after `since` (never 0), or None."""
-    if has_markup(buf):
+def last_record_start(buf: bytes, record: bytes, since: int = 1, markup: bool | None = None) -> int | None:
+    """The offset of the last record start tag at or after `since` (never 0), or None; `markup`:
+    `has_markup(buf)` if the caller knows it."""
+    if has_markup(buf) if markup is None else markup:
         last = None
         for kind, start, _ in _tokens(buf, record):
             if kind == "open":
@@ -99,10 +102,12 @@ def last_record_start(buf: bytes, record: bytes, since: int = 1) -> int | None:
         end = at + len(needle) - 1
 
 
-def find_spans(block: bytes, record: bytes, final: bool) -> tuple[list[tuple[int, int]], tuple[str, int, int] | None]:
+def find_spans(
+    block: bytes, record: bytes, final: bool, markup: bool | None = None
+) -> tuple[list[tuple[int, int]], tuple[str, int, int] | None]:
     """[(start, end)] of the records in `block`, and the first structural problem as
     ("nested" | "unclosed", offset of the problem, offset of the open record)."""
-    if has_markup(block):
+    if has_markup(block) if markup is None else markup:
         tokens = [(k, s, e) for k, s, e in _tokens(block, record) if k != "open"]
     else:
         tokens = _fast_tokens(block, record)
@@ -155,27 +160,38 @@ def _chars(data: bytes) -> int:
 
 
 class Extractor:
-    """Turns blocks into extracted text. `config` = (record, wrapper open tag, plain stylesheet
-    template, local-name stylesheet template); the templates use \\x01 and \\x02 for separators."""
+    """Turns blocks into extracted text (or Arrow, with `fast`: see `xmlfast.FastParser`). `config` =
+    (record, wrapper open tag, plain stylesheet template, local-name stylesheet template, xml2arrow
+    (configs, guards) or None); the templates use \\x01 and \\x02 for separators."""
 
-    def __init__(self, config: tuple[bytes, bytes, str, str]) -> None:
-        self.record, self.wrapper, self.plain, self.local = config
+    def __init__(self, config: tuple[bytes, bytes, str, str, Any], lazy: bool = False, fast: Any = None) -> None:
+        self.record, self.wrapper, self.plain, self.local, _ = config
+        self.lazy = lazy  # results stay in this process: positions may be worked out later
+        # the xml2arrow engine (`xmlfast.FastParser`), given by a caller in the reading process
         # parsers and stylesheets are not shared between threads, hence one set per extractor
         self.parser = etree.XMLParser(**_RECORD_PARSER)
         self.namespaced = b"xmlns" in self.wrapper
         self.stylesheets: dict[tuple[str, str, str], etree.XSLT] = {}
+        self.fast = fast if not self.namespaced else None
 
-    def process(self, block: bytes, final: bool) -> tuple:
+    def process(self, block: bytes, final: bool, markup: bool | None = None) -> tuple:
         """One block -> ("ok", text, (field separator, section separator), n, lines, cols, newlines,
-        tail_chars, skeleton) or ("error", message, line, col, skeleton before the problem).
+        tail_chars, skeleton), ("arrow", {xml2arrow table: RecordBatch}, n, lines, ... skeleton) or
+        ("error", message, line, col, skeleton before the problem).
 
         Positions are block-local: lines count from 0 at the block start, columns are 1-based and,
         on line 0, count from the block start; a message refers to a local line N as \\x00N\\x00.
         newlines and tail_chars (characters after the last newline) let the caller carry on.
         The skeleton is the block with each record replaced by `<r/>` and whitespace that keeps
         later lines and columns."""
-        spans, problem = find_spans(block, self.record, final)
-        lines, cols, skeleton = _layout(block, spans)
+        markup = has_markup(block) if markup is None else markup  # the splitter may know it
+        quick = None if markup else _quick_spans(block, self.record)
+        spans, problem = (quick, None) if quick is not None else find_spans(block, self.record, final, markup)
+        if quick is None:
+            lines, cols, skeleton = _layout(block, spans)
+        else:
+            lines, cols, whole = _quick_layout(block, spans, self.lazy)
+            skeleton = [whole]
         if problem is not None:
             kind, offset, opened = problem
             name = self.record.decode("utf-8", "replace")
@@ -187,15 +203,20 @@ class Extractor:
             before = _skeleton_until(block, spans, skeleton, len(spans), min(offset, opened))
             return "error", message, *_position(block, offset), before
         newline = block.rfind(b"\n")
-        newlines = lines[-1] + block.count(b"\n", spans[-1][0]) if spans else block.count(b"\n")
+        newlines = block.count(b"\n")
         tail = _chars(block[newline + 1 :])
         if not spans:
             return "ok", b"", ("", ""), 0, lines, cols, newlines, tail, b"".join(skeleton)
         document = b"".join([self.wrapper, *(block[s:e] for s, e in spans), b"</w>"])
+        if self.fast is not None and not markup:
+            tables = self.fast.parse(document, len(spans))
+            if tables is not None:
+                return "arrow", tables, len(spans), lines, cols, newlines, tail, b"".join(skeleton)
         try:
             root = etree.fromstring(document, self.parser)
         except etree.XMLSyntaxError:
             index, message, bad_line, bad_col = self._locate(block, spans, lines, cols)
+            skeleton = _layout(block, spans)[2]  # record by record, to stop before the bad one
             return "error", message, bad_line, bad_col, _skeleton_until(block, spans, skeleton, index, spans[index][0])
         if len(root) != len(spans):  # cannot happen for well-formed spans; fail loudly if it does
             return "error", f"found {len(spans)} records but parsed {len(root)}", lines[0], cols[0], b""
@@ -226,6 +247,84 @@ class Extractor:
 
 def _local_line(base: int, match: re.Match[str]) -> str:
     return f"line \x00{base + int(match.group(1)) - 1}\x00"
+
+
+def _quick_spans(block: bytes, record: bytes) -> list[tuple[int, int]] | None:
+    """The records of a block without comments, CDATA or PIs when every start tag is closed by the
+    next end tag (the usual case), in two C-level passes; else None (`find_spans` does it)."""
+    starts = [m.start() for m in _start_pattern(record).finditer(block)]
+    ends = [m.end() for m in _end_pattern(record).finditer(block)]
+    # a self-closing record makes the counts differ, unless a stray end tag evens them out: then a
+    # span holds '<r/>...</r>', which no parser accepts, so the block still fails (with a position)
+    if not starts or len(starts) != len(ends):
+        return None
+    if not all(map(operator.lt, starts, ends)) or not all(map(operator.lt, ends, starts[1:])):
+        return None
+    return list(zip(starts, ends, strict=True))
+
+
+class Positions:
+    """The (block-local) lines and columns of a block's records, worked out when first asked for:
+    only a value that does not convert needs them. Used where the block stays in this process
+    (in-process and thread runs); `lines` and `cols` index like the lists `_layout` returns."""
+
+    def __init__(self, block: bytes, starts: list[int]) -> None:
+        self.block, self.starts = block, starts
+        self.done: tuple[list[int], list[int]] | None = None
+
+    def get(self) -> tuple[list[int], list[int]]:
+        if self.done is None:
+            block, starts = self.block, self.starts
+            lines = list(accumulate(block.count(b"\n", a, b) for a, b in zip([0, *starts], starts)))
+            heads = [block.rfind(b"\n", 0, s) + 1 for s in starts]
+            cols = [s - h + 1 if block[h:s].isascii() else _chars(block[h:s]) + 1 for s, h in zip(starts, heads)]
+            self.done = (lines, cols)
+        return self.done
+
+    @property
+    def lines(self) -> _Column:
+        return _Column(self, 0)
+
+    @property
+    def cols(self) -> _Column:
+        return _Column(self, 1)
+
+
+class _Column:
+    def __init__(self, positions: Positions, which: int) -> None:
+        self.positions, self.which = positions, which
+
+    def __getitem__(self, index: int) -> int:
+        return self.positions.get()[self.which][index]
+
+    def __len__(self) -> int:
+        return len(self.positions.starts)
+
+    @property
+    def held(self) -> int:
+        """Bytes of block this view keeps alive."""
+        return len(self.positions.block)
+
+
+def _quick_layout(block: bytes, spans: list[tuple[int, int]], lazy: bool = False) -> tuple[Any, Any, bytes]:
+    """`_layout` in fewer Python steps: the same lines and columns (`Positions` views if `lazy`),
+    and a skeleton in which each run of records separated by whitespace only is one placeholder."""
+    positions = Positions(block, [s for s, _ in spans])
+    lines, cols = (positions.lines, positions.cols) if lazy else positions.get()
+    gaps = [block[e:s] for (_, e), (s, _) in pairwise(spans)]
+    ends = [i for i, gap in enumerate(gaps) if gap.translate(None, b" \t\r\n")]  # runs end there
+    parts = [block[: spans[0][0]]]
+    run = 0
+    for i in [*ends, len(spans) - 1]:
+        first, last = spans[run][0], spans[i][1]
+        inner = block.count(b"\n", first, last)
+        if inner:
+            parts.append(b"<r/>" + b"\n" * inner + b" " * _chars(block[block.rfind(b"\n", first, last) + 1 : last]))
+        else:
+            parts.append(b"<r/>" + b" " * (_chars(block[first:last]) - 4))
+        parts.append(gaps[i] if i < len(gaps) else block[last:])
+        run = i + 1
+    return lines, cols, b"".join(parts)
 
 
 def _layout(block: bytes, spans: list[tuple[int, int]]) -> tuple[list[int], list[int], list[bytes]]:
