@@ -74,7 +74,7 @@ def test_a_second_delivery_of_a_large_batch_writes_nothing(catalog: Catalog) -> 
     writer.commit(_batch("e", MANY))
     _forget_histories()
     again = TableWriter(catalog, WriteConfig(table="s.t"))
-    snapshot_id, done = again.commit(_batch("e", MANY) + _batch("f", 2))
+    _, done = again.commit(_batch("e", MANY) + _batch("f", 2))
     assert done == ["f0", "f1"]
     assert catalog.load_table("s.t").scan().to_arrow().num_rows == MANY + 2
 
@@ -116,7 +116,7 @@ def test_a_commit_that_lost_its_race_deletes_its_events_file(catalog: Catalog, t
 def test_expiry_hands_the_events_over_then_deletes_the_file_and_orphans_keep_live_ones(catalog: Catalog, tmp_path: Path) -> None:
     writer = TableWriter(catalog, WriteConfig(table="s.t"))
     first, _ = writer.commit(_batch("a", MANY))
-    second, _ = writer.commit(_batch("b", MANY))
+    writer.commit(_batch("b", MANY))
     assert len(_event_files(tmp_path)) == 2
     # the sweep of unreferenced files keeps both lists: their snapshots are live
     assert remove_orphans(catalog.load_table("s.t"), min_age=0, now=time.time() + 60).removed == 0

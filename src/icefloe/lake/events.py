@@ -33,12 +33,12 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 __all__ = [
-    "EVENTS_PROPERTY",
-    "EVENTS_FILE_PROPERTY",
     "EVENTS_COUNT_PROPERTY",
+    "EVENTS_FILE_PROPERTY",
+    "EVENTS_PROPERTY",
     "INLINE_MAX",
-    "event_summary",
     "event_files",
+    "event_summary",
     "snapshot_event_ids",
 ]
 

@@ -21,8 +21,8 @@ from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
 
 from icefloe.lake.compat import transaction
-from icefloe.lake.maintain_files import MAINTENANCE_PROPERTY, Walk, delete_files, file_size
 from icefloe.lake.events import event_files, snapshot_event_ids
+from icefloe.lake.maintain_files import MAINTENANCE_PROPERTY, Walk, delete_files, file_size
 
 __all__ = ["ExpiryPlan", "ExpiryResult", "plan_expiry", "unreferenced", "expire"]
 
