@@ -42,3 +42,24 @@ def test_transaction_metadata_is_the_staged_updates_applied_to_the_tables_metada
     source = inspect.getsource(Transaction.table_metadata.fget)  # type: ignore[attr-defined]
     assert "update_table_metadata(self._table.metadata, self._updates)" in source
     assert isinstance(compat.NoRetryTransaction.table_metadata, property)
+
+
+def test_staged_metadata_is_update_table_metadata_without_its_closing_copy() -> None:
+    # compat.staged_metadata repeats this loop; a pyiceberg that applies updates differently
+    # (a new step before the copy) must be looked at again
+    from pyiceberg.table import update
+
+    source = inspect.getsource(update.update_table_metadata)
+    assert "_apply_table_update(update, new_metadata, context)" in source
+    assert "model_copy(deep=True)" in source
+    assert _params(update._apply_table_update)[:3] == ["update", "base_metadata", "context"]
+
+
+def test_the_sql_catalog_builds_tables_in_one_place_and_commit_returns_the_new_metadata() -> None:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    # LeanSqlCatalog serves loads from what it parsed through this hook
+    assert _params(SqlCatalog._convert_orm_to_iceberg) == ["orm_table"]
+    assert "self._convert_orm_to_iceberg(" in inspect.getsource(SqlCatalog.load_table)
+    assert "self.load_table(" in inspect.getsource(SqlCatalog.commit_table)
+    assert _params(SqlCatalog.commit_table) == ["table", "requirements", "updates"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 from pyiceberg.catalog import Catalog
 from pyiceberg.table.metadata import TableMetadataV2
 from pyiceberg.table.snapshots import Summary
@@ -67,10 +68,12 @@ def test_a_transaction_sees_its_staged_updates_and_the_refreshed_table(catalog: 
     table = catalog.load_table("s.t")
     tx = transaction(table)
     before = tx.table_metadata
-    assert tx.table_metadata is before  # the same state: the same copy
-    assert before is not table.metadata  # ...still a copy: changing it cannot reach the table
+    assert tx.table_metadata is before  # the same state: the same object
+    with pytest.raises(ValidationError):  # frozen: sharing it with the table cannot change the table
+        before.properties = {"owner": "flat"}  # type: ignore[misc]
     tx.set_properties(owner="flat")
     assert tx.table_metadata.properties["owner"] == "flat" and "owner" not in before.properties
+    assert "owner" not in table.metadata.properties  # staged, not applied to the table
     tx.commit_transaction()
     TableWriter(catalog, WriteConfig(table="s.t")).commit([_staged("e2", [2])])
     table.refresh()

@@ -93,7 +93,7 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
     scheme = uri.partition("://")[0].split("+")[0]
     location = warehouse_uri(warehouse, root)
     if scheme == "sqlite":
-        from pyiceberg.catalog.sql import SqlCatalog
+        from icefloe.lake.compat import LeanSqlCatalog
 
         rest = uri.partition("://")[2]
         path = rest.removeprefix("/")
@@ -103,16 +103,16 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
             file = Path(path) if rest.startswith("//") else root / path
             file.parent.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{file.resolve()}"
-        return SqlCatalog(name, uri=uri, warehouse=location)
+        return LeanSqlCatalog(name, uri=uri, warehouse=location)
     if scheme in ("postgresql", "postgres"):
         try:
             import psycopg  # noqa: F401
         except ImportError:
             raise NotInstalledError("psycopg", "postgres") from None
-        from pyiceberg.catalog.sql import SqlCatalog
+        from icefloe.lake.compat import LeanSqlCatalog
 
         dsn = "postgresql+psycopg://" + uri.partition("://")[2]
-        return SqlCatalog(name, uri=dsn, warehouse=location)
+        return LeanSqlCatalog(name, uri=dsn, warehouse=location)
     if scheme in ("http", "https", "rest"):
         from pyiceberg.catalog.rest import RestCatalog
 

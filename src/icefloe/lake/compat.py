@@ -15,24 +15,36 @@ pyiceberg 0.12's `Transaction.table_metadata` applies the pending updates and de
 whole table metadata (every snapshot, its summary, the snapshot and metadata logs) on every
 access, and one fast append reads it some sixteen times: most of a small commit's time, and it
 grows with the snapshots the table keeps. `NoRetryTransaction` computes it once per state of the
-transaction instead.
+transaction, and without the deep copy: the metadata models are frozen and every update builds
+new lists and maps, so the staged state can share the parts it does not change with the table's.
+
+Its `SqlCatalog` parses the metadata file on every `load_table`, also inside `commit_table`
+(the current state to apply the updates to), so one commit parsed the same file twice more.
+A metadata file never changes once written: `LeanSqlCatalog` keeps the last few it parsed or
+committed, by location, and builds each loaded table on the parsed state it already has. Left:
+one deep copy per commit, of the metadata the catalog commits (`update_table_metadata`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import ArrowProjectionVisitor, _dataframe_to_data_files, _to_requested_schema
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.update import update_table_metadata
+from pyiceberg.table.update import TableRequirement, TableUpdate, _apply_table_update, _TableMetadataUpdateContext
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 
 __all__ = [
     "RETRY_PROPERTY",
+    "LeanSqlCatalog",
     "NoRetryTransaction",
     "OverwriteFiles",
     "SnapshotProducer",
@@ -51,6 +63,18 @@ to_requested_schema = _to_requested_schema  # a file's batch -> the table schema
 RETRY_PROPERTY = "commit.retry.num-retries"
 
 
+def staged_metadata(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> TableMetadata:
+    """`update_table_metadata(base, updates)` without its closing deep copy (see the module doc).
+
+    What a transaction reads while it stages its updates; the catalog validates and copies the
+    metadata it commits itself. No update: the table's own (frozen) metadata."""
+    metadata = base
+    context = _TableMetadataUpdateContext()
+    for update in updates:
+        metadata = _apply_table_update(update, metadata, context)
+    return metadata
+
+
 class NoRetryTransaction(Transaction):
     """A transaction whose commit fails on the first conflict, whatever the table's properties say.
 
@@ -67,12 +91,12 @@ class NoRetryTransaction(Transaction):
 
         The state is the table's metadata object (a commit or refresh replaces it) and the tuple
         of staged updates (staging builds a new one), both compared by identity, so a reader
-        never sees metadata older than the transaction. The copy is still a deep one: what a
-        caller does to it cannot reach the table's own metadata."""
+        never sees metadata older than the transaction. It shares what the updates leave alone
+        with the table's metadata: both are frozen models, nothing changes either in place."""
         base, updates = self._table.metadata, self._updates
         pinned = self._pinned
         if pinned is None or pinned[0] is not base or pinned[1] is not updates:
-            pinned = self._pinned = (base, updates, update_table_metadata(base, updates))
+            pinned = self._pinned = (base, updates, staged_metadata(base, updates))
         return pinned[2]
 
     def commit_transaction(self) -> Table:
@@ -87,6 +111,46 @@ class NoRetryTransaction(Transaction):
             for producer in producers:  # the commit did not land: what it wrote is garbage
                 producer._clean_all_uncommitted()
             raise
+
+
+class LeanSqlCatalog(SqlCatalog):
+    """pyiceberg's SQL catalog, parsing each metadata file once (see the module doc)."""
+
+    KEEP = 8  # parsed metadata files kept per catalog: a worker commits to a few tables at a time
+
+    def __init__(self, name: str, **properties: str) -> None:
+        super().__init__(name, **properties)
+        self._parsed: OrderedDict[str, TableMetadata] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def _remember(self, location: str, metadata: TableMetadata) -> None:
+        with self._parsed_lock:
+            self._parsed[location] = metadata
+            self._parsed.move_to_end(location)
+            while len(self._parsed) > self.KEEP:
+                self._parsed.popitem(last=False)
+
+    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
+        location = orm_table.metadata_location
+        with self._parsed_lock:
+            metadata = self._parsed.get(location) if location else None
+        if location is None or metadata is None or not orm_table.table_namespace or not orm_table.table_name:
+            table = super()._convert_orm_to_iceberg(orm_table)
+            self._remember(table.metadata_location, table.metadata)
+            return table
+        return Table(
+            identifier=Catalog.identifier_to_tuple(orm_table.table_namespace) + (orm_table.table_name,),
+            metadata=metadata,
+            metadata_location=location,
+            io=self._load_file_io(metadata.properties, location),
+            catalog=self,
+        )
+
+    def commit_table(self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]) -> Any:
+        response = super().commit_table(table, requirements, updates)
+        # what the next load of this table reads back: the file this commit just wrote
+        self._remember(response.metadata_location, response.metadata)
+        return response
 
 
 def transaction(table: Table) -> Transaction:

@@ -21,8 +21,8 @@ from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
 
 from icefloe.lake.compat import transaction
+from icefloe.lake.events import event_files, snapshot_event_ids
 from icefloe.lake.maintain_files import MAINTENANCE_PROPERTY, Walk, delete_files, file_size
-from icefloe.lake.writer import EVENTS_PROPERTY
 
 __all__ = ["ExpiryPlan", "ExpiryResult", "plan_expiry", "unreferenced", "expire"]
 
@@ -68,9 +68,7 @@ def plan_expiry(table: Table, keep_snapshots: int, keep_for: float, now: float) 
             keep_ids.add(current_then[-1])
     plan = ExpiryPlan([s for s in snapshots if s.snapshot_id not in keep_ids], [s for s in snapshots if s.snapshot_id in keep_ids])
     for snapshot in plan.expire:
-        value = snapshot.summary[EVENTS_PROPERTY] if snapshot.summary else None
-        if value:
-            plan.events.update(dict.fromkeys(value.split(","), snapshot.snapshot_id))
+        plan.events.update(dict.fromkeys(snapshot_event_ids(table, snapshot), snapshot.snapshot_id))
     return plan
 
 
@@ -88,6 +86,9 @@ def unreferenced(table: Table, expired: list[Snapshot], kept: list[Snapshot]) ->
     gone_reach = walk.reach(expired, entries=False)
     lists = {path: file_size(table.io, path) for path in gone_reach.manifest_lists if path not in kept_reach.manifest_lists}
     manifests = {path: size for path, size in gone_reach.manifests.items() if path not in kept_reach.manifests}
+    # the event lists of large commits (`lake.events`) go with their snapshots
+    kept_events = set(event_files(kept))
+    lists.update({path: file_size(table.io, path) for path in event_files(expired) if path not in kept_events})
     if not manifests:
         return lists
     # a data file in a dropped manifest may still be live in a kept one (an EXISTING entry after a

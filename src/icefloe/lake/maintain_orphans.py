@@ -19,6 +19,7 @@ from pyarrow.fs import FileInfo, FileSelector, FileSystem, FileType
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
 
+from icefloe.lake.events import event_files
 from icefloe.lake.maintain_files import reach
 
 __all__ = ["remove_orphans", "OrphanResult", "referenced_paths"]
@@ -42,6 +43,7 @@ def referenced_paths(table: Table) -> set[str]:
     paths = {table.metadata_location, *(e.metadata_file for e in metadata.metadata_log)}
     paths.update(s.statistics_path for s in metadata.statistics)
     paths.update(s.statistics_path for s in metadata.partition_statistics)
+    paths.update(event_files(metadata.snapshots))  # the proof of a large commit (`lake.events`)
     found = reach(table, metadata.snapshots)
     # files a manifest lists as DELETED count too: a kept snapshot older than the delete reads them
     return paths | set(found.manifest_lists) | set(found.manifests) | set(found.files)

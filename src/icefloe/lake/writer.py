@@ -1,7 +1,7 @@
 """Commit staged event outputs to one Iceberg table, exactly once.
 
-The ids of the events in a commit go into that snapshot's summary (`icefloe.events`) in the same
-atomic metadata swap. Before every attempt the writer re-reads the table and drops events whose ids
+The ids of the events in a commit go into that snapshot's summary (`icefloe.events`, or for a
+large batch a file the summary names: `lake.events`) in the same atomic metadata swap. Before every attempt the writer re-reads the table and drops events whose ids
 already appear in its history, so a crash between commit and ledger update, a lease that expired
 under a slow worker, or a second delivery never writes the same event twice. Conflicts with other
 writers surface from the catalog's compare-and-swap and are retried on fresh metadata.
@@ -29,6 +29,7 @@ from pyiceberg.table.snapshots import Operation
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
 from icefloe.lake.compat import RETRY_PROPERTY, OverwriteFiles, dataframe_to_data_files, transaction, transaction_io
+from icefloe.lake.events import EVENTS_PROPERTY, event_summary, snapshot_event_ids
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
@@ -37,7 +38,6 @@ from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
 
-EVENTS_PROPERTY = "icefloe.events"
 EVENT_COLUMN, SOURCE_COLUMN, INGESTED_COLUMN = "_icefloe_event", "_icefloe_source", "_icefloe_ingested_at"
 
 
@@ -88,9 +88,7 @@ def committed_event_ids(table: Table) -> Mapping[str, int]:
     if known is not None and snapshots[: len(known.snapshots)] == known.snapshots:
         start, ids = len(known.snapshots), dict(known.ids)
     for snapshot in metadata.snapshots[start:]:
-        value = snapshot.summary[EVENTS_PROPERTY] if snapshot.summary else None
-        if value:
-            ids.update(dict.fromkeys(value.split(","), snapshot.snapshot_id))
+        ids.update(dict.fromkeys(snapshot_event_ids(table, snapshot), snapshot.snapshot_id))
     found = _History(table.metadata_location, snapshots, MappingProxyType(ids))
     with _histories_lock:
         if len(_histories) >= 256 and key not in _histories:
@@ -190,8 +188,22 @@ class TableWriter:
             if mode != "overwrite":
                 replaced = sorted({s.source_ref for s in todo if s.replaces_source or mode == "replace_source"})
         data = pa.concat_tables([s.data for s in todo], promote_options="permissive")
-        props = {EVENTS_PROPERTY: ",".join(s.event_id for s in todo)}
+        props, events_file = event_summary(table, [s.event_id for s in todo])
         prewritten = [f for s in todo for f in s.files]
+        try:
+            self._transact(table, data, mode, replaced, prewritten, props)
+        except BaseException:
+            if events_file is not None:  # the snapshot naming it did not land
+                table.io.delete(events_file)
+            raise
+        for data_file in superseded:  # written ahead for a version a newer one replaced in this batch
+            table.io.delete(data_file.file_path)
+        snapshot = table.current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def _transact(
+        self, table: Table, data: pa.Table, mode: str, replaced: list[str], prewritten: list[DataFile], props: dict[str, str]
+    ) -> None:
         # schema change and data land in one transaction: readers never see one without the other
         with transaction(table) as tx:
             if table.properties.get(RETRY_PROPERTY) == "0":
@@ -216,10 +228,6 @@ class TableWriter:
                 # one row per key, the newest landed wins; only files holding the keys are rewritten
                 data = keep_last_by_key(data, self.config.key)
                 upsert(tx, data, self.config.key, snapshot_properties=props)
-        for data_file in superseded:  # written ahead for a version a newer one replaced in this batch
-            table.io.delete(data_file.file_path)
-        snapshot = table.current_snapshot()
-        return snapshot.snapshot_id if snapshot else None
 
 
 def _replace_all(tx: Transaction, data: pa.Table, prewritten: list[DataFile], props: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from pyiceberg.exceptions import NoSuchTableError
 
 from icefloe.errors import NotFoundError
-from icefloe.lake.writer import EVENTS_PROPERTY
+from icefloe.lake.events import snapshot_event_ids
 from icefloe.runtime import Runtime
 
 __all__ = ["list_tables", "history"]
@@ -41,7 +41,6 @@ def history(rt: Runtime, name: str) -> list[dict[str, Any]]:
     rows = []
     for snapshot in table.metadata.snapshots:
         summary = snapshot.summary
-        events = (summary[EVENTS_PROPERTY] or "") if summary else ""
         rows.append({
             "snapshot_id": snapshot.snapshot_id,
             "parent_id": snapshot.parent_snapshot_id,
@@ -49,6 +48,6 @@ def history(rt: Runtime, name: str) -> list[dict[str, Any]]:
             "operation": str(summary.operation.value) if summary else None,
             "added_rows": int(summary["added-records"] or 0) if summary else 0,
             "total_rows": int(summary["total-records"] or 0) if summary else 0,
-            "events": events.split(",") if events else [],
+            "events": snapshot_event_ids(table, snapshot),
         })  # fmt: skip
     return rows
