@@ -10,7 +10,9 @@ from the start the same file took ~25% less CPU to write and came out smaller.
 So the first chunk a file gets is sampled: a column whose sample is mostly distinct values, and
 whose dictionary would overflow the limit within a row group, is written plain. Everything else
 is as pyiceberg writes it (same properties, statistics and field ids); the files are ordinary
-Parquet that any engine reads, and no table property is involved.
+Parquet that any engine reads, and no table property is involved. It builds on pyiceberg 0.12's
+`ParquetFormatWriter` attributes (`_writer`, `_fos`, `_output_file`, `_parquet_writer_kwargs`,
+`_row_group_size`); tests/lake/test_plain_encoding.py writes through them.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class DataFileWriter(ParquetFormatWriter):
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            plain = set(plain_columns(table, self._dict_limit, self._row_group_size))
+            rows = self._row_group_size or TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT
+            plain = set(plain_columns(table, self._dict_limit, rows))
             kwargs: dict[str, Any] = dict(self._parquet_writer_kwargs)
             if plain and not any(pa.types.is_nested(t) for t in table.schema.types):
                 # a list names the columns that keep a dictionary (leaf paths: flat tables only)
