@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from icefloe.errors import DataError
-from icefloe.pipelines.readers import read_batches
+from icefloe.pipelines.readers import base, read_batches
 from icefloe.pipelines.readers.prefetch import Prefetched
 from tests.helpers import csv_file
 
@@ -60,14 +60,26 @@ def test_building_one_reads_nothing() -> None:
     assert log == []  # a generator never started has nothing to clean up
 
 
-def test_csv_batches_are_parsed_on_the_read_thread(tmp_path: Path) -> None:
+@pytest.fixture
+def read_ahead_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "PREFETCH_MIN_BYTES", 0)  # small test files take the big-file path
+
+
+def test_csv_batches_are_parsed_on_the_read_thread(tmp_path: Path, read_ahead_always: None) -> None:
     path = csv_file(tmp_path / "a.csv", "id,v", [f"{i},x{i}" for i in range(3000)])
     batches = read_batches(path, schema={"id": "long", "v": "string"}, batch_rows=1000)
     assert isinstance(batches, Prefetched)
     assert [b.num_rows for b in batches] == [1000, 1000, 1000]
 
 
-def test_a_bad_csv_row_still_names_its_line_after_good_batches(tmp_path: Path) -> None:
+def test_a_small_file_is_read_without_a_thread(tmp_path: Path) -> None:
+    path = csv_file(tmp_path / "a.csv", "id,v", [f"{i},x{i}" for i in range(3000)])
+    batches = read_batches(path, schema={"id": "long", "v": "string"}, batch_rows=1000)
+    assert not isinstance(batches, Prefetched)
+    assert [b.num_rows for b in batches] == [1000, 1000, 1000]
+
+
+def test_a_bad_csv_row_still_names_its_line_after_good_batches(tmp_path: Path, read_ahead_always: None) -> None:
     rows = [f"{i},x{i}" for i in range(5000)] + ["oops,x"] + [f"{i},y" for i in range(100)]
     path = csv_file(tmp_path / "a.csv", "id,v", rows)
     seen = 0
@@ -78,7 +90,7 @@ def test_a_bad_csv_row_still_names_its_line_after_good_batches(tmp_path: Path) -
     assert seen <= 5000
 
 
-def test_a_bad_ndjson_line_still_names_its_line(tmp_path: Path) -> None:
+def test_a_bad_ndjson_line_still_names_its_line(tmp_path: Path, read_ahead_always: None) -> None:
     lines = [f'{{"id": {i}}}' for i in range(3000)] + ['{"id": "nope"}']
     path = tmp_path / "a.ndjson"
     path.write_text("\n".join(lines) + "\n")

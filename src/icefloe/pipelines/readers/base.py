@@ -34,6 +34,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {}
 _SPARSE: set[str] = set()
 _PREFETCH: set[str] = set()
 MiB = 1 << 20
+# below this a file is a block or two: a read-ahead thread would cost more (~0.5 ms) than it overlaps
+PREFETCH_MIN_BYTES = 8 * MiB
 
 
 def register_reader(
@@ -51,8 +53,9 @@ def register_reader(
     the reader finds it only when it reads. `sparse`: the reader yields every declared column
     whether the file has it or not (JSON: a record may leave a key out), so a declared column is
     only known missing from the file when no record has its key. `prefetch`: the reader's parsing
-    releases the GIL (pyarrow's CSV and JSON readers), so it runs a few batches ahead on a thread
-    of its own (`prefetch.Prefetched`) while the pipeline checks and writes the ones before."""
+    releases the GIL (pyarrow's CSV and JSON readers), so for a file of `PREFETCH_MIN_BYTES` or
+    more it runs a few batches ahead on a thread of its own (`prefetch.Prefetched`) while the
+    pipeline checks and writes the ones before."""
     READERS[name] = fn
     for ext in extensions:
         _EXTENSIONS[ext.lower()] = name
@@ -166,7 +169,14 @@ def read_batches(
     types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
     missing = "null" if nullable_missing else "sparse" if fmt in _SPARSE else "error"
     batches = _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing)
-    return Prefetched(batches) if fmt in _PREFETCH else batches
+    return Prefetched(batches) if fmt in _PREFETCH and _size(path) >= PREFETCH_MIN_BYTES else batches
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # a missing file fails where it always did: on the first read, naming the file
 
 
 def _batches(
