@@ -159,13 +159,14 @@ def write_project(
     settle: str | None = None,
     batch: dict[str, Any] | None = None,
     match: str = "**/*.csv",
+    fmt: str = "csv",
 ) -> Path:
-    """An icefloe project: one folder source, one typed CSV append pipeline with a not_null check."""
+    """An icefloe project: one folder source, one typed CSV (or `fmt`) append pipeline with a not_null check."""
     source: dict[str, Any] = {"type": "folder", "path": str(source_path)}
     if settle is not None:
         source["settle"] = settle
     pipeline: dict[str, Any] = {
-        "read": {"format": "csv", "schema": dict(SCHEMA)},
+        "read": {"format": fmt, "schema": dict(SCHEMA)},
         "checks": CHECKS,
         "write": {"table": table, "mode": "append"},
     }
@@ -193,15 +194,18 @@ def timed_run_once(root: Path, table: str) -> dict[str, Any]:
     from icefloe.project import Project
 
     start_rss = rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with Project(root) as project:
         project.run(once=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     with Project(root) as project:
         rows = project.sql(f"select count(*) from {table}").column(0)[0].as_py()
         states = Counter(e.state for e in project.ledger.events())
         snapshots = len(project.catalog.load_table(table).metadata.snapshots)
-    return {"start_rss_mb": start_rss, "seconds": seconds, "rows": rows, "states": dict(states), "snapshots": snapshots}
+    return {
+        "start_rss_mb": start_rss, "seconds": seconds, "cpu_seconds": cpu, "rows": rows, "states": dict(states),
+        "snapshots": snapshots,
+    }  # fmt: skip
 
 
 def run_child(target: str, args: dict[str, Any], *, label: str, timeout: float = 3600) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable
 
 import pyarrow as pa
-from pyiceberg.io.pyarrow import ParquetFormatWriter
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.locations import load_location_provider
@@ -23,6 +22,7 @@ from pyiceberg.utils.properties import property_as_int
 
 from icefloe.lake.compat import dataframe_to_data_files, transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
+from icefloe.lake.parquet import DataFileWriter
 
 __all__ = ["DataFileStream"]
 
@@ -36,7 +36,7 @@ class DataFileStream:
         self._open_table, self.identifier, self.evolution, self.source = open_table, identifier, evolution, source
         self._table: Table | None = None
         self.files: list[DataFile] = []
-        self._writer: ParquetFormatWriter | None = None
+        self._writer: DataFileWriter | None = None
         self._path = ""
         self._bytes = 0
         self._written: list[str] = []
@@ -82,7 +82,7 @@ class DataFileStream:
         locations = load_location_provider(metadata.location, metadata.properties)
         self._path = locations.new_data_location(data_file_name=f"icefloe-{uuid.uuid4()}.parquet")
         self._output = self.table.io.new_output(self._path)
-        self._writer = ParquetFormatWriter(self._output, metadata.schema(), metadata.properties)
+        self._writer = DataFileWriter(self._output, metadata.schema(), metadata.properties)
         self._written.append(self._path)
         self._bytes = 0
 

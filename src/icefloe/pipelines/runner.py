@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
@@ -18,18 +18,11 @@ from icefloe.pipelines.checks import apply_checks, check_columns, validate_check
 from icefloe.pipelines.dedupe import keep_by_key
 from icefloe.pipelines.readers import read_batches
 from icefloe.pipelines.readers.base import CHILD_KEY
+from icefloe.pipelines.spill import Spiller, SpillStream
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
 from icefloe.types import parse_partition
 
 __all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
-
-class SpillStream(Protocol):
-    """Where an event's rows go ahead of its commit (the lake's DataFileStream)."""
-
-    def write(self, chunk: pa.Table) -> None: ...
-    def close(self) -> list[Any]: ...
-    def abort(self) -> None: ...
-
 
 META_COLUMNS = ("_icefloe_event", "_icefloe_source", "_icefloe_ingested_at")
 
@@ -88,7 +81,7 @@ class PipelineRunner:
         timer = _Timer()
         meta = _Meta(event)
         good: dict[str | None, list[pa.Table]] = {None: []}
-        spillers: dict[str | None, _Spiller] = {}
+        spillers: dict[str | None, Spiller] = {}
         bad: list[pa.Table] = []
         rows_in = held = 0
         failed_run = True
@@ -98,7 +91,9 @@ class PipelineRunner:
                 if tables:
                     if target not in spillers:
                         assert spill is not None
-                        spillers[target] = _Spiller(spill(target))
+                        # the pipeline's own table gets parallel writers; child tables one each
+                        writers = self.config.batch.spill_writers if target is None else 1
+                        spillers[target] = Spiller(partial(spill, target), writers)
                     spillers[target].submit(meta.add(pa.concat_tables(tables, promote_options="permissive")))
                     good[target] = []
 
@@ -256,42 +251,3 @@ class _Meta:
         for name, value in self.values:
             data = data.append_column(name, self._column(name, value, lengths))
         return data
-
-
-class _Spiller:
-    """Feeds chunks to a spill stream on a background thread, one in flight at most: reading the
-    next rows overlaps writing the last ones (CSV parsing and Parquet writing both release the
-    GIL), and memory stays within two chunks. All writes happen on that one thread, in order."""
-
-    def __init__(self, stream: SpillStream | None) -> None:
-        self.stream = stream
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icefloe-spill") if stream else None
-        self.pending: Future[Any] | None = None
-        self.rows = 0
-        self.active = False
-
-    def submit(self, chunk: pa.Table) -> None:
-        assert self.pool is not None and self.stream is not None
-        if self.pending is not None:
-            self.pending.result()
-        self.pending = self.pool.submit(self.stream.write, chunk)
-        self.rows += chunk.num_rows
-        self.active = True
-
-    def finish(self) -> list[Any]:
-        if not self.active:
-            return []
-        assert self.pool is not None and self.stream is not None
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
-        return list(self.pool.submit(self.stream.close).result())
-
-    def close(self, failed: bool) -> None:
-        if self.pool is None:
-            return
-        if self.pending is not None:
-            self.pending.exception()  # wait; the error already surfaced or is moot
-        if failed and self.active and self.stream is not None:
-            self.stream.abort()
-        self.pool.shutdown(wait=True)

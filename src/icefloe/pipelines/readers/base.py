@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from icefloe.errors import ConfigError, DataError
 from icefloe.pipelines.readers import locate
+from icefloe.pipelines.readers.prefetch import Prefetched
 from icefloe.types import arrow_type, with_undeclared
 
 ReaderFn = Callable[["Source", dict[str, pa.DataType], dict[str, Any], int], Iterator[pa.RecordBatch]]
@@ -31,7 +32,10 @@ _EXTENSIONS: dict[str, str] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
 _CHECKS: dict[str, Callable[[dict[str, Any]], object]] = {}
 _SPARSE: set[str] = set()
+_PREFETCH: set[str] = set()
 MiB = 1 << 20
+# below this a file is a block or two: a read-ahead thread would cost more (~0.5 ms) than it overlaps
+PREFETCH_MIN_BYTES = 8 * MiB
 
 
 def register_reader(
@@ -42,12 +46,16 @@ def register_reader(
     check: Callable[[dict[str, Any]], object] | None = None,
     *,
     sparse: bool = False,
+    prefetch: bool = False,
 ) -> None:
     """`options` (the read option names the reader takes) and `check` (validates the options,
     raising ConfigError) let config load refuse a mistake before any file arrives; without them
     the reader finds it only when it reads. `sparse`: the reader yields every declared column
     whether the file has it or not (JSON: a record may leave a key out), so a declared column is
-    only known missing from the file when no record has its key."""
+    only known missing from the file when no record has its key. `prefetch`: the reader's parsing
+    releases the GIL (pyarrow's CSV and JSON readers), so for a file of `PREFETCH_MIN_BYTES` or
+    more it runs a few batches ahead on a thread of its own (`prefetch.Prefetched`) while the
+    pipeline checks and writes the ones before."""
     READERS[name] = fn
     for ext in extensions:
         _EXTENSIONS[ext.lower()] = name
@@ -57,6 +65,8 @@ def register_reader(
         _CHECKS[name] = check
     if sparse:
         _SPARSE.add(name)
+    if prefetch:
+        _PREFETCH.add(name)
 
 
 def option_names(fmt: str) -> tuple[str, ...] | None:
@@ -158,7 +168,15 @@ def read_batches(
         raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
     types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
     missing = "null" if nullable_missing else "sparse" if fmt in _SPARSE else "error"
-    return _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing)
+    batches = _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing)
+    return Prefetched(batches) if fmt in _PREFETCH and _size(path) >= PREFETCH_MIN_BYTES else batches
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # a missing file fails where it always did: on the first read, naming the file
 
 
 def _batches(

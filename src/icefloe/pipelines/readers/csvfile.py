@@ -243,4 +243,4 @@ def _blank(text: Any, skip: int) -> bool:
     return True
 
 
-register_reader("csv", _read_csv, (".csv", ".tsv"), options=_CSV_OPTIONS, check=csv_options)
+register_reader("csv", _read_csv, (".csv", ".tsv"), options=_CSV_OPTIONS, check=csv_options, prefetch=True)

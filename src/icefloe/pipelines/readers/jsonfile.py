@@ -109,5 +109,5 @@ def _is_object_line(line: bytes) -> bool:
         return False
 
 
-register_reader("ndjson", _read_ndjson, (".ndjson", ".jsonl"), options=(), sparse=True)
-register_reader("json", _read_json, (".json",), options=(), sparse=True)
+register_reader("ndjson", _read_ndjson, (".ndjson", ".jsonl"), options=(), sparse=True, prefetch=True)
+register_reader("json", _read_json, (".json",), options=(), sparse=True, prefetch=True)
