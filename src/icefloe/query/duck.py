@@ -9,18 +9,22 @@ whose schema DuckDB cannot map by field id, is read through pyiceberg instead.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
-from pyiceberg.table import Table
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table import Table, TableProperties
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnavailableError
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
-from icefloe.query.pushdown import Predicate, predicates_by_table, to_iceberg
+from icefloe.query.pushdown import AnyOf, Predicate, predicates_by_table, to_iceberg
 from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 
@@ -64,6 +68,10 @@ def _iso_millis(text: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+class _Default:
+    """`as_of` not given: the engine's own."""
+
+
 def _local(path: str) -> str:
     return path.removeprefix("file://")
 
@@ -72,27 +80,59 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a view reads for one (table, snapshot, schema, filter): the planned Parquet files, or
+    the reason pyiceberg must read them instead."""
+
+    files: tuple[str, ...]
+    total: int  # data files in the snapshot
+    problem: str | None  # why DuckDB cannot read them (delete files, schema), else None
+
+
+# plans kept per engine; each is a list of paths, so a few hundred cost little
+PLAN_CACHE_SIZE = 256
+
+
 class QueryEngine:
+    """One DuckDB connection whose views follow the lake: each query re-reads the current snapshot
+    of every table it names, and re-plans a table only when its view would read something else.
+
+    A plan is keyed by the table's uuid, the snapshot read, the schema id and the pushed filter
+    (and the name mapping, which decides the reader): a commit, a schema change or another
+    filter is another key, so a cached plan never serves data other than that snapshot's."""
+
     def __init__(self, runtime: Runtime, *, as_of: str | int | None = None) -> None:
         self.runtime, self.as_of = runtime, as_of
         self.con = duckdb.connect()
-        self._registered: set[str] = set()
-        # what icefloe.events was filled with: None not yet, {} every event, else the page filter
-        self._events_filter: dict[str, str] | None = None
+        self._lock = threading.RLock()  # one connection: one query at a time
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
+        self._cache: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self._views: dict[str, tuple[Any, ...]] = {}  # table -> the key its view reads now
+        self._slots: dict[str, int] = {}  # table -> suffix of the Arrow tables registered for it
+        self.planned = 0  # how many times pyiceberg planned a scan (the cache's misses)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.con.close()
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
 
     def tables(self) -> list[str]:
         catalog = self.runtime.catalog
         return [".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)]
 
-    def query(self, sql: str) -> pa.Table:
+    def query(self, sql: str, *, as_of: str | int | None | type[_Default] = _Default) -> pa.Table:
+        """Run `sql`; `as_of` (a snapshot id or time, for this query) defaults to the engine's."""
+        with self._lock:
+            return self._query(sql, self.as_of if as_of is _Default else as_of)
+
+    def _query(self, sql: str, as_of: str | int | None) -> pa.Table:
         lowered = sql.lower()
         ledger = "icefloe." in lowered or '"icefloe"' in lowered
         outage: StorageUnavailableError | None = None
@@ -102,11 +142,14 @@ class QueryEngine:
             if not ledger:
                 raise
             tables, outage = [], exc  # the ledger answers without the catalog
-        wanted = [n for n in tables if n not in self._registered and re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
+        wanted = [n for n in tables if re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
+        # a view this query does not refresh could read an older snapshot: it goes
+        for name in [n for n in self._views if n not in wanted]:
+            self._drop_view(name)
         names = _ledger_names(lowered) if ledger else set()
-        predicates = predicates_by_table(sql) if wanted or "events" in names else {}
+        predicates = predicates_by_table(sql, self.con) if wanted or "events" in names else {}
         for name in wanted:
-            self.register(name, predicates.get(name.lower(), []))
+            self.register(name, predicates.get(name.lower(), []), as_of=as_of)
         if ledger:
             self._register_ledger(names, _event_filter(predicates.get("icefloe.events", [])))
         try:
@@ -122,43 +165,76 @@ class QueryEngine:
         except duckdb.Error as exc:
             raise IcefloeError(f"query failed: {exc}") from None
 
-    def register(self, name: str, predicates: list[Predicate] | None = None) -> None:
+    def register(
+        self, name: str, predicates: list[Predicate] | None = None, *, as_of: str | int | None | type[_Default] = _Default
+    ) -> None:
+        """(Re)define the view of table `name` for its current snapshot (or `as_of`'s)."""
+        as_of = self.as_of if as_of is _Default else as_of
         table = self.runtime.catalog.load_table(name)
-        snapshot_id = resolve_as_of(table, self.as_of, first_commit_ms=lambda: self._first_commit_ms(name))
+        snapshot_id = resolve_as_of(table, as_of, first_commit_ms=lambda: self._first_commit_ms(name))
+        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
+        schema = table.schemas()[snap.schema_id] if snapshot_id is not None and snap is not None and snap.schema_id is not None else table.schema()
+        row_filter = to_iceberg(predicates or [], schema) if snap is not None else AlwaysTrue()
+        mapping = table.properties.get(TableProperties.DEFAULT_NAME_MAPPING)
+        key = (str(table.metadata.table_uuid), snap.snapshot_id if snap else None, schema.schema_id, str(row_filter), mapping)
+        if self._views.get(name) == key:
+            self.plans[name]["cached"] = True
+            return  # the view already reads exactly this
+        plan = self._cache.get(key)
+        cached = plan is not None
+        tasks: list[Any] = []
+        scan = None
+        if plan is None or plan.problem is not None:
+            if snap is not None:
+                # without as_of, the current schema (pyiceberg reads a snapshot by its own schema)
+                scan = table.scan(snapshot_id=snapshot_id, row_filter=row_filter)
+                tasks = list(scan.plan_files())
+                self.planned += 1
+            summary = snap.summary if snap is not None else None
+            total = int(summary["total-data-files"] or 0) if summary else len(tasks)
+            problem = "it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)
+            plan = _Plan(tuple(_local(t.file.file_path) for t in tasks), total, problem if tasks else None)
+            self._cache[key] = plan
+        self._cache.move_to_end(key)
+        while len(self._cache) > PLAN_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        self.plans[name] = {
+            "files": plan.total, "planned": len(plan.files), "filter": str(row_filter),
+            "reader": "pyiceberg" if plan.problem else "duckdb", "cached": cached,
+            **({"why": plan.problem} if plan.problem else {}),
+        }  # fmt: skip
         namespace, _, short = name.rpartition(".")
         view = f"{_quote(namespace)}.{_quote(short)}"
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(namespace)}")
-        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
-        schema = table.schemas()[snap.schema_id] if snap is not None and snap.schema_id is not None else table.schema()
-        empty = f"__empty_{len(self._registered)}"
-        self.con.register(empty, schema.as_arrow().empty_table())
-        if table.current_snapshot() is None and snapshot_id is None:
-            self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
+        slot = self._slots.setdefault(name, len(self._slots))
+        if plan.problem is not None and scan is not None:
+            data = f"__data_{slot}"
+            self.con.register(data, scan.to_arrow())
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {data}")
+        elif not plan.files:
+            empty = f"__empty_{slot}"
+            self.con.register(empty, schema.as_arrow().empty_table())
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {empty}")
         else:
-            row_filter = to_iceberg(predicates or [], schema)
-            scan = table.scan(snapshot_id=snapshot_id, row_filter=row_filter)
-            tasks = list(scan.plan_files())
-            summary = (snap or table.current_snapshot()).summary  # type: ignore[union-attr]
-            total = int(summary["total-data-files"] or 0) if summary else len(tasks)
-            self.plans[name] = {"files": total, "planned": len(tasks), "filter": str(row_filter)}
-            problem = "it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)
-            self.plans[name]["reader"] = "pyiceberg" if problem and tasks else "duckdb"
-            if problem and tasks:
-                self.plans[name]["why"] = problem
-                data = f"__data_{len(self._registered)}"
-                self.con.register(data, scan.to_arrow())
-                self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {data}")
-            elif not tasks:
-                self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM {empty}")
-            else:
-                files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
-                # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
-                # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
-                self.con.execute(
-                    f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{files}], "
-                    f"schema = {field_id_schema(schema)}, hive_partitioning = false)"
-                )
-        self._registered.add(name)
+            files = ", ".join("'" + path.replace("'", "''") + "'" for path in plan.files)
+            # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
+            # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{files}], "
+                f"schema = {field_id_schema(schema)}, hive_partitioning = false)"
+            )
+        self._views[name] = key
+
+    def _drop_view(self, name: str) -> None:
+        namespace, _, short = name.rpartition(".")
+        self.con.execute(f"DROP VIEW IF EXISTS {_quote(namespace)}.{_quote(short)}")
+        slot = self._slots.get(name)
+        for registered in (f"__data_{slot}", f"__empty_{slot}") if slot is not None else ():
+            try:
+                self.con.unregister(registered)
+            except duckdb.Error:
+                pass
+        del self._views[name]
 
     def _first_commit_ms(self, table: str) -> float | None:
         # asked only to word an error; read a page at a time, never every event at once
@@ -177,21 +253,21 @@ class QueryEngine:
     def _register_ledger(self, names: set[str], only: dict[str, str]) -> None:
         """The `icefloe.*` tables the SQL names: a query that does not read the events does not
         copy them, and one that does copies them a page at a time into a DuckDB table (only the
-        events of the state, pipeline or source its WHERE clause fixes, if it does)."""
+        events of the state, pipeline or source its WHERE clause fixes, if it does). The ledger
+        moves on between queries, so each query that names them copies them afresh."""
         self.con.execute('CREATE SCHEMA IF NOT EXISTS "icefloe"')
-        if "events" in names and self._events_filter is not None and self._events_filter not in ({}, only):
-            self.con.execute('DROP TABLE "icefloe"."events"')  # filled for another query's filter
-            self._events_filter = None
-        if "events" in names and self._events_filter is None:
+        if "events" in names:
+            self.con.execute('DROP TABLE IF EXISTS "icefloe"."events"')
             self._copy_events(only)
-            self._events_filter = only
-        quarantine = self._quarantine() if "quarantine" in names and "icefloe.quarantine" not in self._registered else []
-        if quarantine:
-            files = ", ".join("'" + p.replace("'", "''") + "'" for p in quarantine)
-            self.con.execute(
-                f'CREATE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
-            )
-            self._registered.add("icefloe.quarantine")
+        if "quarantine" in names:
+            quarantine = self._quarantine()
+            if quarantine:
+                files = ", ".join("'" + p.replace("'", "''") + "'" for p in quarantine)
+                self.con.execute(
+                    f'CREATE OR REPLACE VIEW "icefloe"."quarantine" AS SELECT * FROM read_parquet([{files}], union_by_name=true)'
+                )
+            else:
+                self.con.execute('DROP VIEW IF EXISTS "icefloe"."quarantine"')
 
     def _copy_events(self, only: dict[str, str]) -> None:
         # DuckDB holds the rows columnar (and spills past its memory limit); Python holds one page
@@ -213,7 +289,7 @@ def _event_filter(predicates: list[Predicate]) -> dict[str, str]:
     them (and the rest), so this only makes the copy smaller."""
     return {
         column.lower(): text
-        for column, op, kind, text in predicates
+        for column, op, kind, text in (p for p in predicates if not isinstance(p, AnyOf))
         if op == "COMPARE_EQUAL" and kind == "STRING" and column.lower() in ("state", "pipeline", "source")
     }
 
