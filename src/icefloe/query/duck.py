@@ -68,10 +68,6 @@ def _iso_millis(text: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-class _Default:
-    """`as_of` not given: the engine's own."""
-
-
 def _local(path: str) -> str:
     return path.removeprefix("file://")
 
@@ -127,10 +123,10 @@ class QueryEngine:
         catalog = self.runtime.catalog
         return [".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)]
 
-    def query(self, sql: str, *, as_of: str | int | None | type[_Default] = _Default) -> pa.Table:
+    def query(self, sql: str, *, as_of: str | int | None = None) -> pa.Table:
         """Run `sql`; `as_of` (a snapshot id or time, for this query) defaults to the engine's."""
         with self._lock:
-            return self._query(sql, self.as_of if as_of is _Default else as_of)
+            return self._query(sql, self.as_of if as_of is None else as_of)
 
     def _query(self, sql: str, as_of: str | int | None) -> pa.Table:
         lowered = sql.lower()
@@ -165,11 +161,9 @@ class QueryEngine:
         except duckdb.Error as exc:
             raise IcefloeError(f"query failed: {exc}") from None
 
-    def register(
-        self, name: str, predicates: list[Predicate] | None = None, *, as_of: str | int | None | type[_Default] = _Default
-    ) -> None:
+    def register(self, name: str, predicates: list[Predicate] | None = None, *, as_of: str | int | None = None) -> None:
         """(Re)define the view of table `name` for its current snapshot (or `as_of`'s)."""
-        as_of = self.as_of if as_of is _Default else as_of
+        as_of = self.as_of if as_of is None else as_of
         table = self.runtime.catalog.load_table(name)
         snapshot_id = resolve_as_of(table, as_of, first_commit_ms=lambda: self._first_commit_ms(name))
         snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()

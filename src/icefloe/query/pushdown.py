@@ -121,8 +121,8 @@ def _equalities(node: dict[str, Any], source: dict[str, Any]) -> list[Comparison
     if node.get("class") == "COMPARISON" and node.get("type") == "COMPARE_EQUAL":
         if _is_null(node.get("left", {})) or _is_null(node.get("right", {})):
             return []
-        found = _comparison(node, source)
-        return [found] if found else None
+        equality = _comparison(node, source)
+        return [equality] if equality else None
     if node.get("class") == "OPERATOR" and node.get("type") == "COMPARE_IN":
         first, *values = node.get("children") or [{}]
         column = _column(first.get("column_names", []), source) if first.get("class") == "COLUMN_REF" else None
@@ -131,13 +131,13 @@ def _equalities(node: dict[str, Any], source: dict[str, Any]) -> list[Comparison
             return None
         return [(column, "COMPARE_EQUAL", kind, text) for kind, text in (lit for lit in literals if lit is not None)]
     if node.get("class") == "CONJUNCTION" and node.get("type") == "CONJUNCTION_OR":
-        found: list[Comparison] = []
+        every: list[Comparison] = []
         for child in node.get("children", []):
             part = _equalities(child, source)
             if part is None:
                 return None
-            found += part
-        return found
+            every += part
+        return every
     return None
 
 
