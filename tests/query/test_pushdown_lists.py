@@ -92,7 +92,7 @@ def test_pushed_and_unpushed_answers_agree(project: Project, monkeypatch: pytest
         assert engine.plans["t.p"]["planned"] == planned, engine.plans["t.p"]
         assert _answer(engine, sql) == pushed  # again, from the cached plan
         assert engine.plans["t.p"]["cached"] is True
-    monkeypatch.setattr(duck_module, "predicates_by_table", lambda *_: {})
+    monkeypatch.setattr(duck_module, "predicates_in", lambda *_: {})
     with QueryEngine(project.runtime) as engine:
         assert _answer(engine, sql) == pushed
         assert engine.plans["t.p"]["planned"] == 5

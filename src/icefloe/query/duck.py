@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.table import Table, TableProperties
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnavailableError
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
-from icefloe.query.pushdown import AnyOf, Predicate, predicates_by_table, to_iceberg
+from icefloe.query.plans import SnapshotFiles, prune
+from icefloe.query.pushdown import AnyOf, Predicate, parse, predicates_in, table_refs, to_iceberg
 from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 
@@ -76,27 +77,14 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What a view reads for one (table, snapshot, schema, filter): the planned Parquet files, or
-    the reason pyiceberg must read them instead."""
-
-    files: tuple[str, ...]
-    total: int  # data files in the snapshot
-    problem: str | None  # why DuckDB cannot read them (delete files, schema), else None
-
-
-# plans kept per engine; each is a list of paths, so a few hundred cost little
-PLAN_CACHE_SIZE = 256
-
-
 class QueryEngine:
     """One DuckDB connection whose views follow the lake: each query re-reads the current snapshot
-    of every table it names, and re-plans a table only when its view would read something else.
+    of every table it names, and redefines a table's view only when it would read something else.
 
-    A plan is keyed by the table's uuid, the snapshot read, the schema id and the pushed filter
+    A view is keyed by the table's uuid, the snapshot read, the schema id and the pushed filter
     (and the name mapping, which decides the reader): a commit, a schema change or another
-    filter is another key, so a cached plan never serves data other than that snapshot's."""
+    filter is another key, so a view never serves data other than that snapshot's. The files of
+    a snapshot are listed once (query/plans.py); a new filter only prunes that list again."""
 
     def __init__(self, runtime: Runtime, *, as_of: str | int | None = None) -> None:
         self.runtime, self.as_of = runtime, as_of
@@ -104,10 +92,14 @@ class QueryEngine:
         self._lock = threading.RLock()  # one connection: one query at a time
         # per table: files in the snapshot, files left after pruning, the filter pushed down
         self.plans: dict[str, dict[str, Any]] = {}
-        self._cache: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self.snapshots = SnapshotFiles()
         self._views: dict[str, tuple[Any, ...]] = {}  # table -> the key its view reads now
         self._slots: dict[str, int] = {}  # table -> suffix of the Arrow tables registered for it
-        self.planned = 0  # how many times pyiceberg planned a scan (the cache's misses)
+
+    @property
+    def planned(self) -> int:
+        """How many snapshots pyiceberg listed from their manifests (the plan cache's misses)."""
+        return self.snapshots.listed
 
     def __enter__(self) -> Self:
         return self
@@ -128,24 +120,39 @@ class QueryEngine:
         with self._lock:
             return self._query(sql, self.as_of if as_of is None else as_of)
 
+    def _lake_tables(self, sql: str, tree: dict[str, Any] | None) -> dict[str, Table]:
+        """The lake tables the query names, loaded: straight by the names its FROM clauses give;
+        by listing the catalog (as before) only when one of those is not found as written."""
+        named = table_refs(tree) if tree is not None else None
+        found: dict[str, Table] = {}
+        if named is not None:
+            try:
+                for name in sorted(n for n in named if n.split(".")[0].lower() != "icefloe"):
+                    found[name] = self.runtime.catalog.load_table(name)
+                return found
+            except (NoSuchTableError, NoSuchNamespaceError, ValueError):
+                found = {}  # another case, a DuckDB table, a CTE: look it up the old way
+        lowered = sql.lower()
+        return {n: self.runtime.catalog.load_table(n) for n in self.tables() if re.search(rf"\b{re.escape(n.lower())}\b", lowered)}
+
     def _query(self, sql: str, as_of: str | int | None) -> pa.Table:
         lowered = sql.lower()
         ledger = "icefloe." in lowered or '"icefloe"' in lowered
+        tree = parse(self.con, sql)
         outage: StorageUnavailableError | None = None
         try:
-            tables = self.tables()
+            wanted = self._lake_tables(sql, tree)
         except StorageUnavailableError as exc:
             if not ledger:
                 raise
-            tables, outage = [], exc  # the ledger answers without the catalog
-        wanted = [n for n in tables if re.search(rf"\b{re.escape(n.lower())}\b", lowered)]
+            wanted, outage = {}, exc  # the ledger answers without the catalog
         # a view this query does not refresh could read an older snapshot: it goes
         for name in [n for n in self._views if n not in wanted]:
             self._drop_view(name)
         names = _ledger_names(lowered) if ledger else set()
-        predicates = predicates_by_table(sql, self.con) if wanted or "events" in names else {}
-        for name in wanted:
-            self.register(name, predicates.get(name.lower(), []), as_of=as_of)
+        predicates = predicates_in(tree) if tree is not None and (wanted or "events" in names) else {}
+        for name, table in wanted.items():
+            self.register(name, predicates.get(name.lower(), []), as_of=as_of, table=table)
         if ledger:
             self._register_ledger(names, _event_filter(predicates.get("icefloe.events", [])))
         try:
@@ -153,6 +160,10 @@ class QueryEngine:
         except duckdb.CatalogException as exc:
             if outage is not None:  # a lake table it names could not be looked up
                 raise outage from None
+            try:
+                tables = self.tables()
+            except StorageUnavailableError:
+                tables = list(wanted)
             known = [*tables, "icefloe.events", *(["icefloe.quarantine"] if self._quarantine() else [])]
             message = missing_table(sql, str(exc), known)
             if message:
@@ -161,10 +172,12 @@ class QueryEngine:
         except duckdb.Error as exc:
             raise IcefloeError(f"query failed: {exc}") from None
 
-    def register(self, name: str, predicates: list[Predicate] | None = None, *, as_of: str | int | None = None) -> None:
+    def register(
+        self, name: str, predicates: list[Predicate] | None = None, *, as_of: str | int | None = None, table: Table | None = None
+    ) -> None:
         """(Re)define the view of table `name` for its current snapshot (or `as_of`'s)."""
         as_of = self.as_of if as_of is None else as_of
-        table = self.runtime.catalog.load_table(name)
+        table = table if table is not None else self.runtime.catalog.load_table(name)
         snapshot_id = resolve_as_of(table, as_of, first_commit_ms=lambda: self._first_commit_ms(name))
         snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
         schema = table.schemas()[snap.schema_id] if snapshot_id is not None and snap is not None and snap.schema_id is not None else table.schema()
@@ -174,43 +187,31 @@ class QueryEngine:
         if self._views.get(name) == key:
             self.plans[name]["cached"] = True
             return  # the view already reads exactly this
-        plan = self._cache.get(key)
-        cached = plan is not None
-        tasks: list[Any] = []
-        scan = None
-        if plan is None or plan.problem is not None:
-            if snap is not None:
-                # without as_of, the current schema (pyiceberg reads a snapshot by its own schema)
-                scan = table.scan(snapshot_id=snapshot_id, row_filter=row_filter)
-                tasks = list(scan.plan_files())
-                self.planned += 1
-            summary = snap.summary if snap is not None else None
-            total = int(summary["total-data-files"] or 0) if summary else len(tasks)
-            problem = "it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)
-            plan = _Plan(tuple(_local(t.file.file_path) for t in tasks), total, problem if tasks else None)
-            self._cache[key] = plan
-        self._cache.move_to_end(key)
-        while len(self._cache) > PLAN_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        listed = self.snapshots.listed
+        every, total = self.snapshots.tasks(table, snap.snapshot_id) if snap is not None else ((), 0)
+        tasks = prune(table, schema, every, row_filter)
+        problem = ("it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)) if tasks else None
         self.plans[name] = {
-            "files": plan.total, "planned": len(plan.files), "filter": str(row_filter),
-            "reader": "pyiceberg" if plan.problem else "duckdb", "cached": cached,
-            **({"why": plan.problem} if plan.problem else {}),
+            "files": total, "planned": len(tasks), "filter": str(row_filter),
+            "reader": "pyiceberg" if problem else "duckdb", "cached": self.snapshots.listed == listed,
+            **({"why": problem} if problem else {}),
         }  # fmt: skip
         namespace, _, short = name.rpartition(".")
         view = f"{_quote(namespace)}.{_quote(short)}"
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(namespace)}")
         slot = self._slots.setdefault(name, len(self._slots))
-        if plan.problem is not None and scan is not None:
+        if problem is not None:
+            # the current schema without as_of (pyiceberg would read a snapshot by its own schema)
+            projected = table.schemas()[snap.schema_id] if snapshot_id is not None and snap is not None and snap.schema_id is not None else table.schema()
             data = f"__data_{slot}"
-            self.con.register(data, scan.to_arrow())
+            self.con.register(data, ArrowScan(table.metadata, table.io, projected, row_filter).to_table(tasks))
             self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {data}")
-        elif not plan.files:
+        elif not tasks:
             empty = f"__empty_{slot}"
             self.con.register(empty, schema.as_arrow().empty_table())
             self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {empty}")
         else:
-            files = ", ".join("'" + path.replace("'", "''") + "'" for path in plan.files)
+            files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
             # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
             # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
             self.con.execute(

@@ -40,7 +40,7 @@ from pyiceberg.expressions.visitors import bind
 from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, DecimalType, IntegerType, LongType, NestedField, StringType, TimestampType
 
-__all__ = ["AnyOf", "Comparison", "Predicate", "parse", "predicates_by_table", "to_iceberg"]
+__all__ = ["AnyOf", "Comparison", "Predicate", "parse", "predicates_by_table", "predicates_in", "table_refs", "to_iceberg"]
 
 _OPS = {
     "COMPARE_EQUAL": EqualTo,
@@ -180,8 +180,21 @@ def predicates_by_table(sql: str, con: duckdb.DuckDBPyConnection | None = None) 
     finally:
         if own:
             con.close()
-    if tree is None:
-        return {}
+    return predicates_in(tree) if tree is not None else {}
+
+
+def table_refs(tree: dict[str, Any]) -> set[str]:
+    """The `schema.table` names the FROM clauses of a parse tree give, as written (not CTEs,
+    which have no schema, nor three-part names)."""
+    return {
+        f"{n['schema_name']}.{n['table_name']}"
+        for n in walk(tree)
+        if n.get("type") == "BASE_TABLE" and n.get("schema_name") and n.get("table_name") and not n.get("catalog_name")
+    }
+
+
+def predicates_in(tree: dict[str, Any]) -> dict[str, list[Predicate]]:
+    """`predicates_by_table` for a tree `parse` returned."""
     refs = Counter(_name(n) for n in walk(tree) if n.get("type") == "BASE_TABLE")
     found: dict[str, list[Predicate]] = {}
     for node in walk(tree):
