@@ -77,6 +77,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+PARSED_KEPT = 64  # parse trees of recent queries kept per engine
+
+
 class QueryEngine:
     """One DuckDB connection whose views follow the lake: each query re-reads the current snapshot
     of every table it names, and redefines a table's view only when it would read something else.
@@ -95,6 +98,10 @@ class QueryEngine:
         self.snapshots = SnapshotFiles()
         self._views: dict[str, tuple[Any, ...]] = {}  # table -> the key its view reads now
         self._slots: dict[str, int] = {}  # table -> suffix of the Arrow tables registered for it
+        self._parsed: dict[str, tuple[set[str] | None, dict[str, list[Predicate]]]] = {}
+        # data files never change once written (a commit adds new ones), so their Parquet
+        # footers can be kept between queries instead of read again by every query's bind
+        self.con.execute("SET parquet_metadata_cache = true")
 
     @property
     def planned(self) -> int:
@@ -120,10 +127,19 @@ class QueryEngine:
         with self._lock:
             return self._query(sql, self.as_of if as_of is None else as_of)
 
-    def _lake_tables(self, sql: str, tree: dict[str, Any] | None) -> dict[str, Table]:
+    def _parse(self, sql: str) -> tuple[set[str] | None, dict[str, list[Predicate]]]:
+        """The tables a query names (None if DuckDB cannot parse it) and the predicates it can
+        push, kept for the last queries run: a dashboard repeats its queries."""
+        if sql not in self._parsed:
+            tree = parse(self.con, sql)
+            self._parsed[sql] = (table_refs(tree), predicates_in(tree)) if tree is not None else (None, {})
+            while len(self._parsed) > PARSED_KEPT:
+                self._parsed.pop(next(iter(self._parsed)))
+        return self._parsed[sql]
+
+    def _lake_tables(self, sql: str, named: set[str] | None) -> dict[str, Table]:
         """The lake tables the query names, loaded: straight by the names its FROM clauses give;
         by listing the catalog (as before) only when one of those is not found as written."""
-        named = table_refs(tree) if tree is not None else None
         found: dict[str, Table] = {}
         if named is not None:
             try:
@@ -138,10 +154,10 @@ class QueryEngine:
     def _query(self, sql: str, as_of: str | int | None) -> pa.Table:
         lowered = sql.lower()
         ledger = "icefloe." in lowered or '"icefloe"' in lowered
-        tree = parse(self.con, sql)
+        named, pushable = self._parse(sql)
         outage: StorageUnavailableError | None = None
         try:
-            wanted = self._lake_tables(sql, tree)
+            wanted = self._lake_tables(sql, named)
         except StorageUnavailableError as exc:
             if not ledger:
                 raise
@@ -150,7 +166,7 @@ class QueryEngine:
         for name in [n for n in self._views if n not in wanted]:
             self._drop_view(name)
         names = _ledger_names(lowered) if ledger else set()
-        predicates = predicates_in(tree) if tree is not None and (wanted or "events" in names) else {}
+        predicates = pushable if wanted or "events" in names else {}
         for name, table in wanted.items():
             self.register(name, predicates.get(name.lower(), []), as_of=as_of, table=table)
         if ledger:
