@@ -125,12 +125,16 @@ def measure(rows: int, files: int, repeat: int) -> BenchResult:
     result.row("answers (asserted equal)", f"{QUERIES + 1} compared", "", "", "", True)
     result.notes += [
         f"Table: {rows:,} rows of the bench shape, {files} data files (one pyiceberg append each), SQLite catalog.",
-        f"icefloe: one `Project`, `project.sql(...)` {QUERIES} times per kind (catalog lookup and snapshot check every "
-        "query; scan planned on a cache miss only). DuckDB: one connection, the same SQL over "
-        "`read_parquet([the table's files])`, the file list given (not timed).",
-        f"Each contender in a fresh process, alternating, {repeat} run(s) each, the median run shown; totals include the "
-        "first query of each kind (icefloe's first plans the scan). The 2 cores are shared with other work: compare the "
-        "ratio, measured in the same run, rather than the absolute times.",
+        (
+            f"icefloe: one `Project`, `project.sql(...)` {QUERIES} times per kind (catalog lookup and snapshot check every "
+            "query; scan planned on a cache miss only). DuckDB: one connection, the same SQL over "
+            "`read_parquet([the table's files])`, the file list given (not timed)."
+        ),
+        (
+            f"Each contender in a fresh process, alternating, {repeat} run(s) each, the median run shown; totals include the "
+            "first query of each kind (icefloe's first plans the scan). The 2 cores are shared with other work: compare the "
+            "ratio, measured in the same run, rather than the absolute times."
+        ),
     ]
     result.data = {"icefloe": ours, "duckdb": peer}
     return result

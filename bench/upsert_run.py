@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+# before pyarrow loads, as the `icefloe` command does: it sets the allocator up (icefloe/__init__.py)
+import icefloe  # noqa: F401
 from bench.common import BenchResult, log, peak, run_child, secs, temp_dir
-from bench.upsert import KEY, SEED, TABLE, _catalog, _outcome, build_table, orders, upsert_batch
+from bench.upsert import KEY, SEED, TABLE, _catalog, _outcome, orders, upsert_batch
 
 NUMBER = 13
 TARGET_SPEEDUP = 50.0
@@ -69,10 +71,10 @@ def build_icefloe(args: dict[str, Any]) -> dict[str, Any]:
 
 def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     """`icefloe run --once` after the upsert file landed: the whole run, in this fresh process."""
-    import pyiceberg.catalog.sql  # noqa: F401 - imports done before the clock starts, as for the peer
+    import pyiceberg.catalog.sql
     import pyiceberg.io.pyarrow  # noqa: F401
 
-    import icefloe.engine  # noqa: F401
+    import icefloe.engine
     import icefloe.lake.writer  # noqa: F401
     from bench.common import rss_mb
     from icefloe.project import Project
@@ -104,7 +106,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     """pyarrow reads the same file; `Table.upsert(batch, join_cols=["order_id"])` on a fresh load."""
     import pyarrow.parquet as pq
-    import pyiceberg.io.pyarrow  # noqa: F401 - what upsert imports lazily
+    import pyiceberg.io.pyarrow
     import pyiceberg.table.upsert_util  # noqa: F401
 
     from bench.common import rss_mb
@@ -158,11 +160,15 @@ def measure(rows: int, files: int, batch: int) -> BenchResult:
     result.row("manifests after / carried with no live file", f"{ours['manifests']} / {ours['manifests_without_live_files']}", "", "", "0 carried", ours["manifests_without_live_files"] == 0)
     result.row("rows after (asserted; same checksums)", f"{ours['rows']:,}", f"pyiceberg: {peer['rows']:,}", "", f"= {expected:,}", True)
     result.notes += [
-        f"icefloe table: {rows:,} rows in {files} data files from {files} earlier upsert commits (SQLite catalog); pyiceberg's: the "
-        f"same rows in {files} appends. Upsert file: {batch // 2:,} existing keys with new values + {batch - batch // 2:,} new keys.",
-        "icefloe: `Project(root).run(once=True)` timed from opening the project to the end of the run, in a fresh process "
-        "after its imports (as the peer's clock also starts after them); peak RSS is that process's, imports included. "
-        "Maintenance is off in this project (with it on, the build's small files would have been compacted long before). pyiceberg: `pq.read_table` + `Table.upsert`, timed the same way.",
+        (
+            f"icefloe table: {rows:,} rows in {files} data files from {files} earlier upsert commits (SQLite catalog); pyiceberg's: the "
+            f"same rows in {files} appends. Upsert file: {batch // 2:,} existing keys with new values + {batch - batch // 2:,} new keys."
+        ),
+        (
+            "icefloe: `Project(root).run(once=True)` timed from opening the project to the end of the run, in a fresh process "
+            "after its imports (as the peer's clock also starts after them); peak RSS is that process's, imports included. "
+            "Maintenance is off in this project (with it on, the build's small files would have been compacted long before). pyiceberg: `pq.read_table` + `Table.upsert`, timed the same way."
+        ),
         "One run each; the 2 cores are shared with other work, so the ratio (same run) says more than the seconds.",
     ]
     result.data = {"icefloe": ours, "pyiceberg": peer, "speedup": speedup}

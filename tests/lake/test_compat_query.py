@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 
+from pyiceberg.conversions import to_bytes
 from pyiceberg.expressions import EqualTo
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
-from pyiceberg.conversions import to_bytes
 from pyiceberg.typedef import Record
 from pyiceberg.types import LongType, NestedField
 

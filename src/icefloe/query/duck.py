@@ -22,11 +22,11 @@ from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.table import Table, TableProperties
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnavailableError
+from icefloe.ledger.base import Event
 from icefloe.query.columns import field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.plans import SnapshotFiles, prune
 from icefloe.query.pushdown import AnyOf, Predicate, parse, predicates_in, table_refs, to_iceberg
-from icefloe.ledger.base import Event
 from icefloe.runtime import Runtime
 
 __all__ = ["EVENTS_PAGE", "QueryEngine", "resolve_as_of"]
