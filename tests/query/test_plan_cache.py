@@ -89,3 +89,15 @@ def test_events_are_read_afresh_each_query(project: Project, tmp_path: Path) -> 
     assert project.sql(sql).to_pylist() == [{"n": 1}]
     project.ingest([csv_file(tmp_path / "b.csv", "id,ts,amount", _rows(1, first=100))])
     assert project.sql(sql).to_pylist() == [{"n": 2}]
+
+
+def test_a_never_evolved_table_is_read_by_name_and_by_field_id_once_renamed(project: Project) -> None:
+    engine = project.query_engine
+    assert project.sql("select sum(id) as s from sales.orders").to_pylist() == [{"s": 45}]
+    sql = "select sql from duckdb_views() where view_name = 'orders'"
+    assert "schema =" not in engine.con.sql(sql).fetchall()[0][0]  # plain names: one schema ever
+    table = project.catalog.load_table("sales.orders")
+    with table.update_schema() as update:
+        update.rename_column("id", "order_id")
+    assert project.sql("select sum(order_id) as s from sales.orders").to_pylist() == [{"s": 45}]
+    assert "schema =" in engine.con.sql(sql).fetchall()[0][0]

@@ -23,7 +23,7 @@ from pyiceberg.table import Table, TableProperties
 
 from icefloe.errors import ConfigError, IcefloeError, NotFoundError, StorageUnavailableError
 from icefloe.ledger.base import Event
-from icefloe.query.columns import field_id_schema, reader_problem
+from icefloe.query.columns import by_name, field_id_schema, reader_problem
 from icefloe.query.messages import missing_table, no_snapshot_at
 from icefloe.query.plans import SnapshotFiles, prune
 from icefloe.query.pushdown import AnyOf, Predicate, parse, predicates_in, table_refs, to_iceberg
@@ -228,12 +228,18 @@ class QueryEngine:
             self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {empty}")
         else:
             files = ", ".join("'" + _local(t.file.file_path).replace("'", "''") + "'" for t in tasks)
-            # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL;
             # hive_partitioning off, since a path like ts_day=2026-01-04/ is not a column here
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{files}], "
-                f"schema = {field_id_schema(schema)}, hive_partitioning = false)"
-            )
+            if by_name(table, schema):
+                columns = ", ".join(_quote(f.name) for f in schema.fields)
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM read_parquet([{files}], hive_partitioning = false)"
+                )
+            else:
+                # by field id, typed as the snapshot's schema: a column a file lacks reads as NULL
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{files}], "
+                    f"schema = {field_id_schema(schema)}, hive_partitioning = false)"
+                )
         self._views[name] = key
 
     def _drop_view(self, name: str) -> None:
