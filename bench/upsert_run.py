@@ -12,6 +12,7 @@ Run alone: `python -m bench.upsert_run [--quick]`.
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     with Project(root) as project:
         summary = project.run(once=True)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    run_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the checks read the whole table
     assert summary.committed == 1 and not summary.dead, f"run --once: {summary}"
     from icefloe.lake import open_catalog
 
@@ -99,7 +101,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     before = len(table.metadata.snapshots) - 1
     outcome = _outcome(catalog, before)
-    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, "manifests": len(manifests),
+    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, "run_peak_rss_mb": run_peak, "manifests": len(manifests),
             "manifests_without_live_files": dead, **outcome}  # fmt: skip
 
 
@@ -120,8 +122,10 @@ def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
     batch = batch.cast(table.schema().as_arrow())
     result = table.upsert(batch, join_cols=KEY)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    run_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = {"rows_updated": result.rows_updated, "rows_inserted": result.rows_inserted}
-    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, **counts, **_outcome(catalog, before)}
+    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, "run_peak_rss_mb": run_peak, **counts,
+            **_outcome(catalog, before)}  # fmt: skip
 
 
 def write_batch(args: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +157,10 @@ def measure(rows: int, files: int, batch: int) -> BenchResult:
     result.row("run --once (whole process work) vs Table.upsert", secs(ours["seconds"]), f"pyiceberg: {secs(peer['seconds'])}",
                f"{speedup:.1f}x faster", f">= {TARGET_SPEEDUP:.0f}x" if full else "", speedup >= TARGET_SPEEDUP if full else None)  # fmt: skip
     result.row("CPU time", secs(ours["cpu_seconds"]), f"pyiceberg: {secs(peer['cpu_seconds'])}")
-    result.row("peak RSS of the process", peak(ours), f"pyiceberg: {peak(peer)}", "",
-               f"<= {TARGET_RSS_MB:.0f} MB", ours["peak_rss_mb"] <= TARGET_RSS_MB)  # fmt: skip
+    result.row("peak RSS until the run ended", f"{ours['run_peak_rss_mb']:.0f} MB (start {ours['start_rss_mb']:.0f})",
+               f"pyiceberg: {peer['run_peak_rss_mb']:.0f} MB (start {peer['start_rss_mb']:.0f})", "",
+               f"<= {TARGET_RSS_MB:.0f} MB", ours["run_peak_rss_mb"] <= TARGET_RSS_MB)  # fmt: skip
+    result.row("peak RSS incl. the checks after (whole table read)", peak(ours), f"pyiceberg: {peak(peer)}")
     result.row("data files deleted / added", f"{ours['files_deleted']} / {ours['files_added']}",
                f"pyiceberg: {peer['files_deleted']} / {peer['files_added']}")  # fmt: skip
     result.row("manifests after / carried with no live file", f"{ours['manifests']} / {ours['manifests_without_live_files']}", "", "", "0 carried", ours["manifests_without_live_files"] == 0)
