@@ -34,13 +34,16 @@ BENCHMARKS = {
     11: "bench.workers",
     12: "bench.http",
     13: "bench.xml_fast",
+    14: "bench.nats",
+    15: "bench.query",
+    16: "bench.upsert_run",
 }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run (seconds, not minutes)")
-    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert, 8 flat per-file cost, 9 landing cost vs source size, 10 commit latency with maintenance on vs off, 11 workers on PostgreSQL, 12 HTTP ingest API, 13 XML with xml2arrow (e.g. 2 or 1,3)")
+    parser.add_argument("--only", default="", help="run only these benchmarks: 1 latency, 2 small files, 3 big CSV, 4 big XML, 5 10k commits with maintenance, 6 group-by before/after compaction, 7 upsert, 8 flat per-file cost, 9 landing cost vs source size, 10 commit latency with maintenance on vs off, 11 workers on PostgreSQL, 12 HTTP ingest API, 13 XML with xml2arrow, 14 NATS, 15 repeated queries vs DuckDB, 16 run --once upsert vs pyiceberg (e.g. 2 or 1,3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects under .bench/tmp")
     args = parser.parse_args(argv)
     try:

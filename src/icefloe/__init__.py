@@ -10,6 +10,14 @@ A package may import from packages to its left, never to its right; a backend (s
 folder source, a catalog) is reached only through its seam's `open_*` registry function.
 """
 
+import os
+
+# pyarrow's allocator (mimalloc) keeps the pages it freed for a while; an upsert that rewrites
+# every file of a table frees and allocates its whole size in chunks, and the kept pages (not
+# live data) doubled the process's peak RSS. Returned at once, RSS follows the rows in flight.
+# Read when pyarrow loads, so only if icefloe is imported first; an explicit setting wins.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+
 from icefloe.errors import DataError, IcefloeError, PermanentError, TransientError
 from icefloe.project import Project
 

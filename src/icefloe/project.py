@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from icefloe.engine import Engine
     from icefloe.engine.summary import RunSummary
     from icefloe.observe.dlq import DeadLetterPage
+    from icefloe.query.duck import QueryEngine
 
 __all__ = ["Project"]
 
@@ -41,6 +42,8 @@ class Project:
         self.runtime = Runtime(self.config, self.root, quarantine=FolderQuarantine(self.quarantine_dir))
         self._ingest_lock = threading.Lock()
         self._ingest_engine: Engine | None = None
+        self._query_engine: QueryEngine | None = None
+        self._query_lock = threading.Lock()
         self.router: Router = self.runtime.router
 
     def __enter__(self) -> Project:
@@ -143,10 +146,18 @@ class Project:
 
     # -- asking -------------------------------------------------------------------------------------
     def sql(self, query: str, *, as_of: str | int | None = None) -> pa.Table:
-        from icefloe.query.duck import QueryEngine
+        """Run a query; one DuckDB connection per project, whose views and scan plans follow
+        each table's current snapshot (a query against an unchanged table plans nothing)."""
+        return self.query_engine.query(query, as_of=as_of)
 
-        with QueryEngine(self.runtime, as_of=as_of) as engine:
-            return engine.query(query)
+    @property
+    def query_engine(self) -> QueryEngine:
+        with self._query_lock:
+            if self._query_engine is None:
+                from icefloe.query.duck import QueryEngine
+
+                self._query_engine = QueryEngine(self.runtime)
+            return self._query_engine
 
     def status(self) -> list[dict[str, Any]]:
         from icefloe.observe.status import status
@@ -224,6 +235,9 @@ class Project:
         return None if ids is None else [self.event(i).id for i in ids]
 
     def close(self) -> None:
+        if self._query_engine is not None:
+            self._query_engine.close()
+            self._query_engine = None
         if self._ingest_engine is not None:
             self._ingest_engine.close()  # the maintenance runs ingests handed over finish first
             self._ingest_engine = None

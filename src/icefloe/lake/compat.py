@@ -35,6 +35,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import ArrowProjectionVisitor, _dataframe_to_data_files, _to_requested_schema
 from pyiceberg.table import Table, Transaction
@@ -45,6 +46,7 @@ from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 __all__ = [
     "RETRY_PROPERTY",
     "LeanSqlCatalog",
+    "InclusiveMetricsEvaluator",
     "NoRetryTransaction",
     "OverwriteFiles",
     "SnapshotProducer",
@@ -59,6 +61,8 @@ OverwriteFiles = _OverwriteFiles  # a snapshot producer that deletes and adds fi
 SnapshotProducer = _SnapshotProducer  # the base of icefloe's own producers (manifest rewrite, upsert)
 dataframe_to_data_files = _dataframe_to_data_files  # Arrow rows -> Parquet data files of a table
 to_requested_schema = _to_requested_schema  # a file's batch -> the table schema, by field id
+# may a data file hold rows matching a filter, by its column bounds (the query's plan cache prunes with it)
+InclusiveMetricsEvaluator = _InclusiveMetricsEvaluator
 
 RETRY_PROPERTY = "commit.retry.num-retries"
 

@@ -39,8 +39,9 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.typedef import Record
 
 from icefloe.errors import ConfigError
-from icefloe.lake.compat import OverwriteFiles, to_requested_schema, transaction
+from icefloe.lake.compat import to_requested_schema, transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
+from icefloe.lake.upsert_commit import LiveOverwrite
 
 __all__ = ["plan_bins", "compact", "CompactionResult", "Exclusive"]
 
@@ -73,7 +74,7 @@ class _Bin:
     outputs: list[DataFile] = field(default_factory=list)
 
 
-class _ReplaceFiles(OverwriteFiles):
+class _ReplaceFiles(LiveOverwrite):
     """pyiceberg's overwrite producer (drop these files, add those), recorded as a `replace`."""
 
     def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:

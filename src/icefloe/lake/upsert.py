@@ -70,7 +70,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 # key types whose Iceberg bounds compare like the Python values of the (cast) Arrow column
 # transforms whose Arrow form gives the values stored in a data file's partition record
-_CHUNK_BYTES = 64 << 20  # rewritten rows are written in chunks this big (Arrow bytes), one writer each
+_CHUNK_BYTES = 32 << 20  # rewritten rows are written in chunks this big (Arrow bytes), one writer each
 _MIN_PIECE_BYTES = 8 << 20
 
 
@@ -226,6 +226,7 @@ class _KeyedRewrite:
                 pending.append(remainder)
                 pending_bytes += remainder.nbytes
             if pending_bytes >= _CHUNK_BYTES:
+                self._throttle()
                 self.write(pa.concat_tables(pending))
                 pending, pending_bytes = [], 0
         if pending:
@@ -359,6 +360,15 @@ class _KeyedRewrite:
         step = -(-rows.num_rows // max(pieces, 1))
         for start in range(0, rows.num_rows, step or 1):
             self._writes.append(self._pool.submit(self._write_now, rows.slice(start, step)))
+
+    def _throttle(self) -> None:
+        """Wait until fewer than `workers` writes are still to finish. Rows queued for writing
+        are held in memory, so when writing is slower than reading (every file of the table
+        rewritten) the reads must wait for it: memory then stays at a few chunks in flight,
+        not the whole rewritten table."""
+        unfinished = [f for f in self._writes if not f.done()]
+        for future in unfinished[: max(0, len(unfinished) - self.workers + 1)]:
+            future.exception()  # waits; an error is raised where the results are collected
 
     def _write_now(self, rows: pa.Table) -> list[DataFile]:
         return list(dataframe_to_data_files(self.meta, rows, self.io, self._uuid, self._counter))

@@ -19,7 +19,25 @@ from pyiceberg.utils.concurrent import ExecutorFactory
 
 from icefloe.lake.compat import OverwriteFiles
 
-__all__ = ["OneReadOverwrite", "PinnedMetadata"]
+__all__ = ["LiveOverwrite", "OneReadOverwrite", "PinnedMetadata", "carries_live_files"]
+
+
+def carries_live_files(manifest: ManifestFile) -> bool:
+    """Does the manifest list any file the table still has (added or existing entries)?
+
+    A manifest of only DELETED entries records what its own snapshot removed; pyiceberg's
+    overwrite keeps it in every later snapshot, one more per commit until maintenance rewrites
+    the manifests. Its snapshot still lists it, so history and expiry are unchanged when a later
+    snapshot leaves it out (as Iceberg's Java writers do). A count that is not recorded (format
+    v1 allows that) counts as live."""
+    return manifest.has_added_files() or manifest.has_existing_files()
+
+
+class LiveOverwrite(OverwriteFiles):
+    """pyiceberg's overwrite producer, leaving out the parent's manifests that list no live file."""
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return [m for m in super()._existing_manifests() if carries_live_files(m) or m.added_snapshot_id == self._snapshot_id]
 
 
 class OneReadOverwrite(OverwriteFiles):
@@ -41,6 +59,8 @@ class OneReadOverwrite(OverwriteFiles):
         evaluators: dict[int, Callable[[ManifestFile], bool]] = KeyDefaultDict(self._build_manifest_evaluator)
 
         def split(manifest: ManifestFile) -> tuple[ManifestFile | None, list[ManifestEntry]]:
+            if not carries_live_files(manifest):
+                return None, []  # what an earlier snapshot deleted: that snapshot keeps the record
             if manifest.content != ManifestContent.DATA or not evaluators[manifest.partition_spec_id](manifest):
                 return manifest, []
             known = self._known.get(manifest.manifest_path)

@@ -28,12 +28,13 @@ from pyiceberg.table.snapshots import Operation
 
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
-from icefloe.lake.compat import RETRY_PROPERTY, OverwriteFiles, dataframe_to_data_files, transaction, transaction_io
+from icefloe.lake.compat import RETRY_PROPERTY, dataframe_to_data_files, transaction, transaction_io
 from icefloe.lake.events import EVENTS_PROPERTY, event_summary, snapshot_event_ids
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
 from icefloe.lake.upsert import delete_keys, upsert
+from icefloe.lake.upsert_commit import LiveOverwrite
 from icefloe.pipelines.dedupe import keep_last_by_key
 
 __all__ = ["Staged", "TableWriter", "committed_event_ids", "EVENTS_PROPERTY", "SOURCE_COLUMN", "EVENT_COLUMN"]
@@ -246,7 +247,7 @@ def _replace_all(tx: Transaction, data: pa.Table, prewritten: list[DataFile], pr
         operation = Operation.APPEND
     else:
         operation = Operation.OVERWRITE if data.num_rows or prewritten else Operation.DELETE
-    with OverwriteFiles(operation, tx, transaction_io(tx), snapshot_properties=props) as overwrite:
+    with LiveOverwrite(operation, tx, transaction_io(tx), snapshot_properties=props) as overwrite:
         for data_file in live:
             overwrite.delete_data_file(data_file)
         for data_file in prewritten:

@@ -10,6 +10,8 @@ struct anywhere is read through pyiceberg instead (`reader_problem` says so).
 
 from __future__ import annotations
 
+import re
+
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.types import (
@@ -29,7 +31,7 @@ from pyiceberg.types import (
     TimeType,
 )
 
-__all__ = ["duck_type", "field_id_schema", "reader_problem"]
+__all__ = ["by_name", "duck_type", "field_id_schema", "reader_problem"]
 
 _PRIMITIVES: dict[type, str] = {
     BooleanType: "BOOLEAN", IntegerType: "INTEGER", LongType: "BIGINT", FloatType: "FLOAT",
@@ -68,6 +70,21 @@ def reader_problem(table: Table, schema: Schema) -> str | None:
         if duck_type(field.field_type) is None:
             return f"column {field.name!r} has type {field.field_type}"
     return None
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def by_name(table: Table, schema: Schema) -> bool:
+    """Can DuckDB read the files by column name, as written, and get the same columns?
+
+    Only while the table has had one schema: then every file was written with these names and
+    types (no rename, drop, re-add or promotion happened), and a name Parquet keeps verbatim
+    (pyiceberg rewrites `Order ID` as `Order_x20ID`) is the name in the file. Primitive columns
+    only. The mapping by field id costs DuckDB some 15% on a full scan, which this saves."""
+    if len(table.schemas()) != 1 or schema.schema_id not in table.schemas():
+        return False
+    return all(_PLAIN_NAME.match(f.name) and f.field_type.is_primitive and duck_type(f.field_type) for f in schema.fields)
 
 
 def _text(value: str) -> str:
