@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from icefloe.config.origins import ConfigProblems, Origins, Problem, report
+from icefloe.config.s3 import S3Settings, S3SourceConfig
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
 
@@ -72,6 +73,16 @@ class SourceConfig(_Model):
     reconcile: float = Field(default=300.0, gt=0)
 
     _d = field_validator("settle", "reconcile", mode="before")(lambda v: parse_duration(v))
+
+
+def _source_type(value: Any) -> str:
+    return str(value.get("type", "folder") if isinstance(value, dict) else getattr(value, "type", "folder"))
+
+
+# `type` picks the model; a source without one is a folder
+AnySource = Annotated[
+    Annotated[SourceConfig, Tag("folder")] | Annotated[S3SourceConfig, Tag("s3")], Discriminator(_source_type)
+]
 
 
 class RouteConfig(_Model):
@@ -311,7 +322,9 @@ class ProjectConfig(_Model):
     warehouse: str = "warehouse/"
     ledger: str = "sqlite:///.icefloe/ledger.db"
     lease: float = 60.0
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    sources: dict[str, AnySource] = Field(default_factory=dict)
+    # defaults for every `type: s3` source and for an s3:// warehouse (config/s3.py)
+    s3: S3Settings = Field(default_factory=S3Settings)
     routes: list[RouteConfig] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)

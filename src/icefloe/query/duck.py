@@ -142,6 +142,8 @@ class QueryEngine:
             total = int(summary["total-data-files"] or 0) if summary else len(tasks)
             self.plans[name] = {"files": total, "planned": len(tasks), "filter": str(row_filter)}
             problem = "it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)
+            if problem is None and any("://" in t.file.file_path and not t.file.file_path.startswith("file:") for t in tasks):
+                problem = "its files are on object storage (DuckDB reads local files here)"
             self.plans[name]["reader"] = "pyiceberg" if problem and tasks else "duckdb"
             if problem and tasks:
                 self.plans[name]["why"] = problem
