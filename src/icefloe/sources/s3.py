@@ -15,7 +15,6 @@ import builtins
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO

@@ -9,7 +9,7 @@ from typing import Any
 from icefloe.config.s3 import S3Settings
 from icefloe.errors import NotInstalledError, ObjectChangedError, StorageUnavailableError
 
-__all__ = ["make_client", "fileio_properties", "s3_error", "status_of", "MISSING"]
+__all__ = ["MISSING", "fileio_properties", "make_client", "s3_error", "status_of"]
 
 # error codes that mean "no such object (version)": the caller decides what that means
 MISSING = ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
