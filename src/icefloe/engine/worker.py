@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from icefloe.engine.committing import Committer, _Buffer, held_key
 from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
-from icefloe.errors import DataError, IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
+from icefloe.errors import IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.pipelines.runner import EventOutput, PipelineRunner
@@ -229,7 +229,18 @@ class Engine:
         """The bytes this event stands for were replaced: the new bytes are their own event."""
         current = source.head(ev.key)
         if current is None:
-            raise DataError("the object was deleted before it could be processed", file=ev.object_ref)
+            # not bad input and nothing a retry could read: discarded with the reason, not dead
+            reason = f"{ev.object_ref} was deleted before it was processed"
+            try:
+                self.ledger.supersede(ev.id, reason, kind="Deleted", epoch=ev.epoch)
+            except LeaseLostError:
+                log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
+                return True
+            # forget its stamp: the same bytes put back (same ETag) are a new landing
+            self.ledger.set_object_stamp(ev.source, ev.key, "")
+            log.info("event %s discarded: %s", ev.id, reason)
+            self._notify(ev, "discarded")
+            return True
         if not ev.stamp or current.version == ev.stamp:
             return False
         try:

@@ -139,7 +139,8 @@ class S3Source(Source):
             # never sees half of it, so no temporary name is needed
             self.client.upload_file(str(local), self.bucket, self.prefix + key, Config=transfer, Callback=heard)
         except Exception as exc:
-            raise s3_error(getattr(exc, "last_exception", None) or exc, self.where(key)) from exc
+            # boto3 wraps the ClientError it got in an S3UploadFailedError: judge the cause
+            raise s3_error(exc.__context__ or exc, self.where(key)) from exc
         ref = self.head(key)
         if ref is None:
             raise ObjectChangedError(f"{self.where(key)} was deleted right after it was uploaded")
