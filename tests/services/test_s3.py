@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,31 @@ def test_a_5xx_from_the_store_is_transient_on_every_call(tmp_path: Path, s3_env:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_ingest_uploads_to_s3_in_parts_and_loads_it(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
+    root = _project(tmp_path / "p", s3_server, s3_bucket, part_size="5MB", multipart_threshold="5MB")
+    local = tmp_path / "big.csv"
+    local.write_bytes(b"id,v\n" + b"".join(b"%d,%s\n" % (i, b"x" * 40) for i in range(150_000)))  # ~7 MB: 2 parts
+    with Project(root) as project:
+        (event,) = project.ingest([local])
+        assert event.state == "committed" and event.uri == f"s3://{s3_bucket}/incoming/big.csv"
+        assert project.sql("select count(*) as n from s3t.rows").to_pylist() == [{"n": 150_000}]
+    etag = s3_server.client().head_object(Bucket=s3_bucket, Key="incoming/big.csv")["ETag"]  # type: ignore[attr-defined]
+    assert etag.strip('"').endswith("-2")  # a multipart upload's ETag counts its parts
+
+
+def test_a_running_worker_polls_s3_and_lands_new_objects(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
+    from tests.helpers import wait_for
+
+    with Project(_project(tmp_path, s3_server, s3_bucket, poll="100ms")) as project:
+        stop = threading.Event()
+        worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
+        worker.start()
+        try:
+            time.sleep(0.5)  # the worker started and listed once: this object is new to it
+            _put(s3_server, s3_bucket, "late.csv", b"id,v\n5,e\n")
+            assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=30)
+        finally:
+            stop.set()
+            worker.join(timeout=30)
