@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,9 +216,41 @@ def test_a_running_worker_polls_s3_and_lands_new_objects(tmp_path: Path, s3_serv
         worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
         worker.start()
         try:
-            time.sleep(0.5)  # the worker started and listed once: this object is new to it
             _put(s3_server, s3_bucket, "late.csv", b"id,v\n5,e\n")
             assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=30)
         finally:
             stop.set()
             worker.join(timeout=30)
+
+
+def test_a_pinned_read_refuses_another_version(s3_server: S3Server, s3_bucket: str) -> None:
+    from icefloe.config.s3 import S3SourceConfig
+    from icefloe.errors import ObjectChangedError
+    from icefloe.sources.s3 import S3Source
+
+    config = S3SourceConfig(type="s3", bucket=s3_bucket, prefix="incoming", endpoint_url=s3_server.endpoint, path_style=True)
+    source = S3Source("landing", config)
+    _put(s3_server, s3_bucket, "a.csv", b"one")
+    first = source.head("a.csv")
+    assert first is not None
+    with source.open_version("a.csv", first.version) as stream:  # type: ignore[union-attr]
+        assert stream.read() == b"one"
+    _put(s3_server, s3_bucket, "a.csv", b"two")
+    with pytest.raises(ObjectChangedError, match="changed"):
+        source.open_version("a.csv", first.version)
+    s3_server.client().delete_object(Bucket=s3_bucket, Key="incoming/a.csv")  # type: ignore[attr-defined]
+    with pytest.raises(ObjectChangedError, match="deleted"):
+        source.open_version("a.csv", first.version)
+
+
+def test_an_object_rewritten_before_it_is_read_loads_only_its_new_bytes(
+    tmp_path: Path, s3_server: S3Server, s3_bucket: str
+) -> None:
+    _put(s3_server, s3_bucket, "a.csv", b"id,v\n1,old\n")
+    with Project(_project(tmp_path, s3_server, s3_bucket)) as project:
+        project.engine().reconcile()
+        _put(s3_server, s3_bucket, "a.csv", b"id,v\n1,new\n")
+        project.run(once=True)
+        states = sorted((e.state, e.error_kind or "") for e in project.ledger.events())
+        assert states == [("committed", ""), ("discarded", "Superseded")]
+        assert project.sql("select v from s3t.rows").to_pylist() == [{"v": "new"}]

@@ -188,7 +188,10 @@ class Engine:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
-            if self._superseded(ev, source):
+            # an object store pins the read to the event's version (one GET) instead of a HEAD
+            # before and after it; a pinned read that finds another version or none checks then
+            pinned = bool(ev.stamp) and source.pins_reads
+            if not pinned and self._superseded(ev, source):
                 return
             duplicate = self._duplicate(ev)
             if duplicate is True:
@@ -205,9 +208,14 @@ class Engine:
                 out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
             else:
                 # the folder's own file, or the object's stream spooled to a temporary one
-                with readable_path(source, ev.key) as path:
-                    out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
-            if self._superseded(ev, source):  # rewritten while we read it
+                try:
+                    with readable_path(source, ev.key, ev.stamp if pinned else None) as path:
+                        out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+                except ObjectChangedError:
+                    if pinned and self._superseded(ev, source):
+                        return
+                    raise
+            if (not pinned or duplicate) and self._superseded(ev, source):  # rewritten while we read it
                 self.committer._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker

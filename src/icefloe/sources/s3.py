@@ -15,6 +15,7 @@ import builtins
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +37,8 @@ class S3Source(Source):
         self.settings = (defaults or S3Settings()).merged(config)
         self.bucket, self.prefix = config.bucket, config.prefix
         self.settle = config.settle
+        # with hash_content, another ETag can hold the same bytes: the HEAD comparison decides
+        self.pins_reads = not config.hash_content
         self.client = make_client(self.settings)
         self._watchers: list[Callable[[str, bool], None]] = []
         self._lock = threading.Lock()
@@ -92,6 +95,11 @@ class S3Source(Source):
     # -- bytes ------------------------------------------------------------------------------------
     def open(self, key: str) -> BinaryIO:
         return self._open(check_key(self.name, key))
+
+    def open_version(self, key: str, stamp: str) -> BinaryIO | None:
+        if not self.pins_reads:
+            return None
+        return self._open(check_key(self.name, key), etag=stamp.rpartition(":")[0])
 
     def _open(self, key: str, etag: str | None = None) -> BinaryIO:
         s = self.settings
@@ -184,18 +192,21 @@ class S3Source(Source):
 
     def _poll(self, stop: threading.Event) -> None:
         """List every `poll` seconds; report objects whose stamp differs from the last pass.
-        The first pass only remembers (reconcile at start lands what was already there)."""
+        The first pass reports only objects written since shortly before the watch began (the
+        reconcile at start, which may have listed before them, lands the older ones)."""
         seen: dict[str, str] | None = None
+        since = time.time() - max(60.0, 2 * self.config.poll)  # and the store's clock may lag ours
         while not stop.wait(0 if seen is None else self.config.poll):
             now: dict[str, str] = {}
+            fresh: builtins.list[str] = []
             try:
                 for refs in iter_refs(self):
                     now.update((r.key, r.version) for r in refs)
+                    fresh += [r.key for r in refs if r.modified_at >= since]
             except (OSError, IcefloeError) as exc:
                 log.warning("could not list %s: %s", self.where(), exc)
                 continue
-            if seen is not None:
-                for key, version in now.items():
-                    if seen.get(key) != version:
-                        self.notify(key, True)
+            changed = fresh if seen is None else [k for k, v in now.items() if seen.get(k) != v]
+            for key in changed:
+                self.notify(key, True)
             seen = now
