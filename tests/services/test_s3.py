@@ -254,3 +254,22 @@ def test_an_object_rewritten_before_it_is_read_loads_only_its_new_bytes(
         states = sorted((e.state, e.error_kind or "") for e in project.ledger.events())
         assert states == [("committed", ""), ("discarded", "Superseded")]
         assert project.sql("select v from s3t.rows").to_pylist() == [{"v": "new"}]
+
+
+def test_a_notice_for_an_object_not_there_yet_is_looked_at_again(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
+    from tests.helpers import wait_for
+
+    # no polling: only the notice can bring the object in before the next reconcile
+    with Project(_project(tmp_path, s3_server, s3_bucket, poll=0)) as project:
+        stop = threading.Event()
+        worker = threading.Thread(target=project.run, kwargs={"stop": stop}, daemon=True)
+        worker.start()
+        try:
+            source = project.sources["landing"]
+            assert wait_for(lambda: bool(source._watchers), timeout=30)  # type: ignore[attr-defined]
+            source.notify("early.csv")  # type: ignore[attr-defined]  # a 404 now
+            _put(s3_server, s3_bucket, "early.csv", b"id,v\n8,h\n")
+            assert wait_for(lambda: [e.state for e in project.ledger.events()] == ["committed"], timeout=30)
+        finally:
+            stop.set()
+            worker.join(timeout=30)

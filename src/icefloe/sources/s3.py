@@ -41,6 +41,7 @@ class S3Source(Source):
         self.pins_reads = not config.hash_content
         self.client = make_client(self.settings)
         self._watchers: list[Callable[[str, bool], None]] = []
+        self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
 
     def where(self, key: str = "") -> str:
@@ -165,7 +166,46 @@ class S3Source(Source):
     # -- changes ----------------------------------------------------------------------------------
     def notify(self, key: str, complete: bool = True) -> None:
         """What a bucket-notification consumer calls for each object it hears of (the hook for
-        SQS / SNS / webhook delivery); the polling watch calls it too."""
+        SQS / SNS / webhook delivery). A notice can come before the object shows (a 404 right
+        after it, on stores that replicate or list late): it is looked for again with backoff,
+        `RECHECKS` times, instead of being dropped; reconcile still finds it after that."""
+        try:
+            found = self.head(key) is not None
+        except (OSError, IcefloeError):
+            found = False  # unreachable now: look again, like a 404
+        if found:
+            self._tell(key, complete)
+        else:
+            self._recheck(key, complete, 0)
+
+    RECHECKS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each new look at a notified key
+
+    def _recheck(self, key: str, complete: bool, attempt: int) -> None:
+        if attempt >= len(self.RECHECKS):
+            log.warning("%s was notified but not found after %d looks; reconcile will list it", self.where(key), attempt)
+            return
+
+        def look() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+                if not self._watchers:
+                    return
+            try:
+                found = self.head(key) is not None
+            except (OSError, IcefloeError):
+                found = False
+            if found:
+                self._tell(key, complete)
+            else:
+                self._recheck(key, complete, attempt + 1)
+
+        timer = threading.Timer(self.RECHECKS[attempt], look)
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def _tell(self, key: str, complete: bool) -> None:
         with self._lock:
             watchers = list(self._watchers)
         for on_change in watchers:
@@ -185,6 +225,9 @@ class S3Source(Source):
             with self._lock:
                 if on_change in self._watchers:
                     self._watchers.remove(on_change)
+                timers = list(self._timers) if not self._watchers else []
+            for pending in timers:
+                pending.cancel()
             if thread is not None:
                 thread.join(timeout=5)
 
@@ -208,5 +251,5 @@ class S3Source(Source):
                 continue
             changed = fresh if seen is None else [k for k, v in now.items() if seen.get(k) != v]
             for key in changed:
-                self.notify(key, True)
+                self._tell(key, True)  # just listed: no need to look for it
             seen = now
