@@ -20,7 +20,18 @@ from typing import Any
 
 import yaml
 
-from bench.common import SCHEMA, SEED, arrow_types, log, orders_csv_text, rss_mb, run_child, stop_process, temp_dir, write_orders_csv
+from bench.common import (
+    SCHEMA,
+    SEED,
+    arrow_types,
+    log,
+    orders_csv_text,
+    rss_mb,
+    run_child,
+    stop_process,
+    temp_dir,
+    write_orders_csv,
+)
 
 KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 S3 = {"region": "us-east-1", "path_style": True}
@@ -36,10 +47,11 @@ def _client(endpoint: str) -> Any:
 
 
 def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
-    import icefloe.engine  # noqa: F401 - imports outside the timed part, like the peer
-    import icefloe.lake.writer  # noqa: F401
-    import icefloe.sources.s3  # noqa: F401
     import pyiceberg.catalog.sql  # noqa: F401
+
+    import icefloe.engine
+    import icefloe.lake.writer
+    import icefloe.sources.s3  # noqa: F401
     from icefloe.project import Project
 
     root = Path(args["project"]) / f"icefloe-{args['part']}-{args['run']}"
@@ -48,7 +60,7 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     config = {
         "catalog": "sqlite:///catalog.db",
         "warehouse": warehouse,
-        "s3": {"endpoint_url": args["endpoint"], **S3},
+        "s3": {"endpoint_url": args["endpoint"], **S3, "parallel": args.get("parallel", 4)},
         "sources": {"landing": {"type": "s3", "bucket": args["bucket"], "prefix": args["part"]}},
         "routes": [{"source": "landing", "pipeline": "orders"}],
         "pipelines": {"orders": pipeline},
@@ -132,6 +144,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=2000, help="number of small CSVs (20 rows each)")
     parser.add_argument("--big-mb", type=int, default=256, help="size of the one big CSV")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, help="also run the big file with s3.parallel: N (0: skip)")
     opts = parser.parse_args()
     os.environ.update(KEYS)
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
@@ -160,8 +173,12 @@ def main() -> None:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         for part in ("small", "big"):
             for i in range(opts.repeat):
-                for name, target in (("icefloe", "bench.s3:icefloe_contender"), ("peer", "bench.s3:peer_contender")):
-                    got = run_child(target, {**base, "part": part, "run": i}, label=f"s3-{name}-{part}")
+                contenders = [("icefloe", "bench.s3:icefloe_contender", 4), ("peer", "bench.s3:peer_contender", 0)]
+                if part == "big" and opts.parallel:
+                    contenders.append((f"icefloe-parallel-{opts.parallel}", "bench.s3:icefloe_contender", opts.parallel))
+                for name, target, parallel in contenders:
+                    args = {**base, "part": part, "run": f"{name}-{i}", "parallel": parallel}
+                    got = run_child(target, args, label=f"s3-{name}-{part}")
                     log(f"  {part}: {name} run {i + 1}: {got['seconds']:.2f}s, {got['rows']:,} rows, peak RSS {got['peak_rss_mb']:.0f} MB")
                     best = results.setdefault(part, {}).get(name)
                     if best is None or got["seconds"] < best["seconds"]:
@@ -183,6 +200,14 @@ def main() -> None:
             for measure, a, b, fmt in rows:
                 print(f"| {label + ': ' + measure:<34} | {fmt.format(a):>14} | {fmt.format(b):>24} | {a / b:>6.2f}x |")
             print(f"| {label + ': rows (equal, asserted)':<34} | {ours['rows']:>14,} | {peer['rows']:>24,} |         |")
+            for name, other in results[part].items():
+                if name.startswith("icefloe-parallel-"):
+                    assert other["rows"] == peer["rows"]
+                    n = name.rsplit("-", 1)[1]
+                    print(f"| {label + f': s3.parallel {n}, MB/s':<34} | {size / 1e6 / other['seconds']:>14.1f} | "
+                          f"{size / 1e6 / peer['seconds']:>24.1f} | {peer['seconds'] / other['seconds']:>6.2f}x |")
+                    print(f"| {label + f': s3.parallel {n}, peak RSS MB':<34} | {other['peak_rss_mb']:>14.0f} | "
+                          f"{peer['peak_rss_mb']:>24.0f} | {other['peak_rss_mb'] / peer['peak_rss_mb']:>6.2f}x |")
         print("\nicefloe: states", {p: results[p]["icefloe"]["states"] for p in results})
     finally:
         stop_process(moto, 10)

@@ -47,8 +47,9 @@ class S3Settings(BaseModel):
     max_attempts: int = Field(default=5, ge=1)
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
-    # objects at least this big are read as ranged GETs of `part_size`, `parallel` at a time,
-    # and uploaded (`icefloe ingest`) as multipart uploads of that part size
+    # objects at least this big are read as ranged GETs of `part_size`, `parallel` at a time
+    # (parallel 1: one plain GET), and uploaded (`icefloe ingest`) as multipart uploads of that
+    # part size
     multipart_threshold: int = Field(default=16 << 20, ge=5 << 20)
     part_size: int = Field(default=8 << 20, ge=5 << 20)
     parallel: int = Field(default=4, ge=1, le=64)

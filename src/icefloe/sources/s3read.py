@@ -23,10 +23,11 @@ def open_object(
     from botocore.exceptions import ClientError
 
     pin = {"IfMatch": f'"{etag}"'} if etag else {}
-    first_range = part_size if parallel > 1 else threshold
+    # parallel 1: one plain GET whatever the size (some stores serve a range as slowly as all of it)
+    ranged = {"Range": f"bytes=0-{part_size - 1}"} if parallel > 1 else {}
     try:
         try:
-            answer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{first_range - 1}", **pin)
+            answer = client.get_object(Bucket=bucket, Key=key, **ranged, **pin)
         except ClientError as exc:
             if status_of(exc)[1] != 416:
                 raise
