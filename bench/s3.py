@@ -178,7 +178,12 @@ def main() -> None:
                     contenders.append((f"icefloe-parallel-{opts.parallel}", "bench.s3:icefloe_contender", opts.parallel))
                 for name, target, parallel in contenders:
                     args = {**base, "part": part, "run": f"{name}-{i}", "parallel": parallel}
-                    got = run_child(target, args, label=f"s3-{name}-{part}")
+                    try:
+                        got = run_child(target, args, label=f"s3-{name}-{part}")
+                    except RuntimeError as exc:  # said, and the rest still runs (moto can fail big uploads)
+                        log(f"  {part}: {name} run {i + 1} FAILED: {str(exc).splitlines()[0]}")
+                        results.setdefault(part, {})
+                        continue
                     log(f"  {part}: {name} run {i + 1}: {got['seconds']:.2f}s, {got['rows']:,} rows, peak RSS {got['peak_rss_mb']:.0f} MB")
                     best = results.setdefault(part, {}).get(name)
                     if best is None or got["seconds"] < best["seconds"]:
@@ -188,6 +193,9 @@ def main() -> None:
         print(f"| {'measure':<34} | {'icefloe':>14} | {'boto3+pyarrow+pyiceberg':>24} | {'ratio':>7} |")
         print(f"|{'-' * 36}|{'-' * 16}|{'-' * 26}|{'-' * 9}|")
         for part, count, size in (("small", opts.small, small_bytes), ("big", 1, big_bytes)):
+            if "icefloe" not in results[part] or "peer" not in results[part]:
+                print(f"| {part}: no ratio, a contender failed (see the log above) |")
+                continue
             ours, peer = results[part]["icefloe"], results[part]["peer"]
             assert ours["rows"] == peer["rows"], (ours["rows"], peer["rows"])
             label = f"{count:,} small CSVs" if part == "small" else f"1 CSV of {size / 1e6:.0f} MB"
@@ -208,7 +216,7 @@ def main() -> None:
                           f"{size / 1e6 / peer['seconds']:>24.1f} | {peer['seconds'] / other['seconds']:>6.2f}x |")
                     print(f"| {label + f': s3.parallel {n}, peak RSS MB':<34} | {other['peak_rss_mb']:>14.0f} | "
                           f"{peer['peak_rss_mb']:>24.0f} | {other['peak_rss_mb'] / peer['peak_rss_mb']:>6.2f}x |")
-        print("\nicefloe: states", {p: results[p]["icefloe"]["states"] for p in results})
+        print("\nicefloe: states", {p: r["icefloe"]["states"] for p, r in results.items() if "icefloe" in r})
     finally:
         stop_process(moto, 10)
 
