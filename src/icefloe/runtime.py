@@ -121,7 +121,7 @@ class Runtime:
 
     @cached_property
     def sources(self) -> dict[str, Source]:
-        opened = {name: open_source(name, cfg, self.root) for name, cfg in self.config.sources.items()}
+        opened = {name: open_source(name, cfg, self.root, self.config.s3) for name, cfg in self.config.sources.items()}
         for name, source in opened.items():
             source.attach(_SourceLedgerView(self, name))
         return opened
@@ -133,7 +133,7 @@ class Runtime:
             return self._catalog_factory()
         from icefloe.lake.catalog import open_catalog
 
-        return open_catalog(self.config.catalog, self.config.warehouse, self.root)
+        return open_catalog(self.config.catalog, self.config.warehouse, self.root, s3=self.config.s3)
 
     def close(self) -> None:
         """Close what was opened (a backend never read was never opened)."""

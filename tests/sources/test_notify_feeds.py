@@ -16,7 +16,7 @@ from icefloe.sources.notify import KeyOrder
 from icefloe.sources.notify_feeds import NatsFeed, SqsFeed, watch_notifications
 from tests.conftest import require_service
 from tests.helpers import wait_for
-from tests.services.moto import aws_env, moto_server
+from tests.s3server import S3Server, _free_port
 
 pytestmark = pytest.mark.service
 
@@ -131,39 +131,39 @@ def _retrying(feed: NatsFeed, on_hints, stop: threading.Event) -> None:  # type:
             continue
 
 
-def test_sqs_notifications_reach_the_source_and_are_deleted(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_sqs_notifications_reach_the_source_and_are_deleted(
+    s3_server: S3Server, s3_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
     import boto3
 
-    aws_env(monkeypatch)
-    with moto_server() as endpoint:
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
-        url = sqs.create_queue(QueueName="s3-events")["QueueUrl"]
-        for body in [note("in/x.csv", "20"), b"[]", note("in/x.csv", "1F"), note("in/y.csv", "01")]:
-            sqs.send_message(QueueUrl=url, MessageBody=body.decode())
-        seen = Seen()
-        config = NotificationConfig(type="sqs", queue_url=url, endpoint_url=endpoint, region="us-east-1", wait=1)
-        with caplog.at_level(logging.ERROR, logger="icefloe"):
-            stop = watch_notifications([config], "bkt", "in/", seen)
-            try:
-                assert wait_for(lambda: len(seen.keys) >= 2, timeout=20)
+    endpoint = s3_server.endpoint
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    url = sqs.create_queue(QueueName=f"s3-events-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    for body in [note("in/x.csv", "20"), b"[]", note("in/x.csv", "1F"), note("in/y.csv", "01")]:
+        sqs.send_message(QueueUrl=url, MessageBody=body.decode())
+    seen = Seen()
+    config = NotificationConfig(type="sqs", queue_url=url, endpoint_url=endpoint, region="us-east-1", wait=1)
+    with caplog.at_level(logging.ERROR, logger="icefloe"):
+        stop = watch_notifications([config], "bkt", "in/", seen)
+        try:
+            assert wait_for(lambda: len(seen.keys) >= 2, timeout=20)
 
-                def drained() -> bool:
-                    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-                    return attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+            def drained() -> bool:
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+                return attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
-                assert wait_for(drained, timeout=20)
-            finally:
-                stop()
-        assert sorted(seen.keys) == ["x.csv", "y.csv"]
-        assert any("sqs " in r.getMessage() and "JSON object" in r.getMessage() for r in caplog.records)
+            assert wait_for(drained, timeout=20)
+        finally:
+            stop()
+    assert sorted(seen.keys) == ["x.csv", "y.csv"]
+    assert any("sqs " in r.getMessage() and "JSON object" in r.getMessage() for r in caplog.records)
 
 
-def test_an_sqs_feed_outlives_its_server_going_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_env(monkeypatch)
-    with moto_server() as endpoint:
-        config = NotificationConfig(type="sqs", queue_url=f"{endpoint}/123456789012/none", endpoint_url=endpoint, wait=1)
-        feed, stop = SqsFeed(config, KeyOrder()), threading.Event()
-    # the server is gone: `forever` logs, backs off and keeps going until stopped
+def test_an_sqs_feed_outlives_its_server_going_away(s3_env: None) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    config = NotificationConfig(type="sqs", queue_url=f"{endpoint}/123456789012/none", endpoint_url=endpoint, wait=1)
+    feed, stop = SqsFeed(config, KeyOrder()), threading.Event()
+    # `forever` logs, backs off and keeps going until stopped
     thread = threading.Thread(target=feed.forever, args=(lambda hints: None, stop), daemon=True)
     thread.start()
     thread.join(1.5)

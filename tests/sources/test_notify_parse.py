@@ -105,5 +105,5 @@ def test_notifications_on_a_folder_source_are_refused_with_their_line(tmp_path) 
     root = make_project(tmp_path / "p", {"o": {"read": {"format": "csv"}, "write": {"table": "a.b"}}})
     text = (root / "icefloe.yaml").read_text().replace("settle: 10ms", "settle: 10ms\n    notifications: [{type: sqs, queue_url: q}]")
     (root / "icefloe.yaml").write_text(text)
-    with pytest.raises(ConfigError, match=r"icefloe.yaml:\d+.*object store"):
+    with pytest.raises(ConfigError, match=r"icefloe.yaml:\d+.*notifications"):
         Project(root)

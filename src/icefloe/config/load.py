@@ -100,9 +100,17 @@ def load_config(
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [(tuple(error["loc"]), _unnamed(tuple(error["loc"]), error["msg"], named)) for error in exc.errors()]
+        locs = [_untagged(tuple(error["loc"])) for error in exc.errors()]
+        problems = [(loc, _unnamed(loc, error["msg"], named)) for loc, error in zip(locs, exc.errors())]
         raise ConfigError(report(problems, lambda *loc: origins.describe(loc))) from None
     except ConfigProblems as exc:
         raise ConfigError(report(exc.problems, lambda *loc: origins.describe(loc))) from None
     config._bind(origins)
     return config
+
+
+def _untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the source type picked (`s3`) into the location; the file has no such key."""
+    if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("folder", "s3"):
+        return loc[:2] + loc[3:]
+    return loc

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from icefloe.config.origins import ConfigProblems, Origins, Problem, report
 from icefloe.config.nats import NatsSourceConfig
-from icefloe.config.notify import NotificationConfig
 from icefloe.config.serve import ServeConfig
 from icefloe.config.telemetry import TelemetryConfig
+from icefloe.config.s3 import S3Settings, S3SourceConfig
 from icefloe.errors import ConfigError
 from icefloe.types import arrow_type, parse_partition
 
@@ -78,8 +78,6 @@ class SourceConfig(_Model):
 
     # type: nats
     nats: NatsSourceConfig | None = None
-    # object-store notifications (hints; the reconcile listing stays the truth)
-    notifications: list[NotificationConfig] = Field(default_factory=list)
 
     _d = field_validator("settle", "reconcile", mode="before")(lambda v: parse_duration(v))
 
@@ -89,11 +87,20 @@ class SourceConfig(_Model):
             raise ValueError("a folder source needs `path`")
         if self.type == "nats" and self.nats is None:
             raise ValueError("a nats source needs a `nats:` section (at least `stream`)")
-        if self.notifications and self.type != "s3":
-            raise ValueError(f"`notifications` are an object store's (type: s3), not a {self.type} source's")
         if self.type != "nats" and self.nats is not None:
             raise ValueError(f"`nats:` is for type: nats sources, not {self.type}")
         return self
+
+
+def _source_type(value: Any) -> str:
+    kind = value.get("type", "folder") if isinstance(value, dict) else getattr(value, "type", "folder")
+    return "s3" if kind == "s3" else "folder"  # folder and nats share SourceConfig (it checks the type)
+
+
+# `type` picks the model; a source without one is a folder
+AnySource = Annotated[
+    Annotated[SourceConfig, Tag("folder")] | Annotated[S3SourceConfig, Tag("s3")], Discriminator(_source_type)
+]
 
 
 class RouteConfig(_Model):
@@ -336,7 +343,9 @@ class ProjectConfig(_Model):
     warehouse: str = "warehouse/"
     ledger: str = "sqlite:///.icefloe/ledger.db"
     lease: float = 60.0
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    sources: dict[str, AnySource] = Field(default_factory=dict)
+    # defaults for every `type: s3` source and for an s3:// warehouse (config/s3.py)
+    s3: S3Settings = Field(default_factory=S3Settings)
     routes: list[RouteConfig] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)

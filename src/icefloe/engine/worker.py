@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from icefloe.engine.committing import Committer, _Buffer, held_key
 from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
-from icefloe.errors import DataError, IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
+from icefloe.errors import IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
 from icefloe.lake.writer import TableWriter, committed_event_ids
 from icefloe.ledger.base import HEARTBEAT_EVERY, Event, local_owner_alive, owner_id
 from icefloe.observe.logs import bind
@@ -206,7 +206,10 @@ class Engine:
                 raise IcefloeError(f"pipeline {ev.pipeline!r} is no longer configured")
             runner = self.runners[ev.pipeline]
             writer = self.writer(self.table_of[ev.pipeline], ev.pipeline)
-            if self._superseded(ev, source):
+            # an object store pins the read to the event's version (one GET) instead of a HEAD
+            # before and after it; a pinned read that finds another version or none checks then
+            pinned = bool(ev.stamp) and source.pins_reads
+            if not pinned and self._superseded(ev, source):
                 return
             duplicate = self._duplicate(ev)
             if duplicate is True:
@@ -223,9 +226,14 @@ class Engine:
                 out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
             else:
                 # the folder's own file, or the object's stream spooled to a temporary one
-                with readable_path(source, ev.key) as path:
-                    out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
-            if self._superseded(ev, source):  # rewritten while we read it
+                try:
+                    with readable_path(source, ev.key, ev.stamp if pinned else None) as path:
+                        out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
+                except ObjectChangedError:
+                    if pinned and self._superseded(ev, source):
+                        return
+                    raise
+            if (not pinned or duplicate) and self._superseded(ev, source):  # rewritten while we read it
                 self.committer._discard(ev.pipeline, out)
                 return
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the worker
@@ -250,7 +258,18 @@ class Engine:
         """The bytes this event stands for were replaced: the new bytes are their own event."""
         current = source.head(ev.key)
         if current is None:
-            raise DataError("the object was deleted before it could be processed", file=ev.object_ref)
+            # not bad input and nothing a retry could read: discarded with the reason, not dead
+            reason = f"{ev.object_ref} was deleted before it was processed"
+            try:
+                self.ledger.supersede(ev.id, reason, kind="Deleted", epoch=ev.epoch)
+            except LeaseLostError:
+                log.warning("event %s: lease lost (another worker holds it now); dropping it", ev.id)
+                return True
+            # forget its stamp: the same bytes put back (same ETag) are a new landing
+            self.ledger.set_object_stamp(ev.source, ev.key, "")
+            log.info("event %s discarded: %s", ev.id, reason)
+            self._notify(ev, "discarded")
+            return True
         if not ev.stamp or current.version == ev.stamp:
             return False
         try:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyiceberg.catalog import Catalog
 
 from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError
 
-__all__ = ["catalog_outage", "catalog_uri_problem", "open_catalog", "redacted", "warehouse_uri"]
+if TYPE_CHECKING:
+    from icefloe.config.s3 import S3Settings
+
+__all__ = ["catalog_outage", "catalog_uri_problem", "io_properties", "open_catalog", "redacted", "warehouse_uri"]
 
 _SCHEMES = ("sqlite", "postgresql", "postgres", "http", "https", "rest")
 
@@ -72,11 +76,22 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def open_catalog(uri: str, warehouse: str, root: Path, name: str = "icefloe") -> Catalog:
+def io_properties(warehouse: str, s3: S3Settings | None) -> dict[str, str]:
+    """FileIO properties for the warehouse: an s3:// one gets the project's `s3:` settings (the
+    sources' connection model); a local one needs none."""
+    if warehouse.partition("://")[0] not in ("s3", "s3a", "s3n"):
+        return {}
+    from icefloe.config.s3 import S3Settings
+    from icefloe.sources.s3conn import fileio_properties
+
+    return fileio_properties(s3 or S3Settings())
+
+
+def open_catalog(uri: str, warehouse: str, root: Path, name: str = "icefloe", s3: S3Settings | None = None) -> Catalog:
     """Raises `StorageUnavailableError` when the catalog cannot be opened now (a retry may work),
     `ConfigError` when no retry can help."""
     try:
-        return _open(uri, warehouse, root, name)
+        return _open(uri, warehouse, root, name, io_properties(warehouse, s3))
     except (ConfigError, NotInstalledError):
         raise
     except OSError as exc:  # a folder for the database file or the warehouse cannot be made
@@ -89,7 +104,7 @@ def open_catalog(uri: str, warehouse: str, root: Path, name: str = "icefloe") ->
         raise
 
 
-def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
+def _open(uri: str, warehouse: str, root: Path, name: str, props: dict[str, str]) -> Catalog:
     scheme = uri.partition("://")[0].split("+")[0]
     location = warehouse_uri(warehouse, root)
     if scheme == "sqlite":
@@ -103,7 +118,7 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
             file = Path(path) if rest.startswith("//") else root / path
             file.parent.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{file.resolve()}"
-        return LeanSqlCatalog(name, uri=uri, warehouse=location)
+        return LeanSqlCatalog(name, uri=uri, warehouse=location, **props)
     if scheme in ("postgresql", "postgres"):
         try:
             import psycopg  # noqa: F401
@@ -112,9 +127,9 @@ def _open(uri: str, warehouse: str, root: Path, name: str) -> Catalog:
         from icefloe.lake.compat import LeanSqlCatalog
 
         dsn = "postgresql+psycopg://" + uri.partition("://")[2]
-        return LeanSqlCatalog(name, uri=dsn, warehouse=location)
+        return LeanSqlCatalog(name, uri=dsn, warehouse=location, **props)
     if scheme in ("http", "https", "rest"):
         from pyiceberg.catalog.rest import RestCatalog
 
-        return RestCatalog(name, uri=uri.replace("rest://", "http://", 1), warehouse=location)
+        return RestCatalog(name, uri=uri.replace("rest://", "http://", 1), warehouse=location, **props)
     raise ConfigError(catalog_uri_problem(uri) or f"unknown catalog {redacted(uri)!r}")

@@ -86,10 +86,11 @@ class SqlLedger(SqlReads):
 
     @staticmethod
     def _replaced_unseen(db: Any, source: str, key: str, version: int) -> bool:
-        """An event of this version was discarded because its object was replaced before it ran."""
+        """An event of this version was discarded because its object was replaced (or deleted)
+        before it ran: the same bytes landing again are a new landing."""
         row = db.execute(
             "SELECT 1 FROM events WHERE source=? AND key=? AND version=? AND state='discarded'"
-            " AND error_kind='Superseded' LIMIT 1",
+            " AND error_kind IN ('Superseded', 'Deleted') LIMIT 1",
             (source, key, version),
         ).fetchone()
         return row is not None

@@ -168,7 +168,8 @@ class PipelineRunner:
             schema=self.schema,
             options=self.config.read.reader_options(),
             batch_rows=self.config.read.batch_rows,
-            display_name=event.object_ref,
+            # an object store's errors name the bucket and key (s3://bucket/key:LINE)
+            display_name=event.uri if event.uri.startswith("s3://") else event.object_ref,
             progress=progress,
             nullable_missing=self.config.read.nullable_missing,
         )

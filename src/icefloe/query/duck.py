@@ -224,6 +224,8 @@ class QueryEngine:
         every, total = self.snapshots.tasks(table, snap.snapshot_id) if snap is not None else ((), 0)
         tasks = prune(table, schema, every, row_filter)
         problem = ("it has delete files" if any(t.delete_files for t in tasks) else reader_problem(table, schema)) if tasks else None
+        if problem is None and any("://" in t.file.file_path and not t.file.file_path.startswith("file:") for t in tasks):
+            problem = "its files are on object storage (DuckDB reads local files here)"
         self.plans[name] = {
             "files": total, "planned": len(tasks), "filter": str(row_filter),
             "reader": "pyiceberg" if problem else "duckdb", "cached": self.snapshots.listed == listed,

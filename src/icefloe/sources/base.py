@@ -85,6 +85,8 @@ class Source(ABC):
     name: str
     # seconds an object must stay unchanged before it counts as complete (when no close was seen)
     settle: float = 0.0
+    # `open_version` pins reads to a version (else readers compare `head` before and after)
+    pins_reads: bool = False
 
     @abstractmethod
     def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
@@ -97,6 +99,13 @@ class Source(ABC):
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """Its bytes, as a stream read front to back."""
+
+    def open_version(self, key: str, stamp: str) -> BinaryIO | None:
+        """Its bytes as of `stamp` (an `ObjectRef.version`): `ObjectChangedError` if the object
+        is another version now or gone. None where `pins_reads` is False (then the caller compares
+        `head` before and after instead). An object store pins with one request where the
+        comparison costs two more."""
+        return None
 
     def local_path(self, key: str) -> Path | None:
         """A local file holding the object's bytes, where the backend has one (no copy made)."""

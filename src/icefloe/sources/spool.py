@@ -15,7 +15,8 @@ __all__ = ["readable_path"]
 
 
 @contextmanager
-def readable_path(source: Source, key: str) -> Iterator[Path]:
+def readable_path(source: Source, key: str, stamp: str | None = None) -> Iterator[Path]:
+    """`stamp`: copy the bytes of that version only (`Source.open_version`), where the backend can."""
     local = source.local_path(key)
     if local is not None:
         yield local
@@ -24,6 +25,7 @@ def readable_path(source: Source, key: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="icefloe-spool-") as tmp:
         # the object's own name, so readers that pick a format by extension (.csv.gz) still can
         target = Path(tmp) / name
-        with source.open(key) as src, target.open("wb") as dst:
+        pinned = source.open_version(key, stamp) if stamp else None
+        with pinned or source.open(key) as src, target.open("wb") as dst:
             shutil.copyfileobj(src, dst, 4 << 20)
         yield target
