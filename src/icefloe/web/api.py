@@ -211,7 +211,7 @@ async def put_object(request: Request) -> Response:
                     pending.clear()
             if pending:
                 await _run(upload.write, bytes(pending))
-            events = await _run(ing.land_upload, upload, source, key)
+            events = await _run(ing.land_upload, upload, source, key, _traceparent(request))
         finally:
             await _run(upload.abort)  # a no-op once committed
         body = {"object": f"{source_name}:{key}", "size": upload.size, "content_hash": upload.content_hash,
@@ -219,6 +219,13 @@ async def put_object(request: Request) -> Response:
         return _Accepted(body, upload.content_hash)
 
     return await _idempotent(request, principal, ing, limit, land)
+
+
+def _traceparent(request: Request) -> str | None:
+    """The caller's W3C trace context: the landing joins it (a malformed one starts a new trace)."""
+    from icefloe.observe.tracing import context_from_traceparent
+
+    return context_from_traceparent(request.headers.get("traceparent"))
 
 
 @_errors
@@ -234,7 +241,9 @@ async def post_records(request: Request) -> Response:
     async def land(idempotency: str | None) -> _Accepted:
         raw = await _body(request, limit)
         scope = f"{principal.name}\0{idempotency}" if idempotency else None
-        batch, events = await _run(ing.accept_records, pipeline, raw, request.headers.get("content-type", ""), scope)
+        batch, events = await _run(
+            ing.accept_records, pipeline, raw, request.headers.get("content-type", ""), scope, _traceparent(request)
+        )
         body = {"pipeline": pipeline, "rows": batch.rows, "events": [_event_summary(e) for e in events]}
         # the fingerprint's hash only when a key will store it (a hash of the body costs a copy's time)
         return _Accepted(body, hashlib.sha256(raw).hexdigest() if idempotency else "")

@@ -26,6 +26,18 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def _metrics(request: Request) -> Response:
+    """A Prometheus scrape (the `read` scope): this process's counters and the ledger's gauges."""
+    from starlette.concurrency import run_in_threadpool
+
+    from icefloe.observe.metrics import exposition
+    from icefloe.web.auth import require
+
+    require(request, "read")
+    body, content_type = await run_in_threadpool(exposition, request.app.state.project.runtime)
+    return Response(body, media_type=content_type)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -35,7 +47,7 @@ def create_app(project: Project, *, routes: Sequence[BaseRoute] = ()) -> Starlet
     """The app for `project`; `routes` are added after the built-in ones (tests add their own)."""
     from icefloe.web.api import ROUTES as API
 
-    all_routes: list[BaseRoute] = [Route("/healthz", _healthz)]
+    all_routes: list[BaseRoute] = [Route("/healthz", _healthz), Route("/metrics", _metrics)]
     all_routes.extend(API)
     all_routes.extend(dashboard_routes())
     all_routes.extend(routes)

@@ -161,19 +161,21 @@ class Ingestor:
         return count >= self.settings.max_backlog
 
     # -- landing --------------------------------------------------------------------------------
-    def land_upload(self, upload: Upload, source: Source, key: str) -> list[Event]:
+    def land_upload(self, upload: Upload, source: Source, key: str, traceparent: str | None = None) -> list[Event]:
         """Commit an upload at `key` (durable), then record it: routed like any object on the
         source. Returns the events of this version of it (new, or the same bytes again)."""
         check_key(source.name, key)
         landed = upload.commit(key)
-        return self._record(landed, self.project.router.match(landed.source, landed.key))
+        return self._record(landed, self.project.router.match(landed.source, landed.key), traceparent)
 
-    def accept_records(self, pipeline: str, body: bytes, content_type: str, idempotency: str | None) -> tuple[RecordBatch, list[Event]]:
+    def accept_records(
+        self, pipeline: str, body: bytes, content_type: str, idempotency: str | None, traceparent: str | None = None
+    ) -> tuple[RecordBatch, list[Event]]:
         """`parse_records`, then `land_records`: one call, so one worker thread a request."""
         batch = parse_records(body, content_type)
-        return batch, self.land_records(pipeline, batch, idempotency)
+        return batch, self.land_records(pipeline, batch, idempotency, traceparent)
 
-    def land_records(self, pipeline: str, batch: RecordBatch, idempotency: str | None) -> list[Event]:
+    def land_records(self, pipeline: str, batch: RecordBatch, idempotency: str | None, traceparent: str | None = None) -> list[Event]:
         """Write the records as one NDJSON object and record one event for `pipeline`.
 
         With an Idempotency-Key the object's name comes from (token, key, bytes): a retry after a
@@ -189,19 +191,27 @@ class Ingestor:
         with source.upload() as upload:
             upload.write(batch.data)
             landed = upload.commit(key)
-        return self._record(landed, [pipeline])
+        return self._record(landed, [pipeline], traceparent)
 
-    def _record(self, landed: Landed, pipelines: list[str]) -> list[Event]:
+    def _record(self, landed: Landed, pipelines: list[str], traceparent: str | None = None) -> list[Event]:
         """The events of a durable object, committed durably; returns those of this version of
-        it (new, or the same bytes delivered again)."""
+        it (new, or the same bytes delivered again). Their trace is a `land` span, a child of the
+        caller's `traceparent` when the request had one: the workers' spans join it."""
+        from icefloe.observe.tracing import tracing_for
+
         attempts = {p: self.project.config.pipelines[p].retry.max_attempts for p in pipelines}
-        # where a trace context (traceparent) would be attached to the landing: the events'
-        # "landed" step is written by this call
-        with self.synced():
-            self.ledger.land(
-                source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
-                size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp,
-            )  # fmt: skip
+        tracing = tracing_for(self.project.runtime)
+        parent, span = tracing.start_land(traceparent, source=landed.source, key=landed.key, size=landed.size)
+        try:
+            with self.synced():
+                self.ledger.land(
+                    source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
+                    size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp, traceparent=parent,
+                )  # fmt: skip
+        except Exception as exc:
+            tracing.end(span, exc)
+            raise
+        tracing.end(span)
         # not synced: if a power cut loses it, a reconcile lands the same bytes again, as the same
         # event (and none looks at the records' dot-folder)
         self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
