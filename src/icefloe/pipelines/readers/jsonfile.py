@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
@@ -29,7 +30,8 @@ def _read_ndjson(src: Source, schema: dict, options: dict, batch_rows: int) -> I
             return exc
         return None
 
-    with src.open() as stream:
+    with src.open() as raw:
+        stream = _ObjectLines(raw, src)
         try:
             for batch in _json_blocks(stream, block, parse):
                 batch.validate(full=True)  # pyarrow's JSON parser does not check UTF-8 itself
@@ -37,6 +39,50 @@ def _read_ndjson(src: Source, schema: dict, options: dict, batch_rows: int) -> I
         except pa.ArrowException as exc:
             locate.locate_ndjson(src, block_size=block, declared=list(schema), check=check)
             raise src.error(f"cannot read NDJSON: {exc}") from exc
+
+
+# a line whose first character (after blanks) is not `{`: `null`, `[1]`, `"x"`, `42`
+_NOT_AN_OBJECT = re.compile(rb"\n[ \t\r]*([^{ \t\r\n])")
+
+
+class _ObjectLines(io.RawIOBase):
+    """The NDJSON bytes as pyarrow reads them, refusing a line that is not a JSON object before
+    pyarrow parses it: pyarrow reads a `null` line as a row of nulls (a row nobody sent), and a
+    file whose first line is `null` crashes the process (pyarrow 26, SIGSEGV)."""
+
+    def __init__(self, raw: BinaryIO, src: Source) -> None:
+        super().__init__()
+        self._raw, self._src = raw, src
+        self._line = 1  # the line the next byte is on
+        self._at_start = True  # only blanks since the last newline (or the start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._check(data)
+        return data
+
+    def _check(self, data: bytes) -> None:
+        text = b"\n" + data if self._at_start else data
+        found = _NOT_AN_OBJECT.search(text)
+        if found is not None:
+            before = text[: found.start(1)]
+            line = self._line + before.count(b"\n") - (1 if self._at_start else 0)
+            got = found.group(1)
+            column = len(before) - before.rfind(b"\n")
+            what = "null" if text[found.start(1) :].startswith(b"null") else f"{got.decode('latin-1')!r}"
+            raise self._src.error(f"line {line} is not a JSON object (it starts with {what})", line=line, column=column)
+        self._line += data.count(b"\n")
+        tail = data[data.rfind(b"\n") + 1 :]
+        self._at_start = (self._at_start or b"\n" in data) and not tail.strip(b" \t\r")
 
 
 def _json_blocks(stream: BinaryIO, block: int, parse: Any) -> Iterator[pa.RecordBatch]:
