@@ -76,13 +76,19 @@ class _ObjectLines(io.RawIOBase):
         if found is not None:
             before = text[: found.start(1)]
             line = self._line + before.count(b"\n") - (1 if self._at_start else 0)
-            got = found.group(1)
             column = len(before) - before.rfind(b"\n")
-            what = "null" if text[found.start(1) :].startswith(b"null") else f"{got.decode('latin-1')!r}"
-            raise self._src.error(f"line {line} is not a JSON object (it starts with {what})", line=line, column=column)
+            raise self._src.error(f"expected a JSON object, got {_kind_of(found.group(1))}", line=line, column=column)
         self._line += data.count(b"\n")
         tail = data[data.rfind(b"\n") + 1 :]
         self._at_start = (self._at_start or b"\n" in data) and not tail.strip(b" \t\r")
+
+
+def _kind_of(first: bytes) -> str:
+    """What a JSON value starting with this byte is (the words locate.py uses)."""
+    kinds = {b"n": "null", b"[": "array", b'"': "string", b"t": "boolean", b"f": "boolean"}
+    if first in kinds:
+        return kinds[first]
+    return "number" if first.isdigit() or first == b"-" else f"something that is not JSON ({first.decode('latin-1')!r})"
 
 
 def _json_blocks(stream: BinaryIO, block: int, parse: Any) -> Iterator[pa.RecordBatch]:
