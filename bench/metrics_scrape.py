@@ -28,10 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.bigledger import ROW_COLUMNS, event_rows, fill
+from bench.bigledger import fill, fill_postgres
 from bench.common import log, percentile, temp_dir
 from icefloe import Project
-from icefloe.ledger import open_ledger
 from icefloe.observe.metrics import serve_metrics
 from icefloe.scaffold import init_project
 
@@ -50,18 +49,7 @@ def _postgres(root: Path, events: int) -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
         admin.execute(f"CREATE DATABASE {PG_DB}")
     uri = f"{PG_SERVER}/{PG_DB}"
-    open_ledger(uri, root).close()  # the schema, as the code under test makes it
-    rows, objects = event_rows(events)
-    with psycopg.connect(uri) as db:
-        names = ", ".join(f'"{c}"' for c in ROW_COLUMNS)
-        with db.cursor() as cur:
-            with cur.copy(f"COPY events ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            with cur.copy("COPY objects (source, key, stamp, content_hash, version) FROM STDIN") as copy:
-                for row in objects:
-                    copy.write_row(row)
-        db.commit()
+    fill_postgres(uri, root, events)  # the schema as the code under test makes it, then COPY
     with psycopg.connect(uri, autocommit=True) as db:
         db.execute("VACUUM ANALYZE events")  # as autovacuum leaves a table that took a million rows
     config_path = root / "icefloe.yaml"

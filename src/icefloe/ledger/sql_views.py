@@ -7,8 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import Bucket, Event, GroupCount
-from icefloe.ledger.base import Event, GroupCount, LedgerGauges
+from icefloe.ledger.base import Bucket, Event, GroupCount, LedgerGauges
 from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
 
 __all__ = ["SqlReads"]
@@ -155,11 +154,7 @@ class SqlReads(SqlBase):
         before: int | None = None,
         limit: int = 100,
     ) -> list[Event]:
-        clauses, params = _filters(states, pipeline, source)
-        for clause, value in (("landed_at >= ?", since), ("landed_at < ?", until), ("seq < ?", before)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
+        clauses, params = _window(_filters(states, pipeline, source), since, until, before)
         sql = SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY seq DESC LIMIT ?"
         with self._read() as db:
             return [event_row(r) for r in db.execute(sql, [*params, int(limit)]).fetchall()]
@@ -173,11 +168,7 @@ class SqlReads(SqlBase):
         since: float | None = None,
         until: float | None = None,
     ) -> int:
-        clauses, params = _filters(states, pipeline, source)
-        for clause, value in (("landed_at >= ?", since), ("landed_at < ?", until)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
+        clauses, params = _window(_filters(states, pipeline, source), since, until, None)
         sql = "SELECT COUNT(*) FROM events" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self._read() as db:
             return int(db.execute(sql, params).fetchone()[0])
@@ -224,3 +215,15 @@ class SqlReads(SqlBase):
                 elif kind == "t" and at is not None:
                     found.last_commit[name] = float(at)
         return found
+
+
+def _window(
+    where: tuple[list[str], list[Any]], since: float | None, until: float | None, before: int | None
+) -> tuple[list[str], list[Any]]:
+    """`where` narrowed to landings in [since, until) and to sequences below `before`."""
+    clauses, params = where
+    for clause, value in (("landed_at >= ?", since), ("landed_at < ?", until), ("seq < ?", before)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return clauses, params

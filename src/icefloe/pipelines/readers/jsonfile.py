@@ -91,7 +91,7 @@ def _kind_of(first: bytes) -> str:
     return "number" if first.isdigit() or first == b"-" else f"something that is not JSON ({first.decode('latin-1')!r})"
 
 
-def _json_blocks(stream: BinaryIO, block: int, parse: Any) -> Iterator[pa.RecordBatch]:
+def _json_blocks(stream: BinaryIO | io.RawIOBase, block: int, parse: Any) -> Iterator[pa.RecordBatch]:
     if hasattr(pajson, "open_json"):  # pyarrow >= 19
         try:
             reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=block), parse_options=parse)
