@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
@@ -23,6 +24,12 @@ from icefloe.sources.upload import FileUpload, fsync_dir
 __all__ = ["FolderSource"]
 
 log = logging.getLogger("icefloe")
+
+# watchdog's inotify emitter warns when it adds a callback a watch already has, which happens when
+# a folder appears while its parent's recursive watch is being set up (an upload's temp folder, a
+# `mkdir -p` tree): it then overwrites the callback, which is what is wanted. Under `-W error`
+# (the test suite) that warning is raised inside the emitter's thread and ends the watch.
+warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch", category=RuntimeWarning)
 
 
 class FolderSource(Source):
