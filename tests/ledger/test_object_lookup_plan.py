@@ -29,4 +29,4 @@ def test_object_lookups_search_the_object_index(tmp_path: Path, sql: str) -> Non
         db.close()
     finally:
         led.close()
-    assert "events_object" in plan, plan
+    assert "events_object" in plan, plan  # events_object or events_object_pipeline

@@ -167,8 +167,7 @@ def _object_index(db: DB, dialect: Dialect) -> None:
     # pipeline with a state; beside migration 5's (state, pipeline, landed_at) index SQLite's
     # planner, which has no statistics, took that one and walked every committed event of the
     # pipeline for each lookup: a commit of N events then cost N times the ledger's size
-    db.execute("DROP INDEX IF EXISTS events_object")
-    db.execute("CREATE INDEX IF NOT EXISTS events_object ON events(source, key, pipeline)")
+    db.execute("CREATE INDEX IF NOT EXISTS events_object_pipeline ON events(source, key, pipeline)")
 
 
 MIGRATIONS = [
