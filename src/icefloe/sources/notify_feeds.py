@@ -107,7 +107,7 @@ class NatsFeed(Feed):
             while not stop.is_set():
                 try:
                     messages = await sub.fetch(100, timeout=self.config.wait)
-                except FetchTimeout:
+                except (FetchTimeout, asyncio.TimeoutError):  # nats-py raises either when nothing came
                     continue
                 for msg in messages:
                     where = f"nats {self.config.stream}/{subject} seq {msg.metadata.sequence.stream}"
