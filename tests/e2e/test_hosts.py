@@ -113,8 +113,7 @@ def test_a_worker_on_another_host_shares_the_work_and_its_death_loses_nothing(
     pipeline = {"read": {"format": "csv", "schema": {"id": "long"}}, "write": {"table": "sales.orders"},
                 "batch": {"max_rows": 40, "max_wait": "50ms"}}  # fmt: skip
     root = make_project(tmp_path / "p", {"orders": pipeline}, ledger=database.url, catalog=database.url, lease="10s")
-    for n in range(FILES):
-        csv_file(root / "landing" / f"{n:03d}.csv", "id,v", [f"{n * ROWS + i},x" for i in range(ROWS)])
+    landed = _land(root, 0, FILES // 2)
     remote = database.url.replace("127.0.0.1", other_host.gateway)
     there = [sys.executable, "-m", "icefloe", "-v", "run", "-p", str(root), "--set", f"ledger={remote}", "--set", f"catalog={remote}"]
     with open(tmp_path / "here.log", "wb") as out:
@@ -124,21 +123,32 @@ def test_a_worker_on_another_host_shares_the_work_and_its_death_loses_nothing(
     try:
         import psycopg
 
-        def committed() -> int:
+        def count(where: str) -> int:
             with psycopg.connect(database.url, connect_timeout=5) as con:
-                row = con.execute("SELECT count(*) FROM events WHERE state = 'committed'").fetchone()
+                row = con.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()  # noqa: S608
             return int(row[0]) if row else 0
 
         def both_committed() -> bool:
             return all(_commits(tmp_path / f"{name}.log") for name in ("here", "there"))
 
         assert wait_for(both_committed, timeout=120), (tmp_path / "there.log").read_text()[-3000:]
-        assert committed() < FILES, "all committed before the other host could be killed: make the run longer"
+        # the other host must die holding leases: land more work until it is seen holding some
+        # (how fast both hosts drain the first half depends on the machine's load)
+        landed = _land(root, landed, FILES // 2)
+        holding = "state = 'running' AND lease_owner LIKE 'host-b:%'"
+        while True:
+            if wait_for(lambda: count(holding) > 0, timeout=30):
+                os.killpg(b.pid, signal.SIGSTOP)  # frozen, it cannot release what it was seen holding
+                if count(holding) > 0:
+                    break
+                os.killpg(b.pid, signal.SIGCONT)
+            assert landed < 4 * FILES, "the other host never held a lease: " + (tmp_path / "there.log").read_text()[-3000:]
+            landed = _land(root, landed, FILES // 2)
         os.killpg(b.pid, signal.SIGKILL)  # the other host dies mid-run, holding leases
         b.wait(10)
         time.sleep(1)
         b = other_host.popen(there, "host-b", tmp_path / "there.log")
-        assert wait_for(lambda: committed() == FILES, timeout=180), (tmp_path / "here.log").read_text()[-3000:]
+        assert wait_for(lambda: count("state = 'committed'") == landed, timeout=180), (tmp_path / "here.log").read_text()[-3000:]
     finally:
         for proc in (here, b):
             if proc.poll() is None:
@@ -148,10 +158,18 @@ def test_a_worker_on_another_host_shares_the_work_and_its_death_loses_nothing(
 
     with Project(root) as project:
         rows = project.sql("select count(*) as n, count(distinct id) as d from sales.orders").to_pylist()
-        assert rows == [{"n": FILES * ROWS, "d": FILES * ROWS}]
+        assert rows == [{"n": landed * ROWS, "d": landed * ROWS}]
         hosts = {w.host for w in project.ledger.workers()}
         assert {"host-b"} <= hosts and len(hosts) == 2
-    assert _commits(tmp_path / "here.log") + _commits(tmp_path / "there.log") >= FILES  # a dropped batch is redone
+    assert _commits(tmp_path / "here.log") + _commits(tmp_path / "there.log") >= landed  # a dropped batch is redone
+
+
+def _land(root: Path, start: int, n: int) -> int:
+    """Land files `start`..`start+n` whole (written aside, then renamed in); returns the new total."""
+    for i in range(start, start + n):
+        aside = csv_file(root / f".{i:04d}.part", "id,v", [f"{i * ROWS + r},x" for r in range(ROWS)])
+        aside.rename(root / "landing" / f"{i:04d}.csv")
+    return start + n
 
 
 
