@@ -201,3 +201,22 @@ def test_status_counts_waiting_objects_a_page_at_a_time(
         waiting = waiting_objects(project)
     assert len(waiting) == 2500 and waiting[0].pipelines == ("orders",)
     assert lists.calls == [None, "00999.csv", "01999.csv"] and stamps == [1000, 1000, 500]
+
+
+def test_a_reconcile_budget_slices_the_pass_and_lists_each_page_once(
+    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(landing, "PAGE", 2)
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    for n in range(5):
+        _orders(root / "landing" / f"{n}.csv", n * 10)
+    with Project(root) as project:
+        lander = project.engine().lander
+        landed = [lander.reconcile(budget=0)]
+        while "landing" in lander.unfinished:  # a running worker steps between the slices
+            # the slice's changes landed and its position is saved before the next slice
+            assert project.ledger.listing_position("landing") == ["1.csv", "3.csv"][len(landed) - 1]
+            landed.append(lander.reconcile(budget=0))
+        assert landed == [2, 2, 1] and lists.calls == [None, "1.csv", "3.csv"]
+        assert sorted(e.key for e in project.ledger.events()) == [f"{n}.csv" for n in range(5)]
+        assert project.ledger.listing_position("landing") is None

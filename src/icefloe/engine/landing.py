@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
+from icefloe.engine.listing import ring
 from icefloe.errors import IcefloeError, ObjectChangedError
 from icefloe.ledger.base import Event
 from icefloe.observe.metrics import metrics_for
 from icefloe.observe.tracing import tracing_for
 from icefloe.runtime import Runtime
-from icefloe.sources.base import Landed, ObjectRef, Source, iter_refs
+from icefloe.sources.base import Landed, ObjectRef, Source
 
 __all__ = ["Lander"]
 
@@ -25,6 +27,11 @@ log = logging.getLogger("icefloe")
 
 # refs per listing page, and unrouted events per ledger page
 PAGE = 1000
+# changed objects a reconcile pass holds before landing them (and saving its position): bounds
+# its memory on a bucket of millions of new objects, which then start landing after 10,000
+BATCH = 10_000
+# seconds between saves of the position while the listing finds nothing new
+SAVE_EVERY = 1.0
 
 
 class Lander:
@@ -40,6 +47,10 @@ class Lander:
         # (source name, key) -> (source, complete): objects a notice named, landed once they settle
         self._candidates: dict[tuple[str, str], tuple[Source, bool]] = {}
         self._lock = threading.Lock()
+        # sources whose reconcile pass stopped at its `budget`: it carries on at the next call
+        self.unfinished: set[str] = set()
+        # source -> (where its unfinished pass began, where it stopped)
+        self._cut: dict[str, tuple[str | None, str | None]] = {}
 
     def land(self, source: Source, target: ObjectRef | str, *, traceparent: str | None = None) -> list[Event]:
         """Land one object (a ref, or a key to head) unless this very version landed before.
@@ -98,22 +109,62 @@ class Lander:
                 return count
             after = page[-1].seq
 
-    def reconcile(self, names: Iterable[str] | None = None) -> int:
+    def reconcile(self, names: Iterable[str] | None = None, *, budget: float | None = None) -> int:
         """Find objects that landed while nothing watched (at start, then on each source's
         `reconcile` schedule), oldest first: what piled up must land in the order it was
-        written, or an older file could win an upsert."""
+        written, or an older file could win an upsert. A pass is paged and goes round from the
+        position the ledger keeps (engine/listing.py); changes land `BATCH` at a time (oldest
+        first within a batch), and the position is saved after each batch has landed.
+
+        `budget`: seconds of listing per source, after which its pass stops where it is and
+        `unfinished` names it (a running worker carries on between its steps instead of
+        stalling them for a whole listing of a big bucket)."""
         only = None if names is None else set(names)
         chosen = [s for n, s in self.runtime.sources.items() if only is None or n in only]
         count = self.reroute([s.name for s in chosen])
         changed: list[tuple[Source, ObjectRef]] = []
+        # source -> (position saved, position reached by the pages whose changes are in `changed`)
+        positions: dict[str, list[str | None]] = {}
+        saved_at = time.monotonic()
+
+        def land_and_save() -> int:
+            nonlocal saved_at
+            landed = self._land_found(changed)
+            changed.clear()
+            for name, (stored, reached) in positions.items():
+                if stored != reached:
+                    self.ledger.set_listing_position(name, reached)
+                    positions[name][0] = reached
+            saved_at = time.monotonic()
+            return landed
+
         for source in chosen:
+            began = time.monotonic()
+            self.unfinished.discard(source.name)
             try:
-                for refs in iter_refs(source, PAGE):
+                start = self.ledger.listing_position(source.name)
+                # a pass cut short goes on from where it stopped, round to where it began; a new
+                # one (or a restart's) goes round from the saved position
+                origin, after = self._cut.pop(source.name, (start, start))
+                positions[source.name] = [start, after]
+                for page in ring(source, origin, after, PAGE):
                     # one ledger query per page, not one per object
-                    stamps = self.ledger.object_stamps(source.name, [r.key for r in refs])
-                    changed += [(source, r) for r in refs if stamps.get(r.key) != r.version]
+                    stamps = self.ledger.object_stamps(source.name, [r.key for r in page.refs]) if page.refs else {}
+                    changed += [(source, r) for r in page.refs if stamps.get(r.key) != r.version]
+                    positions[source.name][1] = page.position
+                    late = budget is not None and time.monotonic() - began >= budget and not page.done
+                    if len(changed) >= BATCH or late or (not changed and time.monotonic() - saved_at >= SAVE_EVERY):
+                        count += land_and_save()
+                    if late:
+                        self.unfinished.add(source.name)
+                        self._cut[source.name] = (origin, page.position)
+                        break
             except (OSError, IcefloeError) as exc:  # the source is unreachable: try again next time
                 log.warning("could not list source %r: %s", source.name, exc)
+        return count + land_and_save()
+
+    def _land_found(self, changed: list[tuple[Source, ObjectRef]]) -> int:
+        count = 0
         for source, ref in _oldest_first(changed):
             try:
                 if not source.is_stable(ref):

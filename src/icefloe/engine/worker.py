@@ -30,6 +30,8 @@ __all__ = ["Engine"]
 log = logging.getLogger("icefloe")
 # seconds `run` waits after the ledger could not be reached before it tries again
 LEDGER_RETRY = 2.0
+# seconds of listing a running worker gives one reconcile call before it steps again
+RECONCILE_SLICE = 2.0
 
 
 class Engine:
@@ -413,7 +415,9 @@ class Engine:
             return
         for name in due:
             self._reconcile_at[name] = now + self.config.sources[name].reconcile
-        self.reconcile(due)
+        self.lander.reconcile(due, budget=RECONCILE_SLICE)
+        for name in self.lander.unfinished & set(due):
+            self._reconcile_at[name] = now  # the rest of the pass after the next step
 
     def serve(self, stop: threading.Event, poll: float = 0.02) -> None:
         """Watch sources and process until `stop` is set: `run`."""

@@ -463,6 +463,14 @@ class Ledger(ABC):
         """Remember it, so a restart's reconcile scan need not hash unchanged objects again."""
 
     @abstractmethod
+    def listing_position(self, source: str) -> str | None:
+        """The key a reconcile pass over `source` had got to (None: the first key): a restart's
+        pass starts there and goes round once (engine/listing.py)."""
+
+    @abstractmethod
+    def set_listing_position(self, source: str, after: str | None) -> None: ...
+
+    @abstractmethod
     def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
         """Set `stamp` on each key that has none (or an empty one), atomically; returns every
         key's stamp after: a key showing another stamp was claimed first by someone else."""

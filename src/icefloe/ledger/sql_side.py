@@ -197,6 +197,20 @@ class SqlBase(Ledger):
                 (source, key, stamp),
             )
 
+    # the position lives beside the stamps, as a row of its own namespace (like a queue's
+    # `#claims`): no migration, and one upsert per save
+    def listing_position(self, source: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT stamp FROM objects WHERE source=? AND key='position'", (f"{source}#listing",)).fetchone()
+        return row[0] if row and row[0] else None
+
+    def set_listing_position(self, source: str, after: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO objects (source, key, stamp) VALUES (?, 'position', ?) ON CONFLICT(source, key) DO UPDATE SET stamp=excluded.stamp",
+                (f"{source}#listing", after or ""),
+            )
+
     def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
         with self._tx() as db:
             # insert-if-absent (or if released to ''), then read back: two claimants racing on
