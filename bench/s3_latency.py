@@ -47,7 +47,9 @@ def _project(root: Path, endpoint: str, bucket: str, source: dict[str, Any]) -> 
         "s3": {"endpoint_url": endpoint, **S3},
         "sources": {"landing": {"type": "s3", "bucket": bucket, "prefix": "in", **source}},
         "routes": [{"source": "landing", "match": "**/*.csv", "pipeline": "orders"}],
-        "pipelines": {"orders": {"read": {"format": "csv", "schema": dict(SCHEMA)}, "write": {"table": "bench.orders"}}},
+        "pipelines": {
+            "orders": {"read": {"format": "csv", "schema": dict(SCHEMA)}, "write": {"table": "bench.orders"}}
+        },
     }
     root.mkdir(parents=True, exist_ok=True)
     (root / "icefloe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -135,14 +137,22 @@ def main(argv: list[str] | None = None) -> int:
         client = _client(endpoint)
         for bucket in ("lat-notified", "lat-listed"):
             client.create_bucket(Bucket=bucket)
-        feed = {"type": "sqs", "queue_url": _queue(endpoint, "lat-notified"), "endpoint_url": endpoint, "region": "us-east-1", "wait": 1}
+        feed = {
+            "type": "sqs",
+            "queue_url": _queue(endpoint, "lat-notified"),
+            "endpoint_url": endpoint,
+            "region": "us-east-1",
+            "wait": 1,
+        }
         notified = _Contender("notified", _project(work / "notified", endpoint, "lat-notified", {
             "poll": 0, "reconcile": "1h", "notifications": [feed]}), "lat-notified", env)  # fmt: skip
         contenders.append(notified)
         listing = _Contender("listed", _project(work / "listed", endpoint, "lat-listed", {
             "poll": 0, "reconcile": args.reconcile}), "lat-listed", env)  # fmt: skip
         contenders.append(listing)
-        log(f"s3 latency: moto {endpoint}, workers {notified.worker.pid} (notified) and {listing.worker.pid} (listed, reconcile {interval:g}s)")
+        log(
+            f"s3 latency: moto {endpoint}, workers {notified.worker.pid} (notified) and {listing.worker.pid} (listed, reconcile {interval:g}s)"
+        )
         for c in contenders:
             c.wait_ready(time.time() + 90)
         rng = random.Random(SEED + 14)
@@ -171,15 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     n50, n99 = percentile(notified.samples, 50), percentile(notified.samples, 99)
     l50, l99 = percentile(listing.samples, 50), percentile(listing.samples, 99)
     limit = interval * 1000
-    print(f"\nBench s3_latency: S3 object put -> committed (queryable), moto S3+SQS on loopback; load {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    print(
+        f"\nBench s3_latency: S3 object put -> committed (queryable), moto S3+SQS on loopback; load {load_before[0]:.2f} -> {load_after[0]:.2f}"
+    )
     print(f"  {'':<28}{'p50':>10}{'p99':>10}{'max':>10}  target")
-    print(f"  {'notified (SQS), n=' + str(len(notified.samples)):<28}{n50:>8.0f}ms{n99:>8.0f}ms{max(notified.samples):>8.0f}ms"
-          f"  p50 <= {TARGET_P50_MS:.0f} ms: {'PASS' if n50 <= TARGET_P50_MS else 'FAIL'}")
-    print(f"  {'listed (reconcile ' + args.reconcile + '), n=' + str(len(listing.samples)):<28}{l50:>8.0f}ms{l99:>8.0f}ms{max(listing.samples):>8.0f}ms"
-          f"  max <= reconcile + 1 s: {'PASS' if max(listing.samples) <= limit + 1000 else 'FAIL'}")
+    print(
+        f"  {'notified (SQS), n=' + str(len(notified.samples)):<28}{n50:>8.0f}ms{n99:>8.0f}ms{max(notified.samples):>8.0f}ms"
+        f"  p50 <= {TARGET_P50_MS:.0f} ms: {'PASS' if n50 <= TARGET_P50_MS else 'FAIL'}"
+    )
+    print(
+        f"  {'listed (reconcile ' + args.reconcile + '), n=' + str(len(listing.samples)):<28}{l50:>8.0f}ms{l99:>8.0f}ms{max(listing.samples):>8.0f}ms"
+        f"  max <= reconcile + 1 s: {'PASS' if max(listing.samples) <= limit + 1000 else 'FAIL'}"
+    )
     for c in contenders:
         process = [total - found for total, found in zip(c.samples, c.detect, strict=True)]
-        print(f"  {c.name}: p50 put -> landed in the ledger {percentile(c.detect, 50):.0f} ms, landed -> committed {percentile(process, 50):.0f} ms")
+        print(
+            f"  {c.name}: p50 put -> landed in the ledger {percentile(c.detect, 50):.0f} ms, landed -> committed {percentile(process, 50):.0f} ms"
+        )
     print(f"  ratio listed / notified p50: {l50 / n50:.1f}x; rows checked: {rows}")
     print(f"  load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}; project {work}")
     if args.json:
