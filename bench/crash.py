@@ -1,4 +1,4 @@
-"""`python -m bench.crash --trials N [--seed S] [--postgres | --ledger URI --catalog URI]`: kill -9 stress test of exactly-once ingestion.
+"""`python -m bench.crash --trials N [--seed S] [--postgres | --ledger URI --catalog URI] [--s3]`: kill -9 stress test of exactly-once ingestion.
 
 Each trial starts `python -m icefloe run` on one project while files keep landing, and SIGKILLs it at
 a random moment (startup, landing, processing, right after a commit, right after the Iceberg
@@ -11,6 +11,11 @@ The harness is tests/e2e/crash_harness.py (the pytest suite runs 20 trials of th
 $ICEFLOE_BENCH_PG) for the ledger and the catalog and drops it afterwards; `--ledger` / `--catalog`
 name existing ones. With PostgreSQL, one trial in the middle (`--drops`) also terminates every
 session of the database while the worker runs: it must commit again on new connections.
+
+`--s3` lands the files in a bucket on a moto server (started here) instead of a folder, and
+adds kill moments of kind `outage`: S3 goes down (a relay in front of moto stops listening and
+cuts its connections) for 0.3-2 s while the worker runs, comes back, then the kill
+(tests/e2e/s3_chaos.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests` is a package at the repo root
@@ -41,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", default=None, help="ledger URI, e.g. postgresql://postgres@127.0.0.1:5432/db")
     parser.add_argument("--catalog", default=None, help="catalog URI, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/db")
     parser.add_argument("--interval", default="0.02,0.08", help="seconds between two landed files, drawn from MIN,MAX (default 0.02,0.08)")
+    parser.add_argument("--wait", type=float, default=8.0, help="seconds a trial waits for its kill moment (default 8; more on a busy machine)")
+    parser.add_argument("--s3", action="store_true", help="an S3 source on moto, with S3 outages among the kill moments")
+    parser.add_argument("--outages", type=int, default=None, help="with --s3: trials that are S3 outages for sure (default a third; others may draw one)")
     parser.add_argument("--drops", type=int, default=None, help="PostgreSQL connection drops, spread over the trials (default 1 with PostgreSQL)")
     args = parser.parse_args(argv)
 
@@ -56,13 +65,36 @@ def main(argv: list[str] | None = None) -> int:
     base = args.dir or Path(tempfile.mkdtemp(prefix="icefloe-crash-"))
     started = time.time()
     report = None
+    moto = gate = None
     try:
-        harness = CrashHarness(
-            base / "project" if args.dir is None else base, seed=args.seed, log=None if args.quiet else print,
-            ledger=ledger, catalog=catalog, drops=drops, interval=interval,
-        )  # fmt: skip
+        project = base / "project" if args.dir is None else base
+        options: dict[str, Any] = {
+            "seed": args.seed, "log": None if args.quiet else print, "ledger": ledger, "catalog": catalog,
+            "drops": drops, "interval": interval, "marker_timeout": args.wait,
+        }  # fmt: skip
+        if args.s3:
+            import os
+
+            from bench.s3 import KEYS, _free_port, _moto
+            from tests.e2e.s3_chaos import Gate, s3_harness
+
+            os.environ.update(KEYS)
+            port = _free_port()
+            moto = _moto(port)
+            gate = Gate(port)
+            outages = args.outages if args.outages is not None else max(1, args.trials // 3)
+            every = max(1, args.trials // max(1, outages))
+            forced = tuple(n for n in range(2, args.trials + 1, every))[:outages]
+            harness = s3_harness(project, f"http://127.0.0.1:{port}", gate, outage_trials=forced, **options)
+        else:
+            harness = CrashHarness(project, **options)
         report = harness.run(args.trials)
     finally:
+        if gate is not None:
+            gate.down()
+        if moto is not None:
+            moto.terminate()
+            moto.wait(10)
         # a failed run keeps its database next to its project folder, to look at
         if db is not None and (report is None or report.ok) and not args.keep:
             drop_database(db)
@@ -79,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gap kills         {sum(1 for t in report.trials if t.gap_events)} (Iceberg committed, ledger not yet)")
     kept = db is not None and (not report.ok or args.keep)
     print(f"landing interval  {interval[0]}-{interval[1]}s between files")
+    if args.s3:
+        print(f"S3 outages        {sum(1 for t in report.trials if t.mode == 'outage')} (source on moto behind a relay that went down and up)")
     print(f"ledger, catalog   {report.backend}" + (f" (database {db.name}{' kept' if kept else ', dropped'})" if db else ""))
     for t in (t for t in report.trials if t.mode == "drop"):
         after = f"{t.recovered_after:.2f}s" if t.recovered_after is not None else "never"

@@ -42,6 +42,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ __all__ = [
 
 # maintenance: killed while a compaction / expiry run of the worker is in flight
 KILL_MODES = {"startup": 0.10, "landing": 0.15, "processing": 0.35, "commit": 0.15, "iceberg": 0.25, "maintenance": 0.15}
+# with an `outage` (down, up) pair: the object store goes away and comes back before the kill
+OUTAGE_WEIGHT = 0.35
 
 
 # -- the trial loop ---------------------------------------------------------------------------------
@@ -129,7 +132,10 @@ class CrashReport:
         lived = sorted(t.lived for t in self.trials)
         lines = [
             f"seed {self.seed}: {len(self.trials)} kill trials in {self.elapsed:.1f}s, {self.backend} (project {self.root})",
-            "  kills by moment: " + ", ".join(f"{m} {modes[m]} ({reached[m]} reached)" for m in [*KILL_MODES, *(["drop"] if drops else [])]),
+            "  kills by moment: " + ", ".join(
+                f"{m} {modes[m]} ({reached[m]} reached)"
+                for m in [*KILL_MODES, *(["drop"] if drops else []), *(["outage"] if modes["outage"] else [])]
+            ),
             *[
                 f"  connection drop in trial {t.n}: {t.dropped} session(s) terminated ({t.dropped_worker} the worker's), worker committed again after "
                 + (f"{t.recovered_after:.2f}s" if t.recovered_after is not None else "NEVER")
@@ -166,9 +172,17 @@ class CrashHarness:
         catalog: str | None = None,
         drops: tuple[int, ...] = (),
         recover_timeout: float = 15.0,
+        source: dict[str, Any] | None = None,
+        s3: dict[str, Any] | None = None,
+        land: Callable[[str, bytes], Any] | None = None,
+        outage: tuple[Callable[[], Any], Callable[[], Any]] | None = None,
+        outage_trials: tuple[int, ...] = (),
     ) -> None:
         # ~half the files (5+ rows) take the write-ahead (spill) path into t.rows
-        self.root = make_crash_project(Path(root), spill_bytes=spill_bytes, ledger=ledger, catalog=catalog)
+        self.root = make_crash_project(Path(root), spill_bytes=spill_bytes, ledger=ledger, catalog=catalog, source=source, s3=s3)
+        # (down, up) of the object store: trials of mode `outage` take it away while a worker runs
+        self.outage, self.outage_trials = outage, set(outage_trials)
+        self.modes = {**KILL_MODES, **({"outage": OUTAGE_WEIGHT} if outage else {})}
         self.urls = [u for u in dict.fromkeys((ledger, catalog)) if u is not None and not u.startswith("sqlite")]
         if drops and not self.urls:
             raise ValueError("connection drops need a PostgreSQL ledger or catalog")
@@ -178,7 +192,9 @@ class CrashHarness:
         self.seed = random.randrange(2**32) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.expected = Expected()
-        self.stream = FileStream(self.root / "landing", self.seed ^ 0x5EED, self.expected, interval=interval, key_space=key_space)
+        self.stream = FileStream(
+            self.root / "landing", self.seed ^ 0x5EED, self.expected, interval=interval, key_space=key_space, land=land
+        )
         self.marker_timeout = marker_timeout
         self.peek = _Peek(self.root, ledger, catalog)
         self.log_path = self.root / ".crash" / "worker.log"
@@ -249,10 +265,25 @@ class CrashHarness:
             time.sleep(0.02)
         return reached, len(ports), theirs, None
 
+    def _outage(self, worker: Worker, since_step: int) -> bool:
+        """Once the worker leased events, the store goes away for 0.3-2 s and comes back; the
+        kill follows a moment later (it may be retrying reads, or have gone on)."""
+        assert self.outage is not None
+        down, up = self.outage
+        reached = self._await("processing", worker, since_step, {})
+        down()
+        try:
+            time.sleep(self.rng.uniform(0.3, 2.0))
+        finally:
+            up()
+        return reached
+
     def trial(self, n: int) -> Trial:
-        mode = self.rng.choices(list(KILL_MODES), weights=list(KILL_MODES.values()))[0]
+        mode = self.rng.choices(list(self.modes), weights=list(self.modes.values()))[0]
         if n in self.drops:
             mode = "drop"
+        elif n in self.outage_trials and self.outage:
+            mode = "outage"
         since_step = self.peek.max_step()
         pointers = self.peek.pointers()
         worker = Worker(self.root, self.log_path)
@@ -260,6 +291,8 @@ class CrashHarness:
         try:
             if mode == "startup":
                 reached, delay = True, self.rng.uniform(0.0, 1.2)
+            elif mode == "outage":
+                reached, delay = self._outage(worker, since_step), 0.5 * self.rng.random()
             elif mode == "drop":
                 reached, dropped, dropped_worker, recovered = self._drop(worker, since_step)
                 delay = 0.0

@@ -16,6 +16,7 @@ import os
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,19 +49,22 @@ CRASH_MAINTENANCE = {"every_commits": 4, "keep_snapshots": 3, "compact_min_files
 def make_crash_project(
     root: Path, *, settle: str = "20ms", max_wait: str = "50ms", spill_bytes: int | None = None, lease: str | None = None,
     maintenance: dict[str, Any] | None = CRASH_MAINTENANCE, ledger: str | None = None, catalog: str | None = None,
+    source: dict[str, Any] | None = None, s3: dict[str, Any] | None = None,
 ) -> Path:
     """A project with folder source `landing` fanned out to an append and an upsert pipeline.
 
     With `spill_bytes`, append events holding more than that many bytes write their data files
     ahead of the commit (the streaming path), smaller ones commit from memory. `ledger` and
-    `catalog` are URIs (e.g. PostgreSQL); None keeps the embedded SQLite defaults.
+    `catalog` are URIs (e.g. PostgreSQL); None keeps the embedded SQLite defaults. `source`
+    replaces the folder source's config (an S3 bucket: tests/e2e/s3_chaos.py), `s3` is the
+    project's `s3:` section.
     """
     read = {"format": "csv", "schema": dict(SCHEMA)}
     rows_batch: dict[str, Any] = {"max_wait": max_wait}
     if spill_bytes is not None:
         rows_batch["spill_bytes"] = spill_bytes
     config: dict[str, Any] = {
-        "sources": {"landing": {"type": "folder", "path": "landing", "settle": settle}},
+        "sources": {"landing": source or {"type": "folder", "path": "landing", "settle": settle}},
         "routes": [{"source": "landing", "match": "**/*.csv", "pipeline": list(TABLES)}],
         "pipelines": {
             "rows": {"read": read, "write": {"table": TABLES["rows"], "mode": "append"}, "batch": rows_batch},
@@ -71,6 +75,8 @@ def make_crash_project(
             },
         },
     }
+    if s3 is not None:
+        config["s3"] = s3
     if lease is not None:
         config["lease"] = lease
     for name, uri in (("ledger", ledger), ("catalog", catalog)):
@@ -129,9 +135,12 @@ class FileStream(threading.Thread):
         interval: tuple[float, float] = (0.02, 0.08),
         rows: tuple[int, int] = (1, 8),
         key_space: int = 64,
+        land: Callable[[str, bytes], Any] | None = None,
     ) -> None:
         super().__init__(name="crash-file-stream", daemon=True)
         self.landing, self.expected = landing, expected
+        # where a file goes: the landing folder, or `land(name, bytes)` (a bucket)
+        self.land = land or (lambda name, data: land_bytes(landing, name, data))
         self.rng = random.Random(seed)
         self.interval, self.rows, self.key_space = interval, rows, key_space
         self.halt = threading.Event()
@@ -146,7 +155,7 @@ class FileStream(threading.Thread):
         keys = self.rng.sample(range(self.key_space), n)
         rows = [(seq * 100 + i, k, seq, self.rng.choice(["a", "bb", "ccc", "x y"])) for i, k in enumerate(keys)]
         name = f"f{seq:06d}.csv"
-        land_bytes(self.landing, name, csv_text(rows).encode())
+        self.land(name, csv_text(rows).encode())
         with self.lock:
             self.expected.add(name, rows)
         return name
