@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import json
 import logging
 import os
@@ -40,14 +41,17 @@ from typing import Any, BinaryIO
 
 from icefloe.config import SourceConfig
 from icefloe.errors import DataError, NotInstalledError
-from icefloe.sources.base import Landed, ListPage, ObjectRef, Source, SourceLedger
+from icefloe.sources.base import BELOW_FLOOR, Landed, ListPage, ObjectRef, Source, SourceLedger
 from icefloe.sources.folder import FolderSource
+from icefloe.sources.nats_payload import BadPayload, Payload, parse_payload
 
 __all__ = ["NatsSource"]
 
 log = logging.getLogger("icefloe")
 FINAL_OK = {"committed", "discarded", "unrouted"}
 FINAL = FINAL_OK | {"dead"}
+# seconds between prunes of the message claims (each is one small ledger transaction)
+PRUNE_EVERY = 5.0
 
 
 @dataclass
@@ -56,26 +60,20 @@ class _Held:
     touched: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Durable:
+    """The consumer as `_observe` asks it, without a subscription (it may not exist: no info)."""
+
+    js: Any
+    stream: str
+    durable: str
+
+    async def consumer_info(self) -> Any:
+        return await self.js.consumer_info(self.stream, self.durable)
+
+
 def _seq_key(seq: int) -> str:
     return f"{seq:020d}"  # zero-padded: key order is sequence order
-
-
-def _records(data: bytes, fmt: str) -> bytes | None:
-    """The message as NDJSON lines, or None when it does not parse as `fmt`."""
-    try:
-        text = data.decode("utf-8")
-        if fmt == "json":
-            doc = json.loads(text)
-            items = doc if isinstance(doc, list) else [doc]
-            if not all(isinstance(item, dict) for item in items):
-                return None
-            return b"".join(json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in items)
-        lines = [line for line in text.splitlines() if line.strip()]
-        if not all(isinstance(json.loads(line), dict) for line in lines):
-            return None
-        return "".join(line + "\n" for line in lines).encode()
-    except (UnicodeDecodeError, ValueError):
-        return None
 
 
 async def _quiet(exc: Exception) -> None:
@@ -107,6 +105,8 @@ class NatsSource(Source):
         # what `status` shows: the consumer's backlog and its messages awaiting an ack
         self.lag: int | None = None
         self.ack_pending: int | None = None
+        self._floor = 0  # the claims' floor as last pruned (a prune asks the ledger again)
+        self._pruned_at = 0.0
 
     # -- the object side: the spool folder -------------------------------------------------------
     def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
@@ -202,6 +202,8 @@ class NatsSource(Source):
         try:
             await self._settle(nc)
             if on_change is None:
+                await nc.flush()  # the acks are in before the ack floor is asked for
+                await self._observe_durable(nc)
                 return 0
             js = nc.jetstream()
             consumer = ConsumerConfig(durable_name=self.options.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -226,12 +228,37 @@ class NatsSource(Source):
             await nc.flush()
             await nc.close()
 
+    async def _observe_durable(self, nc: Any) -> None:
+        self._pruned_at = 0.0  # a short-lived session prunes every time
+        await self._observe(_Durable(nc.jetstream(), self.options.stream, self.options.durable))
+
     async def _observe(self, sub: Any) -> None:
         try:
             info = await sub.consumer_info()
             self.lag, self.ack_pending = info.num_pending, info.num_ack_pending
         except Exception:
             log.debug("consumer info failed", exc_info=True)
+            return
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY:
+            self._prune(info)
+
+    def _prune(self, info: Any) -> None:
+        """Forget the claims of messages the consumer's ack floor has passed (all acked).
+
+        They cannot simply go when acked: NATS may redeliver a message it has just accepted the
+        ack of (an ack after AckWait, nats-server #4786), and a copy with no claim would be
+        batched again. So the ledger keeps a floor with the claims, raised in one transaction
+        with their deletion: a redelivered message at or below it is acked, never batched."""
+        floor = int(getattr(getattr(info, "ack_floor", None), "stream_seq", 0) or 0)
+        self._pruned_at = time.monotonic()
+        if floor <= self._floor:
+            return
+        try:
+            kept = self.ledger.prune(_seq_key(floor), busy="~")
+        except Exception as exc:  # noqa: BLE001 - the claims stay; the next prune catches up
+            log.warning("source %r: could not prune message claims (%s)", self.name, exc)
+            return
+        self._floor = int(kept) if kept else 0
 
     async def _take(self, nc: Any, messages: builtins.list[Any], on_change: Callable[[str, bool], None]) -> None:
         by_seq = {int(m.metadata.sequence.stream): m for m in messages}
@@ -246,30 +273,61 @@ class NatsSource(Source):
                 free.append(msg)
         for stamp, held in adopt.items():
             free += await self._adopt(nc, stamp, held, on_change)
-        # good messages batch together; one that does not parse is a batch of its own
-        batches: builtins.list[builtins.list[tuple[Any, bytes | None]]] = [[]]
-        for msg in sorted(free, key=lambda m: int(m.metadata.sequence.stream)):
-            records = _records(msg.data, self.options.format)
-            if records is None:
-                batches += [[(msg, None)], []]
-            else:
-                batches[-1].append((msg, records))
-        for batch in batches:
-            if batch:
+        for batch in self._batches(free):
+            try:
                 await self._spool(nc, batch, on_change)
+            except Exception as exc:  # noqa: BLE001 - the ledger or the spool failed: NATS keeps them
+                await self._back_off(nc, [m for m, _ in batch], exc)
+
+    def _batches(self, messages: builtins.list[Any]) -> builtins.list[builtins.list[tuple[Any, Payload | BadPayload]]]:
+        """Good messages batch together up to max_bytes (CSV ones under the same header); one
+        that does not parse is a batch of its own, so it dies alone."""
+        opts = self.options
+        batches: builtins.list[builtins.list[tuple[Any, Payload | BadPayload]]] = [[]]
+        size = 0
+        for msg in sorted(messages, key=lambda m: int(m.metadata.sequence.stream)):
+            try:
+                got = parse_payload(msg.data, opts.format, delimiter=opts.csv_delimiter, header=opts.csv_header)
+            except BadPayload as bad:
+                batches += [[(msg, bad)], []]
+                size = 0
+                continue
+            current = batches[-1]
+            head = current[0][1] if current else None
+            if isinstance(head, Payload) and (size + len(got.rows) > opts.max_bytes or head.header != got.header):
+                batches.append([])
+                size = 0
+            batches[-1].append((msg, got))
+            size += len(got.rows)
+        return [b for b in batches if b]
 
     def _key(self, seqs: builtins.list[int]) -> str:
-        return f"{self.options.stream}/{seqs[0]:020d}-{seqs[-1]:020d}.ndjson"
+        ext = "csv" if self.options.format == "csv" else "ndjson"
+        return f"{self.options.stream}/{seqs[0]:020d}-{seqs[-1]:020d}.{ext}"
 
-    async def _spool(self, nc: Any, batch: builtins.list[tuple[Any, bytes | None]], on_change: Callable[[str, bool], None]) -> None:
+    async def _back_off(self, nc: Any, messages: builtins.list[Any], exc: Exception) -> None:
+        """nak(delay) growing with each message's deliveries: back soon, but not in a hot loop."""
+        delivered = max(int(getattr(m.metadata, "num_delivered", 1) or 1) for m in messages)
+        delay = min(self.options.nak_backoff * 2 ** (delivered - 1), self.options.nak_max_backoff)
+        log.warning("source %r: could not batch %d message(s) (%s: %s); NATS redelivers them in %.1fs",
+                    self.name, len(messages), type(exc).__name__, exc, delay)  # fmt: skip
+        for msg in messages:
+            await nc.publish(msg.reply, b"-NAK " + json.dumps({"delay": int(delay * 1e9)}).encode())
+
+    async def _spool(self, nc: Any, batch: builtins.list[tuple[Any, Payload | BadPayload]], on_change: Callable[[str, bool], None]) -> None:
         seqs = [int(m.metadata.sequence.stream) for m, _ in batch]
         pending = f"~{self._key(seqs)}~{time.time():.3f}~{self.owner}"
         won = self.ledger.claim([_seq_key(s) for s in seqs], pending)
         mine = [(m, r) for (m, r), s in zip(batch, seqs) if won.get(_seq_key(s)) == pending]
         lost: dict[str, builtins.list[Any]] = {}
         for (m, _), s in zip(batch, seqs):
-            if won.get(_seq_key(s)) != pending:
-                lost.setdefault(won[_seq_key(s)], []).append(m)
+            stamp = won.get(_seq_key(s), "")
+            if stamp == BELOW_FLOOR:
+                # committed and acked long ago (a redelivery after a late ack, nats-server #4786,
+                # or a consumer made again): its claim is pruned, the floor says it is done
+                await nc.publish(m.reply, b"+ACK")
+            elif stamp != pending:
+                lost.setdefault(stamp, []).append(m)
         for stamp, held in lost.items():  # a race with another worker: theirs now
             await self._adopt(nc, stamp, held, on_change)
         if not mine:
@@ -277,11 +335,20 @@ class NatsSource(Source):
         key = self._key([int(m.metadata.sequence.stream) for m, _ in mine])
         target = self.spool.local_path(key)
         partial = target.parent / f".{target.name}.tmp"  # a name the adopter of a final claim knows
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as out:
-            out.writelines(records if records is not None else msg.data for msg, records in mine)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if len(mine) == 1 and isinstance(mine[0][1], BadPayload):
+                self._explain(target, mine[0][0], mine[0][1])
+            with open(partial, "wb") as out:
+                first = mine[0][1]
+                if isinstance(first, Payload):
+                    out.write(first.header)
+                out.writelines(got.rows if isinstance(got, Payload) else msg.data for msg, got in mine)
+                out.flush()
+                os.fsync(out.fileno())
+        except Exception:
+            self.ledger.swap(pending, "")  # nothing was batched: free to batch again at once
+            raise
         if not self.ledger.swap(pending, key, count=len(mine)):
             # released by another worker that took us for dead: the messages are theirs to batch
             partial.unlink(missing_ok=True)
@@ -289,6 +356,31 @@ class NatsSource(Source):
         os.replace(partial, target)
         self._hold(key, [m.reply for m, _ in mine])
         on_change(key, True)
+
+    # -- a message that does not parse: its batch holds its bytes, its sidecar why ---------------
+    @staticmethod
+    def _why_path(target: Path) -> Path:
+        return target.parent / f".{target.name}.why"  # hidden: the spool's listing skips it
+
+    def _explain(self, target: Path, msg: Any, bad: BadPayload) -> None:
+        why = {"subject": msg.subject, "seq": int(msg.metadata.sequence.stream), "line": bad.line, "column": bad.column,
+               "reason": bad.reason, "sha256": hashlib.sha256(msg.data).hexdigest()}  # fmt: skip
+        tmp = target.parent / f".{target.name}.why.tmp"
+        tmp.write_text(json.dumps(why))
+        os.replace(tmp, self._why_path(target))
+
+    def problem(self, key: str) -> str | None:
+        """Why the batch at `key` cannot be read, when it is one message that did not parse (and
+        still holds the same bytes: one put right by hand and replayed reads normally)."""
+        target = self.spool.local_path(key)
+        try:
+            why = json.loads(self._why_path(target).read_text())
+            if hashlib.sha256(target.read_bytes()).hexdigest() != why["sha256"]:
+                return None
+        except (OSError, ValueError, KeyError):
+            return None
+        return (f"{self.name}:{key}:{why['line']}:{why['column']}: {why['reason']} (NATS stream {self.options.stream}, "
+                f"subject {why['subject']}, seq {why['seq']}: not valid {self.options.format})")  # fmt: skip
 
     async def _adopt(self, nc: Any, stamp: str, messages: builtins.list[Any], on_change: Callable[[str, bool], None]) -> builtins.list[Any]:
         """Messages already claimed (redelivered, or raced): hold them for their batch. Returns the
