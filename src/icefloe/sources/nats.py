@@ -56,7 +56,7 @@ PRUNE_EVERY = 5.0
 
 @dataclass
 class _Held:
-    replies: list[str] = field(default_factory=list)
+    replies: dict[str, int] = field(default_factory=dict)  # reply subject -> stream sequence
     touched: float = field(default_factory=time.monotonic)
 
 
@@ -107,6 +107,7 @@ class NatsSource(Source):
         self.ack_pending: int | None = None
         self._floor = 0  # the claims' floor as last pruned (a prune asks the ledger again)
         self._pruned_at = 0.0
+        self._confirmed = 0  # the highest sequence this worker acked or termed
 
     # -- the object side: the spool folder -------------------------------------------------------
     def list(self, after: str | None = None, limit: int = 1000) -> ListPage:
@@ -229,8 +230,15 @@ class NatsSource(Source):
             await nc.close()
 
     async def _observe_durable(self, nc: Any) -> None:
-        self._pruned_at = 0.0  # a short-lived session prunes every time
-        await self._observe(_Durable(nc.jetstream(), self.options.stream, self.options.durable))
+        """`run --once` prunes as it ends. The server takes acks in on its own time: the ack floor
+        may trail the acks just sent by a moment, so it is asked again a few times for them."""
+        durable = _Durable(nc.jetstream(), self.options.stream, self.options.durable)
+        for _ in range(10):
+            self._pruned_at = 0.0
+            await self._observe(durable)
+            if self._floor >= self._confirmed:
+                return
+            await asyncio.sleep(0.05)
 
     async def _observe(self, sub: Any) -> None:
         try:
@@ -354,7 +362,7 @@ class NatsSource(Source):
             partial.unlink(missing_ok=True)
             return
         os.replace(partial, target)
-        self._hold(key, [m.reply for m, _ in mine])
+        self._hold(key, [m for m, _ in mine])
         on_change(key, True)
 
     # -- a message that does not parse: its batch holds its bytes, its sidecar why ---------------
@@ -398,15 +406,15 @@ class NatsSource(Source):
         partial = target.parent / f".{target.name}.tmp"
         if not target.exists() and partial.exists():
             os.replace(partial, target)  # its fetcher stopped between the final claim and the rename
-        self._hold(key, [m.reply for m in messages])
+        self._hold(key, messages)
         if target.exists():
             on_change(key, True)  # landing is idempotent: a batch already in the ledger stays one event
         return []
 
-    def _hold(self, key: str, replies: builtins.list[str]) -> None:
+    def _hold(self, key: str, messages: builtins.list[Any]) -> None:
         with self._lock:
             held = self._held.setdefault(key, _Held())
-            held.replies += [r for r in replies if r not in held.replies]
+            held.replies.update((m.reply, int(m.metadata.sequence.stream)) for m in messages)
 
     async def _settle(self, nc: Any) -> None:
         with self._lock:
@@ -425,6 +433,7 @@ class NatsSource(Source):
                 verb = b"+ACK" if all(s in FINAL_OK for s in found) else b"+TERM"
                 for reply in held.replies:
                     await nc.publish(reply, verb)
+                self._confirmed = max(self._confirmed, *held.replies.values())
                 with self._lock:
                     self._held.pop(key, None)
                 if verb == b"+TERM":
