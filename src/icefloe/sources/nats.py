@@ -1,40 +1,40 @@
 """A NATS JetStream stream whose messages carry records (`type: nats`).
 
-Messages are micro-batched into objects of this source: `STREAM/<first seq>-<last seq>.ndjson` in
-a spool folder (`path`, default `.icefloe/spool/NAME`; shared storage when workers run on several
-hosts). From there they are ordinary objects: routed, leased, read, committed exactly once, traced.
+Messages are micro-batched into objects of this source: `STREAM/<first seq>-<last seq>.ndjson`
+(`.csv` for CSV payloads) in a spool folder (`path`, default `.icefloe/spool/NAME`; shared
+storage when workers run on several hosts). From there they are ordinary objects: routed,
+leased, read, committed exactly once, traced.
 
 Exactly once, from the message's side:
 - Every message's stream sequence is *claimed* in the ledger for one batch before the batch
-  exists (insert-if-absent, `SourceLedger.claim`): two workers pulling from the one durable
-  consumer, or a redelivery after a crash, can never put a message in two batches.
+  exists (insert-if-absent, `SourceLedger.claim`): two workers on the one durable consumer, or a
+  redelivery after a crash, can never put a message in two batches.
 - A claim is pending (`~KEY~time`) until the batch file is written, then final (`KEY`, swapped
   all or nothing), then the file is renamed into place. A fetcher that dies in between leaves a
   pending claim: after `2 * ack_wait` another worker releases it and batches the messages anew.
-- A message is acknowledged only once every event of its batch is final: committed (or
-  discarded, or unrouted: the batch is durable in the spool and the ledger) -> `ack`; dead ->
-  `term` (the dead-letter queue has the batch; `dlq replay` reads it from the spool).
-  Until then it is kept alive with `in_progress`; a message whose claim is still pending
-  elsewhere goes back with `nak(delay)`.
-- A message that does not parse (`format`) becomes a batch of its own, so it dies alone with
-  its position, and the rest of its fetch commits.
+- A message is acked only once every event of its batch is final: committed (or discarded, or
+  unrouted) -> `ack`; dead -> `term` (the dead-letter queue has the batch, in the spool). Until
+  then `in_progress`; a claim pending elsewhere, or a batch the ledger or spool could not take,
+  goes back with `nak(delay)`.
+- Claims below the consumer's ack floor are pruned under a floor kept in the ledger (`_prune`).
+- A message that does not parse (`nats_payload`) is a batch of its own: it dies alone with its
+  stream, subject, sequence, line and column (`problem`), and the rest of its fetch commits.
 
-Acknowledgements are plain publishes to each message's reply subject, so any connection can send
-them later: `run --once` pulls, processes and confirms on short-lived connections.
+Acks are plain publishes to each message's reply subject, so any connection can send them
+later: `run --once` pulls, processes and confirms on short-lived connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,7 +43,7 @@ from icefloe.config import SourceConfig
 from icefloe.errors import DataError, NotInstalledError
 from icefloe.sources.base import BELOW_FLOOR, Landed, ListPage, ObjectRef, Source, SourceLedger
 from icefloe.sources.folder import FolderSource
-from icefloe.sources.nats_payload import BadPayload, Payload, parse_payload
+from icefloe.sources.nats_payload import BadPayload, Payload, explain, explanation, parse_payload
 
 __all__ = ["NatsSource"]
 
@@ -58,18 +58,6 @@ PRUNE_EVERY = 5.0
 class _Held:
     replies: dict[str, int] = field(default_factory=dict)  # reply subject -> stream sequence
     touched: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Durable:
-    """The consumer as `_observe` asks it, without a subscription (it may not exist: no info)."""
-
-    js: Any
-    stream: str
-    durable: str
-
-    async def consumer_info(self) -> Any:
-        return await self.js.consumer_info(self.stream, self.durable)
 
 
 def _seq_key(seq: int) -> str:
@@ -221,7 +209,7 @@ class NatsSource(Source):
                     taken += len(messages)
                     await self._take(nc, messages, on_change)
                 await self._settle(nc)
-                await self._observe(sub)
+                await self._observe(sub.consumer_info)
                 if not messages and stop is None:
                     return taken
             return taken
@@ -232,17 +220,17 @@ class NatsSource(Source):
     async def _observe_durable(self, nc: Any) -> None:
         """`run --once` prunes as it ends. The server takes acks in on its own time: the ack floor
         may trail the acks just sent by a moment, so it is asked again a few times for them."""
-        durable = _Durable(nc.jetstream(), self.options.stream, self.options.durable)
+        js = nc.jetstream()
         for _ in range(10):
             self._pruned_at = 0.0
-            await self._observe(durable)
+            await self._observe(lambda: js.consumer_info(self.options.stream, self.options.durable))
             if self._floor >= self._confirmed:
                 return
             await asyncio.sleep(0.05)
 
-    async def _observe(self, sub: Any) -> None:
+    async def _observe(self, consumer_info: Callable[[], Awaitable[Any]]) -> None:
         try:
-            info = await sub.consumer_info()
+            info = await consumer_info()
             self.lag, self.ack_pending = info.num_pending, info.num_ack_pending
         except Exception:
             log.debug("consumer info failed", exc_info=True)
@@ -346,7 +334,7 @@ class NatsSource(Source):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             if len(mine) == 1 and isinstance(mine[0][1], BadPayload):
-                self._explain(target, mine[0][0], mine[0][1])
+                explain(target, mine[0][0].subject, int(mine[0][0].metadata.sequence.stream), mine[0][0].data, mine[0][1])
             with open(partial, "wb") as out:
                 first = mine[0][1]
                 if isinstance(first, Payload):
@@ -365,27 +353,10 @@ class NatsSource(Source):
         self._hold(key, [m for m, _ in mine])
         on_change(key, True)
 
-    # -- a message that does not parse: its batch holds its bytes, its sidecar why ---------------
-    @staticmethod
-    def _why_path(target: Path) -> Path:
-        return target.parent / f".{target.name}.why"  # hidden: the spool's listing skips it
-
-    def _explain(self, target: Path, msg: Any, bad: BadPayload) -> None:
-        why = {"subject": msg.subject, "seq": int(msg.metadata.sequence.stream), "line": bad.line, "column": bad.column,
-               "reason": bad.reason, "sha256": hashlib.sha256(msg.data).hexdigest()}  # fmt: skip
-        tmp = target.parent / f".{target.name}.why.tmp"
-        tmp.write_text(json.dumps(why))
-        os.replace(tmp, self._why_path(target))
-
     def problem(self, key: str) -> str | None:
-        """Why the batch at `key` cannot be read, when it is one message that did not parse (and
-        still holds the same bytes: one put right by hand and replayed reads normally)."""
-        target = self.spool.local_path(key)
-        try:
-            why = json.loads(self._why_path(target).read_text())
-            if hashlib.sha256(target.read_bytes()).hexdigest() != why["sha256"]:
-                return None
-        except (OSError, ValueError, KeyError):
+        """Why the batch at `key` cannot be read, when it is one message that did not parse."""
+        why = explanation(self.spool.local_path(key))
+        if why is None:
             return None
         return (f"{self.name}:{key}:{why['line']}:{why['column']}: {why['reason']} (NATS stream {self.options.stream}, "
                 f"subject {why['subject']}, seq {why['seq']}: not valid {self.options.format})")  # fmt: skip

@@ -16,11 +16,15 @@ hand, to name the line and column (the csv module names neither).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["BadPayload", "Payload", "parse_payload"]
+__all__ = ["BadPayload", "Payload", "explain", "explanation", "parse_payload"]
 
 
 class BadPayload(Exception):
@@ -167,3 +171,31 @@ def parse_payload(data: bytes, fmt: str, *, delimiter: str = ",", header: list[s
     if fmt == "csv":
         return _csv(text, delimiter, header)
     return _ndjson(text)
+
+
+# -- a message that did not parse: its batch holds its bytes, a hidden sidecar says why ----------
+def _why_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.why"  # hidden: the spool's listing skips it
+
+
+def explain(target: Path, subject: str, seq: int, data: bytes, bad: BadPayload) -> None:
+    """Before the batch file is in place (a reader must never find it without its reason)."""
+    why = {"subject": subject, "seq": seq, "line": bad.line, "column": bad.column, "reason": bad.reason,
+           "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    tmp = target.parent / f".{target.name}.why.tmp"
+    tmp.write_text(json.dumps(why))
+    os.replace(tmp, _why_path(target))
+
+
+def explanation(target: Path | None) -> dict[str, Any] | None:
+    """The sidecar of the batch at `target`, while the batch still holds the same bytes (one put
+    right by hand and replayed reads normally)."""
+    if target is None:
+        return None
+    try:
+        why: dict[str, Any] = json.loads(_why_path(target).read_text())
+        if hashlib.sha256(target.read_bytes()).hexdigest() != why["sha256"]:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    return why
