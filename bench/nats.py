@@ -33,6 +33,8 @@ import yaml
 from bench.common import PYTHON, ROOT, BenchResult, log, percentile, stop_process, temp_dir
 
 URL = os.environ.get("ICEFLOE_BENCH_NATS", "nats://127.0.0.1:4222")
+# `--commit-wait`: the pipeline's batch.max_wait (the commit window; default: icefloe's own)
+COMMIT_WAIT: str | None = None
 SCHEMA = {"id": "long", "customer": "string", "amount": "double", "pub_ts": "double"}
 
 
@@ -76,7 +78,8 @@ def project(root: Path, stream: str, max_messages: int) -> Path:
     config = {
         "sources": {"bus": {"type": "nats", "nats": {"url": URL, "stream": stream, "max_messages": max_messages, "max_wait": "50ms"}}},
         "routes": [{"source": "bus", "match": "**", "pipeline": "orders"}],
-        "pipelines": {"orders": {"read": {"format": "ndjson", "schema": SCHEMA}, "write": {"table": "bench.nats"}}},
+        "pipelines": {"orders": {"read": {"format": "ndjson", "schema": SCHEMA}, "write": {"table": "bench.nats"},
+                                 **({"batch": {"max_wait": COMMIT_WAIT}} if COMMIT_WAIT else {})}},
         "maintenance": {"enabled": False},
     }
     root.mkdir(parents=True, exist_ok=True)
@@ -246,7 +249,7 @@ def run(quick: bool) -> BenchResult:
     lat_messages, rate = (100, 50.0) if quick else (600, 100.0)
     rounds = 1 if quick else 2
     result = BenchResult(14, f"NATS JetStream -> Iceberg: {messages:,} messages x {records} NDJSON records")
-    log(f"[14] {result.title}; load {_load()}")
+    log(f"[14] {result.title}; load {_load()}; commit window {COMMIT_WAIT or 'default'}")
     total = messages * records
     burst: dict[str, list[dict[str, Any]]] = {"icefloe": [], "peer": []}
     latency: dict[str, list[dict[str, Any]]] = {"icefloe": [], "peer": []}
@@ -298,7 +301,9 @@ def run(quick: bool) -> BenchResult:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--commit-wait", help="the pipeline's batch.max_wait, e.g. 50ms (default: icefloe's 500ms)")
     args = parser.parse_args()
+    COMMIT_WAIT = args.commit_wait
     outcome = run(args.quick)
     for row in outcome.rows:
         print(" | ".join(row.values()))

@@ -258,7 +258,11 @@ class NatsSource(Source):
 
     async def _take(self, nc: Any, messages: builtins.list[Any], on_change: Callable[[str, bool], None]) -> None:
         by_seq = {int(m.metadata.sequence.stream): m for m in messages}
-        claims = self.ledger.stamps([_seq_key(s) for s in by_seq])
+        try:
+            claims = self.ledger.stamps([_seq_key(s) for s in by_seq])
+        except Exception as exc:  # noqa: BLE001 - the ledger is away: NATS keeps them meanwhile
+            await self._back_off(nc, messages, exc)
+            return
         free: builtins.list[Any] = []
         adopt: dict[str, builtins.list[Any]] = {}
         for seq, msg in sorted(by_seq.items()):
