@@ -129,3 +129,30 @@ def test_icefloe_status_shows_lag_and_ack_pending(tmp_path: Path, stream: str, c
     assert (row["lag"], row["ack_pending"]) == (3, 2)
     code, out, err = invoke(capsys, "status", "-p", str(root))
     assert code == 0 and "lag" in out and "ack_pending" in out
+
+
+def test_a_stream_made_again_under_its_name_is_refused_not_taken_for_redeliveries(tmp_path: Path, stream: str) -> None:
+    from icefloe.errors import DataError
+
+    publish(stream, [lines(i) for i in range(5)])
+    root = project_for(tmp_path / "p", stream)
+    with Project(root) as project:
+        project.run(once=True)
+    asyncio.run(admin(lambda js: js.delete_stream(stream)))
+    asyncio.run(admin(lambda js: js.add_stream(name=stream, subjects=[f"{stream.lower()}.>"])))
+    publish(stream, [lines(100), lines(101)])  # seqs 1 and 2 again, below the floor (5)
+    with Project(root) as project, pytest.raises(DataError, match="the stream was made again"):
+        project.run(once=True)
+    with Project(root) as project:
+        assert project.sql("select count(*) as c from web.clicks").to_pylist() == [{"c": 5}]
+
+    async def durable(js: Any) -> bool:
+        from nats.js.errors import NotFoundError
+
+        try:
+            await js.consumer_info(stream, "icefloe")
+            return True
+        except NotFoundError:
+            return False
+
+    assert not asyncio.run(admin(durable))  # never made on the new stream: nothing delivered, nothing acked

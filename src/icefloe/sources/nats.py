@@ -195,6 +195,7 @@ class NatsSource(Source):
                 await self._observe_durable(nc)
                 return 0
             js = nc.jetstream()
+            await self._same_stream(js)
             consumer = ConsumerConfig(durable_name=self.options.durable, ack_policy=AckPolicy.EXPLICIT,
                                       ack_wait=self.options.ack_wait, filter_subject=self.options.subject,
                                       max_ack_pending=100_000)  # fmt: skip
@@ -216,6 +217,19 @@ class NatsSource(Source):
         finally:
             await nc.flush()
             await nc.close()
+
+    async def _same_stream(self, js: Any) -> None:
+        """Refuse a stream that ends below the claims' floor: it was deleted and made again under
+        its name, its sequences started over, and its messages would pass for ones long loaded."""
+        floor = self.ledger.stamps([""]).get("")
+        last = int((await js.stream_info(self.options.stream)).state.last_seq or 0)
+        if floor and int(floor) > last:
+            raise DataError(
+                f"source {self.name!r}: NATS stream {self.options.stream} ends at seq {last}, below seq {int(floor)} "
+                "this project loaded from it: the stream was made again and its sequences started over. Nothing "
+                f"is taken from it until the claims of the old stream are cleared (the ledger's objects rows of "
+                f"source '{self.name}#claims')"
+            )
 
     async def _observe_durable(self, nc: Any) -> None:
         """`run --once` prunes as it ends. The server takes acks in on its own time: the ack floor
