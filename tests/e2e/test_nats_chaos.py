@@ -153,14 +153,18 @@ def test_kills_and_a_deleted_consumer_lose_and_double_nothing(tmp_path: Path, st
             except Exception:  # noqa: BLE001 - the table or the consumer is not there yet
                 return False
 
-        assert wait_for(all_in, timeout=180), f"seed {seed}: not everything committed and acked; see {root}/worker-*.log"
+        assert wait_for(all_in, timeout=180), (
+            f"seed {seed}: not everything committed and acked; see {root}/worker-*.log"
+        )
         time.sleep(6)  # one more prune of the claims (every 5 s) by the workers still running
     finally:
         publisher.stop.set()
         publisher.join(60)
         workers.stop()
     with Project(root) as project:
-        rows = project.sql("select count(*) as c, count(distinct n) as d, min(n) as lo, max(n) as hi from web.clicks").to_pylist()
+        rows = project.sql(
+            "select count(*) as c, count(distinct n) as d, min(n) as lo, max(n) as hi from web.clicks"
+        ).to_pylist()
         assert rows == [{"c": total, "d": total, "lo": 0, "hi": total - 1}], f"seed {seed}"
         events = project.ledger.events()
         assert {e.state for e in events} == {"committed"}, f"seed {seed}"

@@ -58,7 +58,11 @@ def fresh_stream() -> Iterator[str]:
 def project_for(root: Path, stream: str, *, read: dict[str, Any] | None = None, pipeline: dict[str, Any] | None = None,
                 top: dict[str, Any] | None = None, **nats: Any) -> Path:  # fmt: skip
     """`read`, `pipeline` (more of the pipeline: retry...), `top` (catalog...), the rest: `nats:`."""
-    clicks = {"read": read or {"format": "ndjson", "schema": {"n": "long"}}, "write": {"table": "web.clicks"}, **(pipeline or {})}
+    clicks = {
+        "read": read or {"format": "ndjson", "schema": {"n": "long"}},
+        "write": {"table": "web.clicks"},
+        **(pipeline or {}),
+    }
     config = {
         "sources": {"bus": {"type": "nats", "nats": {"url": NATS, "stream": stream, "max_wait": "100ms", **nats}}},
         "routes": [{"source": "bus", "match": "**", "pipeline": "clicks"}],
@@ -68,5 +72,3 @@ def project_for(root: Path, stream: str, *, read: dict[str, Any] | None = None, 
     root.mkdir(parents=True, exist_ok=True)
     (root / "icefloe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root
-
-
