@@ -171,3 +171,6 @@ class _SourceLedgerView:
 
     def swap(self, old: str, new: str, *, count: int | None = None) -> bool:
         return self.runtime.ledger.swap_stamps(self.claims, old, new, count=count)
+
+    def prune(self, upto: str, *, busy: str) -> str | None:
+        return self.runtime.ledger.prune_stamps(self.claims, upto, busy=busy)

@@ -2,73 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from icefloe import Project
-from tests.conftest import require_service
 from tests.helpers import wait_for
+from tests.sources.nats_helpers import NATS, consumer, lines, project_for, publish
 
 pytestmark = pytest.mark.service
-NATS = "nats://127.0.0.1:4222"
-
-
-async def _admin(fn: Any) -> Any:
-    import nats
-
-    nc = await nats.connect(NATS)
-    try:
-        return await fn(nc.jetstream())
-    finally:
-        await nc.close()
-
-
-def publish(stream: str, bodies: list[bytes]) -> None:
-    async def go(js: Any) -> None:
-        for body in bodies:
-            await js.publish(f"{stream.lower()}.in", body)
-
-    asyncio.run(_admin(go))
-
-
-def consumer(stream: str, durable: str = "icefloe") -> tuple[int, int]:
-    async def go(js: Any) -> tuple[int, int]:
-        info = await js.consumer_info(stream, durable)
-        return info.num_pending, info.num_ack_pending
-
-    return asyncio.run(_admin(go))
-
-
-@pytest.fixture
-def stream() -> Iterator[str]:
-    require_service("127.0.0.1", 4222, "NATS")
-    name = f"REC{uuid.uuid4().hex[:8].upper()}"
-    asyncio.run(_admin(lambda js: js.add_stream(name=name, subjects=[f"{name.lower()}.>"])))
-    yield name
-    asyncio.run(_admin(lambda js: js.delete_stream(name)))
-
-
-def project_for(root: Path, stream: str, **nats: Any) -> Path:
-    config = {
-        "sources": {"bus": {"type": "nats", "nats": {"url": NATS, "stream": stream, "max_wait": "100ms", **nats}}},
-        "routes": [{"source": "bus", "match": "**", "pipeline": "clicks"}],
-        "pipelines": {"clicks": {"read": {"format": "ndjson", "schema": {"n": "long"}}, "write": {"table": "web.clicks"}}},
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "icefloe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return root
-
-
-def lines(*ns: int) -> bytes:
-    return b"".join(json.dumps({"n": n, "page": f"p{n}"}).encode() + b"\n" for n in ns)
 
 
 def test_run_once_commits_every_message_once_and_acks_them(tmp_path: Path, stream: str) -> None:
@@ -147,7 +91,7 @@ def test_a_running_worker_commits_then_acks(tmp_path: Path, stream: str) -> None
             def loaded() -> bool:
                 try:
                     return project.sql("select count(*) as c from web.clicks").to_pylist() == [{"c": 3}]
-                except Exception:
+                except Exception:  # noqa: BLE001 - the table is not there yet
                     return False
 
             assert wait_for(loaded, timeout=30)

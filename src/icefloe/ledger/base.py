@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from icefloe.sources.base import BELOW_FLOOR  # what `claim_stamps` answers below a floor
+
 __all__ = [
     "State",
     "STATES",
@@ -53,6 +55,7 @@ __all__ = [
     "event_id",
     "owner_id",
     "local_owner_alive",
+    "BELOW_FLOOR",
 ]
 
 State = Literal["landed", "queued", "running", "retrying", "committed", "dead", "discarded", "unrouted"]
@@ -473,12 +476,20 @@ class Ledger(ABC):
     @abstractmethod
     def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
         """Set `stamp` on each key that has none (or an empty one), atomically; returns every
-        key's stamp after: a key showing another stamp was claimed first by someone else."""
+        key's stamp after: a key showing another stamp was claimed first by someone else.
+        A key at or below the source's floor is never claimed again: it shows BELOW_FLOOR."""
 
     @abstractmethod
     def swap_stamps(self, source: str, old: str, new: str, *, count: int | None = None) -> bool:
         """Every stamp `old` of `source` becomes `new` in one transaction; with `count`, only if
         exactly that many change (else nothing does and the answer is False)."""
+
+    @abstractmethod
+    def prune_stamps(self, source: str, upto: str, *, busy: str) -> str | None:
+        """Raise the source's floor to `upto` and delete the stamps of keys at or below it, in
+        one transaction with every claim (so a claim racing the prune sees the key's stamp or the
+        floor, never neither). The floor stops below the first key whose stamp is empty or starts
+        with `busy` (a claim in flight), and never falls. Returns the floor."""
 
     @abstractmethod
     def start_job(self, kind: str, target: str, owner: str, *, stale_after: float) -> Job | None:

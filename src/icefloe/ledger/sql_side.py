@@ -15,7 +15,7 @@ from typing import Any
 
 from icefloe.errors import IcefloeError, LedgerUnavailableError
 from icefloe.ledger import migrations
-from icefloe.ledger.base import Event, Job, JobState, Ledger, Step, WorkerInfo
+from icefloe.ledger.base import BELOW_FLOOR, Event, Job, JobState, Ledger, Step, WorkerInfo
 from icefloe.ledger.dialect import DB, Dialect
 
 __all__ = ["COLUMNS", "SELECT", "SqlBase", "event_row"]
@@ -211,8 +211,17 @@ class SqlBase(Ledger):
                 (f"{source}#listing", after or ""),
             )
 
+    def _floor(self, db: DB, source: str) -> str:
+        """The source's floor (a row of its own, key ''), locked: claims and prunes take turns.
+        The row is made first, so there is always one to lock (PostgreSQL locks no absent row)."""
+        db.execute("INSERT INTO objects (source, key, stamp) VALUES (?, '', '') ON CONFLICT(source, key) DO NOTHING", (source,))
+        return str(db.execute(f"SELECT stamp FROM objects WHERE source=? AND key=''{self.dialect.row_lock}", (source,)).fetchone()[0])
+
     def claim_stamps(self, source: str, keys: list[str], stamp: str) -> dict[str, str]:
         with self._tx() as db:
+            floor = self._floor(db, source)
+            below = {key for key in keys if floor and key <= floor}
+            keys = [key for key in keys if key and key not in below]
             # insert-if-absent (or if released to ''), then read back: two claimants racing on
             # one key both see the one that got there first
             for start in range(0, len(keys), 500):
@@ -228,7 +237,27 @@ class SqlBase(Ledger):
                 marks = ", ".join("?" * len(chunk))
                 rows = db.execute(f"SELECT key, stamp FROM objects WHERE source=? AND key IN ({marks})", (source, *chunk)).fetchall()
                 found.update((key, value) for key, value in rows)
+        found.update(dict.fromkeys(below, BELOW_FLOOR))
         return found
+
+    def prune_stamps(self, source: str, upto: str, *, busy: str) -> str | None:
+        with self._tx() as db:
+            floor = self._floor(db, source)
+            if floor and upto <= floor:
+                return floor
+            first_busy = db.execute(
+                "SELECT min(key) FROM objects WHERE source=? AND key > ? AND key <= ? AND (stamp='' OR substr(stamp, 1, ?)=?)",
+                (source, floor, upto, len(busy), busy),
+            ).fetchone()[0]
+            if first_busy is not None:
+                # the floor stops at the last claim before it (claims are the keys seen, in order)
+                upto = db.execute("SELECT max(key) FROM objects WHERE source=? AND key > ? AND key < ?",
+                                  (source, floor, first_busy)).fetchone()[0]  # fmt: skip
+                if upto is None:
+                    return floor or None
+            db.execute("DELETE FROM objects WHERE source=? AND key > '' AND key <= ?", (source, upto))
+            db.execute("UPDATE objects SET stamp=? WHERE source=? AND key=''", (upto, source))
+            return upto
 
     def swap_stamps(self, source: str, old: str, new: str, *, count: int | None = None) -> bool:
         try:

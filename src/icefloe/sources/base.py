@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 if TYPE_CHECKING:
     from icefloe.sources.upload import Upload
 
-__all__ = ["Landed", "ListPage", "ObjectRef", "Source", "SourceLedger", "check_key", "iter_refs"]
+__all__ = ["BELOW_FLOOR", "Landed", "ListPage", "ObjectRef", "Source", "SourceLedger", "check_key", "iter_refs"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ def check_key(source: str, key: str) -> str:
     return key
 
 
+# a claim's answer for a key at or below the floor of its claims (`SourceLedger.prune`): that
+# key was claimed, committed and confirmed upstream, and its claim pruned since
+BELOW_FLOOR = "<floor>"
+
+
 class SourceLedger(Protocol):
     """What a source that must confirm upstream sees of the ledger: a queue acknowledges its
     messages once the events made of them are final, and claims message numbers for a batch so
@@ -79,6 +84,11 @@ class SourceLedger(Protocol):
     def claim(self, keys: list[str], stamp: str) -> dict[str, str]: ...
 
     def swap(self, old: str, new: str, *, count: int | None = None) -> bool: ...
+
+    def prune(self, upto: str, *, busy: str) -> str | None:
+        """Forget the claims of keys up to `upto` (all confirmed upstream), stopping below one
+        still in flight (stamp starting with `busy`); later claims on them answer BELOW_FLOOR."""
+        ...
 
 
 class Source(ABC):
@@ -124,6 +134,11 @@ class Source(ABC):
         """What `status` shows of the upstream (a queue's consumer lag and unacknowledged
         messages); a store has nothing beyond its objects."""
         return {}
+
+    def problem(self, key: str) -> str | None:
+        """Why the object cannot be read, when the source already knows (a queue message that
+        did not parse, with its position): the reader never sees it, the event dies with this."""
+        return None
 
     def attach(self, ledger: SourceLedger) -> None:
         """Given the ledger's view by the runtime; only sources that confirm upstream use it."""

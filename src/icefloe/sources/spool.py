@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from icefloe.errors import DataError
 from icefloe.sources.base import Source, check_key
 
 __all__ = ["readable_path"]
@@ -17,6 +18,9 @@ __all__ = ["readable_path"]
 @contextmanager
 def readable_path(source: Source, key: str, stamp: str | None = None) -> Iterator[Path]:
     """`stamp`: copy the bytes of that version only (`Source.open_version`), where the backend can."""
+    problem = source.problem(key)
+    if problem:
+        raise DataError(problem)
     local = source.local_path(key)
     if local is not None:
         yield local
