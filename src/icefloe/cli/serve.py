@@ -40,7 +40,7 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
         thread = _start_worker(project, stop) if worker else None
         try:
             uvicorn.run(create_app(project), host=host or settings.host, port=settings.port if port is None else port,
-                        log_level="warning")  # fmt: skip
+                        log_level="warning", access_log=False)  # fmt: skip
         finally:
             # uvicorn returns on SIGINT/SIGTERM; the worker flushes what it buffered and signs off
             stop.set()
