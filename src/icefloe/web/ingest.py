@@ -247,10 +247,7 @@ class Ingestor:
         else:
             name = uuid.uuid4().hex
         key = f"{self.settings.records_prefix}/{pipeline}/{name[:2]}/{name}.ndjson"
-        with source.upload() as upload:
-            upload.write(batch.data)
-            landed = upload.commit(key)
-        return self._record(landed, [pipeline], traceparent, then)
+        return self._record(source.create(key, batch.data), [pipeline], traceparent, then)
 
     def _record(
         self, landed: Landed, pipelines: list[str], traceparent: str | None = None, then: Callable[[list[Event]], None] | None = None
