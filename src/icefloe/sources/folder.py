@@ -178,7 +178,7 @@ class FolderSource(Source):
         made = [d for d in (target.parent, *target.parent.parents) if d.is_relative_to(self.root) and not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as an upload's mkstemp
         except FileExistsError:
             return super().create(key, data)
         try:
