@@ -233,7 +233,8 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
     finally:
         stop_process(peer, 30)
     peer_s = _summary(peer_run)
-    log(f"  peer: {peer_s['rate']:.0f} req/s, p50 {peer_s['p50']:.1f} ms, p99 {peer_s['p99']:.1f} ms, {peer_run['statuses']}")
+    loads = {"peer": _loadavg()}
+    log(f"  peer (load {loads['peer']:.1f}): {peer_s['rate']:.0f} req/s, p50 {peer_s['p50']:.1f} ms, p99 {peer_s['p99']:.1f} ms, {peer_run['statuses']}")
 
     root = _project(temp_dir("http-"), port := _free_port())
     server = _start(["-m", "icefloe", "serve", "-p", str(root)], port, root, "serve")
@@ -243,16 +244,20 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
         log(f"  warm-up (table creation): {warm['statuses']} in {warm['latencies'][0]:.0f} ms")
         accepted = asyncio.run(_load(port, "/v1/records/orders", bodies[:n202], rate))
         s202 = _summary(accepted)
-        log(f"  202 phase: {s202['rate']:.0f} req/s, p50 {s202['p50']:.1f} ms, p99 {s202['p99']:.1f} ms, {accepted['statuses']}")
+        loads["202"] = _loadavg()
+        log(f"  202 phase (load {loads['202']:.1f}): {s202['rate']:.0f} req/s, p50 {s202['p50']:.1f} ms, p99 {s202['p99']:.1f} ms, {accepted['statuses']}")
         drained = _drain(root)
         log(f"  the worker committed the 202 phase's backlog {drained:.1f} s after its last answer")
         committed = asyncio.run(_load(port, "/v1/records/orders?wait=commit", bodies[n202:], commit_rate))
         scommit = _summary(committed)
-        log(f"  commit phase: {scommit['rate']:.0f} req/s, p50 {scommit['p50']:.0f} ms, p99 {scommit['p99']:.0f} ms, {committed['statuses']}")
+        loads["commit"] = _loadavg()
+        log(f"  commit phase (load {loads['commit']:.1f}): {scommit['rate']:.0f} req/s, p50 {scommit['p50']:.0f} ms, p99 {scommit['p99']:.0f} ms, {committed['statuses']}")
     finally:
         stop_process(server, 60)
     check = _verify(root, len(bodies) + 1)
     log(f"  verified: {check}")
+    grouped = _group_line(root / "serve.log")
+    log(f"  group commit: {grouped}")
 
     # the API alone: `serve --no-worker` takes the same 202 phase with no commits beside it; a
     # worker process (`icefloe run`) starts only afterwards and commits the backlog
@@ -262,7 +267,8 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
     try:
         split = asyncio.run(_load(port, "/v1/records/orders", bodies[:n202], rate))
         ssplit = _summary(split)
-        log(f"  API-alone 202 phase: {ssplit['rate']:.0f} req/s, p50 {ssplit['p50']:.1f} ms, p99 {ssplit['p99']:.1f} ms, {split['statuses']}")
+        loads["split"] = _loadavg()
+        log(f"  API-alone 202 phase (load {loads['split']:.1f}): {ssplit['rate']:.0f} req/s, p50 {ssplit['p50']:.1f} ms, p99 {ssplit['p99']:.1f} ms, {split['statuses']}")
         worker = _start_worker(split_root)
         split_drained = _drain(split_root)
     finally:
@@ -295,6 +301,9 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
     result.row("API alone: answers; rows committed after / distinct / sent",
                f"{_statuses(split['statuses'])}; {split_check['rows']:,} / {split_check['distinct']:,} / {split_check['expected']:,}",
                f"worker took {split_drained:.1f} s", ok=split_whole and split["statuses"] == {202: n202})  # fmt: skip
+    result.row("ledger commits shared by the API's landings (whole run)", grouped)
+    result.row("1-min load average after the peer / 202 / commit / API-alone phases",
+               " / ".join(f"{loads[k]:.1f}" for k in ("peer", "202", "commit", "split")))
     result.row("events by state", ", ".join(f"{k} {v}" for k, v in sorted(check["states"].items())))
     result.notes += [
         ("The machine's 2 cores are shared with other helpers' work while this runs: the load generator, the server "
@@ -312,11 +321,24 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
         (f"Verified afterwards: count(*) and count(DISTINCT order_id) over the table against {len(bodies) + 1:,} "
         "requests x 1,000 rows (the warm-up included): nothing lost, nothing doubled."),
     ]
-    result.data = {"split": ssplit, "split_check": split_check, "drain_seconds": drained, "peer": peer_s, "accepted": s202, "committed": scommit, "check": check,
+    result.data = {"loads": loads, "split": ssplit, "split_check": split_check, "drain_seconds": drained, "peer": peer_s, "accepted": s202, "committed": scommit, "check": check,
                    "samples_202_ms": [round(v, 2) for v in accepted["latencies"]]}  # fmt: skip
     if keep:
         log(f"  kept {root} and {peer_dir}")
     return result
+
+
+def _group_line(log_path: Path) -> str:
+    """What `icefloe serve` logs on exit: how many landings shared each ledger commit."""
+    found = [line for line in log_path.read_text(errors="replace").splitlines() if "landings in" in line and "ledger commits" in line]
+    return found[-1].split("ingest API: ", 1)[-1] if found else "(not logged)"
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
 
 
 def _statuses(counts: dict[int, int]) -> str:
@@ -334,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="requests/s in the 202 phase")
     parser.add_argument("--commit-rate", type=float, default=20.0, help="requests/s in the ?wait=commit phase")
     parser.add_argument("--commit-seconds", type=float, default=20)
+    parser.add_argument("--quick", action="store_true", help="5 s at --rate, then 5 s of ?wait=commit (the lead's quiet-machine rerun)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--peer-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -342,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.__main__ import print_results
 
-    result = bench(args.seconds, args.rate, args.commit_rate, args.commit_seconds, keep=args.keep)
+    seconds, commit_seconds = (5.0, 5.0) if args.quick else (args.seconds, args.commit_seconds)
+    result = bench(seconds, args.rate, args.commit_rate, commit_seconds, keep=args.keep)
     print_results([result])
     (ROOT / ".bench").mkdir(exist_ok=True)
     (ROOT / ".bench" / "http.json").write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+import pytest
 
 from icefloe.config import SourceConfig
 from icefloe.sources.folder import FolderSource
@@ -46,3 +49,37 @@ def test_a_backend_without_its_own_upload_spools_and_puts(tmp_path: Path) -> Non
     with source.open("k.bin") as fh:
         assert fh.read() == b"x" * 10
     assert landed.key == "k.bin" and not spool.exists()
+
+
+def test_create_writes_a_new_key_in_place_and_replaces_an_existing_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = FolderSource("landing", SourceConfig(path="landing"), tmp_path)
+    renames: list[str] = []
+    real = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        renames.append(str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    landed = source.create(".recs/ab/x.ndjson", b'{"a": 1}\n')
+    assert renames == []  # a new key: no rename for the watch to pair up
+    # a crash midway through an earlier attempt left part of it: the retry replaces it whole
+    (source.root / ".recs/ab/y.ndjson").write_bytes(b'{"a"')
+    again = source.create(".recs/ab/y.ndjson", b'{"a": 2}\n')
+    assert len(renames) == 1
+    assert (source.root / ".recs/ab/x.ndjson").read_bytes() == b'{"a": 1}\n'
+    assert (source.root / ".recs/ab/y.ndjson").read_bytes() == b'{"a": 2}\n'
+    assert landed.content_hash == hashlib.sha256(b'{"a": 1}\n').hexdigest() and landed.size == 9
+    ref = source.head(".recs/ab/y.ndjson")
+    assert ref is not None and again.stamp == ref.version
+    assert _files(source.root) == [".recs/ab/x.ndjson", ".recs/ab/y.ndjson"]
+
+
+def test_create_on_a_backend_without_its_own_lands_by_upload(tmp_path: Path) -> None:
+    source = MemorySource("mem")
+    landed = source.create("k.bin", b"x" * 3)
+    with source.open("k.bin") as fh:
+        assert fh.read() == b"xxx"
+    assert landed.content_hash == hashlib.sha256(b"xxx").hexdigest()

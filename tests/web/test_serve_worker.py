@@ -45,3 +45,43 @@ def test_no_worker_leaves_the_commit_to_another_host(tmp_path: Path, monkeypatch
     # accepted and durable, not committed: 202 with where the event is
     assert answers[0].status_code == 202 and answers[0].json()["committed"] is False
     assert answers[0].json()["events"][0]["state"] == "queued"
+
+
+def test_sigterm_stops_serve_cleanly_through_its_worker_shutdown(tmp_path: Path) -> None:
+    # uvicorn raises SIGTERM again after its own shutdown: that must not end the process before
+    # serve stops its worker and says how its landings shared ledger commits
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = api_project(tmp_path / "p")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICEFLOE__")}
+    proc = subprocess.Popen([sys.executable, "-m", "icefloe", "serve", "-p", str(root), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.1)
+        post = urllib.request.Request(f"http://127.0.0.1:{port}/v1/records/clicks", data=NDJSON, headers=bearer(), method="POST")
+        with urllib.request.urlopen(post, timeout=30) as answer:
+            assert answer.status == 202
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert b"ingest API: 1 landings in 1 ledger commits" in out

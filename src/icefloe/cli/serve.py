@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import click
@@ -12,6 +13,8 @@ from icefloe.errors import ConfigError
 from icefloe.project import Project
 
 __all__ = ["COMMANDS"]
+
+log = logging.getLogger("icefloe.serve")
 
 
 @click.command("serve")
@@ -38,14 +41,30 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
     with project:
         stop = threading.Event()
         thread = _start_worker(project, stop) if worker else None
+        app = create_app(project)
+        # uvicorn shuts down on SIGTERM, then raises the signal again once it has put the handler
+        # it found back: with the default one that ended the process there, before the worker
+        # below was stopped; this one makes it a clean exit through the `finally`
+        previous = signal.signal(signal.SIGTERM, _exit) if threading.current_thread() is threading.main_thread() else None
         try:
-            uvicorn.run(create_app(project), host=host or settings.host, port=settings.port if port is None else port,
-                        log_level="warning")  # fmt: skip
+            uvicorn.run(app, host=host or settings.host, port=settings.port if port is None else port,
+                        log_level="warning", access_log=False)  # fmt: skip
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends it at once
+            ingestor = getattr(app.state, "ingestor", None)
+            if ingestor is not None and ingestor.group.batches:
+                group = ingestor.group
+                log.info("ingest API: %d landings in %d ledger commits (%.1f a commit, at most %d)",
+                         group.landings, group.batches, group.landings / group.batches, group.largest)  # fmt: skip
             # uvicorn returns on SIGINT/SIGTERM; the worker flushes what it buffered and signs off
             stop.set()
             if thread is not None:
                 thread.join()
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _start_worker(project: Project, stop: threading.Event) -> threading.Thread:

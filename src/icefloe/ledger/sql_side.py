@@ -56,6 +56,8 @@ class SqlBase(Ledger):
         self._db: DB | None = None
         self._closed = False
         self._last_landed = 0.0
+        # > 0 while `transaction()` holds one open: the `_tx` of the calls made inside join it
+        self._depth = 0
         with self._tx() as db:
             if upgrade:
                 migrations.apply(db, self.dialect)
@@ -98,8 +100,26 @@ class SqlBase(Ledger):
         return self._db
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around every ledger call made inside it (in this thread): they commit
+        together, or none of them does if anything raises. The HTTP API's group commit lands the
+        events of many requests, their object stamps and idempotency answers this way: one
+        commit, so on SQLite one WAL fsync, for all of them."""
+        with self._tx():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    @contextmanager
     def _tx(self) -> Iterator[DB]:
         with self._lock:
+            if self._depth:
+                # inside `transaction()`, which this thread holds (the lock is ours): join it; an
+                # error propagates to it, and it rolls everything back
+                yield self._connection()
+                return
             db = self._connection()
             try:
                 db.execute(self.begin)

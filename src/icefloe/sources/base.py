@@ -166,6 +166,13 @@ class Source(ABC):
 
         return SpooledUpload(self)
 
+    def create(self, key: str, data: bytes) -> Landed:
+        """`data` at `key`, durable when this returns, like an upload committed there. For a
+        key that is new (the API's records): a backend may write it in place, with no rename."""
+        with self.upload() as upload:
+            upload.write(data)
+            return upload.commit(key)
+
     @abstractmethod
     def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
         """Call on_change(key, complete) when an object may have landed; returns a stop function.

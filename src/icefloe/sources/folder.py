@@ -169,6 +169,32 @@ class FolderSource(Source):
     def upload(self) -> _FolderUpload:
         return _FolderUpload(self)
 
+    def create(self, key: str, data: bytes) -> Landed:
+        # written in place when the key is new: a rename inside the watched tree costs the
+        # watch (watchdog pairs every move's two halves in Python, by a linear search) more than
+        # the write; a crash midway leaves a file no event names, like an upload's .part. A key
+        # that exists (a retried Idempotency-Key's name) is replaced whole, by the upload.
+        target = self._path(key)
+        made = [d for d in (target.parent, *target.parent.parents) if d.is_relative_to(self.root) and not d.exists()]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as an upload's mkstemp
+        except FileExistsError:
+            return super().create(key, data)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        for folder in [target.parent, *(d.parent for d in made)]:
+            fsync_dir(folder)
+        ref = self.head(key)
+        assert ref is not None
+        return Landed(self.name, key, target.resolve().as_uri(), len(data), hashlib.sha256(data).hexdigest(), ref.version)
+
     def watch(self, on_change: Callable[[str, bool], None]) -> Callable[[], None]:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer

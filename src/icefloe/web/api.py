@@ -30,7 +30,7 @@ from icefloe.errors import ConfigError, DataError, LedgerUnavailableError, NotFo
 from icefloe.ledger import Event
 from icefloe.sources.base import check_key
 from icefloe.web.auth import Principal, authenticate, require
-from icefloe.web.ingest import Ingestor, WrongFormatError
+from icefloe.web.ingest import Ingestor, RecordBatch, WrongFormatError
 from icefloe.web.openapi import openapi_document
 
 __all__ = ["ROUTES", "ingestor"]
@@ -61,6 +61,8 @@ class _Accepted:
 
     body: dict[str, Any]
     body_hash: str
+    # the Idempotency-Key's answer was stored in the landing's own transaction
+    finished: bool = False
 
 
 # -- request bodies ----------------------------------------------------------------------------
@@ -133,8 +135,9 @@ async def _idempotent(
     except BaseException:
         await _run(store.release, principal.name, key)  # nothing was accepted: a retry may go ahead
         raise
-    fingerprint = _fingerprint(request, accepted.body_hash)
-    await _run(store.finish, principal.name, key, fingerprint, 202, json.dumps(accepted.body))
+    if not accepted.finished:
+        fingerprint = _fingerprint(request, accepted.body_hash)
+        await _run(store.finish, principal.name, key, fingerprint, 202, json.dumps(accepted.body))
     return await _answer(request, ing, accepted.body)
 
 
@@ -241,14 +244,25 @@ async def post_records(request: Request) -> Response:
     async def land(idempotency: str | None) -> _Accepted:
         raw = await _body(request, limit)
         scope = f"{principal.name}\0{idempotency}" if idempotency else None
+        finish: Callable[[RecordBatch, list[Event]], None] | None = None
+        if idempotency:
+            fingerprint, key, store = _fingerprint(request, hashlib.sha256(raw).hexdigest()), idempotency, ing.idempotency
+
+            def store_answer(batch: RecordBatch, events: list[Event]) -> None:
+                # in the landing's transaction: the answer a retry gets commits with the event
+                store.finish(principal.name, key, fingerprint, 202, json.dumps(_records_body(pipeline, batch, events)))
+
+            finish = store_answer
         batch, events = await _run(
-            ing.accept_records, pipeline, raw, request.headers.get("content-type", ""), scope, _traceparent(request)
+            ing.accept_records, pipeline, raw, request.headers.get("content-type", ""), scope, _traceparent(request), finish
         )
-        body = {"pipeline": pipeline, "rows": batch.rows, "events": [_event_summary(e) for e in events]}
-        # the fingerprint's hash only when a key will store it (a hash of the body costs a copy's time)
-        return _Accepted(body, hashlib.sha256(raw).hexdigest() if idempotency else "")
+        return _Accepted(_records_body(pipeline, batch, events), "", finished=finish is not None)
 
     return await _idempotent(request, principal, ing, limit, land)
+
+
+def _records_body(pipeline: str, batch: RecordBatch, events: list[Event]) -> dict[str, Any]:
+    return {"pipeline": pipeline, "rows": batch.rows, "events": [_event_summary(e) for e in events]}
 
 
 @_errors
