@@ -175,6 +175,24 @@ def test_broken_input_fails_with_the_lxml_engines_message_and_position(tmp_path,
     assert errors[1][1] is not None, errors[1]
 
 
+@pytest.mark.parametrize("mode", [IN_PROCESS, PARALLEL], ids=["in-process", "parallel"])
+def test_a_bad_value_deep_in_a_file_is_placed_at_its_records_line_under_both_engines(tmp_path, mode):
+    # the block-by-block line count (every block's newlines, records and gaps between them) must
+    # add up: a record near the end of a ~100-block file, after gaps holding newlines of their own
+    path = tmp_path / "apc.xml"
+    write_daily(path, 300, seed=7)
+    text = path.read_bytes()
+    start = text.index(b"<case-file>", len(text) - 9000)
+    status = text.index(b"<status-code>", start) + len(b"<status-code>")
+    path.write_bytes(text[:status] + b"x" + text[status:])
+    line = text.count(b"\n", 0, start) + 1
+    column = start - text.rfind(b"\n", 0, start)
+    for engine in ("lxml", "xml2arrow"):
+        with pytest.raises(DataError, match="cannot convert") as info:
+            read(path, {**SIX, **mode}, engine)
+        assert (info.value.line, info.value.column) == (line, column), engine
+
+
 # --- the pinned version --------------------------------------------------------------------------
 
 

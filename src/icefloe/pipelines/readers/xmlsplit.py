@@ -25,9 +25,10 @@ from lxml import etree
 
 from icefloe.errors import DataError
 from icefloe.pipelines.readers.xmlbuild import BlockBuilder, header_values
+from icefloe.pipelines.readers.xmlfast import has_markup
 from icefloe.pipelines.readers.xmlpool import Runner
 from icefloe.pipelines.readers.xmlspec import XmlSpec
-from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, has_markup, last_record_start
+from icefloe.pipelines.readers.xmlwork import PARSER_OPTIONS, last_record_start
 
 __all__ = ["read_document"]
 
@@ -98,7 +99,7 @@ def read_document(
             block, carry, final = carry, b"", True
         else:
             buf = carry + data
-            markup = has_markup(buf)  # the block, a part of buf, is scanned for it once, here
+            markup = has_markup(buf)  # the block, a part of buf, is scanned for it once, here (RE2)
             cut = last_record_start(buf, record, since=max(1, len(carry) - len(record) - 2), markup=markup)
             if cut is None:  # one record larger than a chunk: the block grows
                 carry = buf
@@ -139,7 +140,7 @@ class _Group:
         self.firsts.append(self.rows)
         self.places.append(place)
         self.rows += n
-        self.size += len(text) if separators is not None else sum(b.nbytes for b in text.values())
+        self.size += len(text) if separators is not None else sum(b.get_total_buffer_size() for b in text.values())  # (nbytes walks every array: slow)
         self.held += held
         if self.size >= self.TEXT_BYTES or self.held >= self.HELD_BYTES:
             yield from self.flush()

@@ -187,10 +187,11 @@ class Extractor:
         markup = has_markup(block) if markup is None else markup  # the splitter may know it
         quick = None if markup else _quick_spans(block, self.record)
         spans, problem = (quick, None) if quick is not None else find_spans(block, self.record, final, markup)
+        newlines = None
         if quick is None:
             lines, cols, skeleton = _layout(block, spans)
         else:
-            lines, cols, whole = _quick_layout(block, spans, self.lazy)
+            lines, cols, whole, newlines = _quick_layout(block, spans, self.lazy)
             skeleton = [whole]
         if problem is not None:
             kind, offset, opened = problem
@@ -203,11 +204,13 @@ class Extractor:
             before = _skeleton_until(block, spans, skeleton, len(spans), min(offset, opened))
             return "error", message, *_position(block, offset), before
         newline = block.rfind(b"\n")
-        newlines = block.count(b"\n")
+        if newlines is None:
+            newlines = block.count(b"\n")
         tail = _chars(block[newline + 1 :])
         if not spans:
             return "ok", b"", ("", ""), 0, lines, cols, newlines, tail, b"".join(skeleton)
-        document = b"".join([self.wrapper, *(block[s:e] for s, e in spans), b"</w>"])
+        view = memoryview(block)  # slices of a view are not copies: join copies each record once
+        document = b"".join([self.wrapper, *(view[s:e] for s, e in spans), b"</w>"])
         if self.fast is not None and not markup:
             tables = self.fast.parse(document, len(spans))
             if tables is not None:
@@ -306,25 +309,29 @@ class _Column:
         return len(self.positions.block)
 
 
-def _quick_layout(block: bytes, spans: list[tuple[int, int]], lazy: bool = False) -> tuple[Any, Any, bytes]:
+def _quick_layout(block: bytes, spans: list[tuple[int, int]], lazy: bool = False) -> tuple[Any, Any, bytes, int]:
     """`_layout` in fewer Python steps: the same lines and columns (`Positions` views if `lazy`),
-    and a skeleton in which each run of records separated by whitespace only is one placeholder."""
+    a skeleton in which each run of records separated by whitespace only is one placeholder, and
+    the block's newline count (the runs' counts plus the gaps': one pass over the block, not two)."""
     positions = Positions(block, [s for s, _ in spans])
     lines, cols = (positions.lines, positions.cols) if lazy else positions.get()
     gaps = [block[e:s] for (_, e), (s, _) in pairwise(spans)]
     ends = [i for i, gap in enumerate(gaps) if gap.translate(None, b" \t\r\n")]  # runs end there
     parts = [block[: spans[0][0]]]
+    newlines = parts[0].count(b"\n")
     run = 0
     for i in [*ends, len(spans) - 1]:
         first, last = spans[run][0], spans[i][1]
         inner = block.count(b"\n", first, last)
+        newlines += inner
         if inner:
             parts.append(b"<r/>" + b"\n" * inner + b" " * _chars(block[block.rfind(b"\n", first, last) + 1 : last]))
         else:
             parts.append(b"<r/>" + b" " * (_chars(block[first:last]) - 4))
         parts.append(gaps[i] if i < len(gaps) else block[last:])
+        newlines += parts[-1].count(b"\n")
         run = i + 1
-    return lines, cols, b"".join(parts)
+    return lines, cols, b"".join(parts), newlines
 
 
 def _layout(block: bytes, spans: list[tuple[int, int]]) -> tuple[list[int], list[int], list[bytes]]:
