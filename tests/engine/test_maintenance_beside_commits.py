@@ -90,11 +90,11 @@ def test_maintenance_racing_commits_leaves_the_rows_a_serial_run_leaves(tmp_path
     engine.drain()
 
     conflicts: list[int] = []
-    still_valid = maintain_compact._still_valid
+    recheck = maintain_compact._recheck
 
     def counted(*args: Any) -> Any:
         conflicts.append(1)
-        return still_valid(*args)
+        return recheck(*args)
 
     commits = _Commits()
 
@@ -102,7 +102,7 @@ def test_maintenance_racing_commits_leaves_the_rows_a_serial_run_leaves(tmp_path
         if attempt == 0:  # every compaction's plan is overtaken by a commit before it commits
             commits.wait_for_next()
 
-    monkeypatch.setattr(maintain_compact, "_still_valid", counted)
+    monkeypatch.setattr(maintain_compact, "_recheck", counted)
     monkeypatch.setattr(maintain_compact, "_before_commit", before_commit)
     project = _project(tmp_path / "racing", mode, EAGER)
     engine = project.engine()
