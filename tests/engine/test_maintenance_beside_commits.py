@@ -1,4 +1,4 @@
-"""Maintenance on its own thread, racing the committer on the same table: no commit waits for it,
+"""Maintenance on its own thread (`process: false`; the maintenance process: test_maintenance_process.py), racing the committer on the same table: no commit waits for it,
 and no row is lost, doubled or brought back, whatever the write mode."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from icefloe.upkeep import JOB_KIND
 from tests.helpers import ORDERS, csv_file, make_project, wait_for
 
 # a run after every commit, compacting any two small files and expiring all but the newest commit
-EAGER = {"every_commits": 1, "keep_snapshots": 1, "compact_min_files": 2, "target_file_bytes": "1MB"}
+EAGER = {"process": False, "every_commits": 1, "keep_snapshots": 1, "compact_min_files": 2, "target_file_bytes": "1MB"}
 MODES = ["append", "overwrite", "upsert", "replace_source"]
 
 
