@@ -323,6 +323,8 @@ class MaintenanceConfig(_Model):
             _table_name(table)
             if "tables" in override:
                 raise ValueError(f"tables.{table}: overrides cannot nest tables")
+            if "process" in override:  # one maintenance process per worker, for all its tables
+                raise ValueError(f"tables.{table}: process is set for all tables, not per table")
             MaintenanceConfig.model_validate(override)
         return value
 

@@ -67,6 +67,7 @@ def usable(runtime: Runtime) -> bool:
     config = runtime.config
     return (
         os.name == "posix"
+        and bool(sys.executable)  # an embedding program may have no interpreter to start
         and config.maintenance.process
         and runtime.from_config
         and not shares_one_database(runtime)
