@@ -260,7 +260,8 @@ def measure(files: int, peer_files: int, number: int = 8, *, thread: bool = Fals
         f"Default config (folder source, SQLite catalog and ledger, default maintenance policy), a typed CSV append pipeline "
         f"with a not_null check; {files:,} files of {ROWS:,} rows, one warm-up file first (it creates the table; not counted).",
         "Project.ingest: one call per file, timed around the call (copy onto the source, land, read, check, commit, "
-        "ledger; maintenance a commit made due runs on the maintenance thread of the engine the calls share). icefloe run: `python -m icefloe run -p DIR` as a subprocess; "
+        "ledger; maintenance a commit made due runs in the maintenance process of the engine the calls share, "
+        "or on its maintenance thread with `process: false`). icefloe run: `python -m icefloe run -p DIR` as a subprocess; "
         "each file written as NAME.part, os.replace'd into the folder, and the next one dropped only once the ledger says "
         "committed; time = committed_at - the clock before the rename.",
         f"pyiceberg: `pyarrow.csv.read_csv` (same types) + `table.append` per file, same SQLite catalog type, no maintenance; "
