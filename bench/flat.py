@@ -6,7 +6,10 @@ at a time, each waited for until committed), and raw pyiceberg (`read_csv` + `ta
 file, the same SQLite catalog) as the peer. Each runs in its own fresh process. Printed: the mean
 of the first and of the last 100 files, their ratio, and p99 vs median over the last 1,000.
 
-`python -m bench.flat --files N` runs it alone (default 10,000; `--quick` 1,200).
+`python -m bench.flat --files N` runs it alone (default 10,000; `--quick` 1,200). `--thread` adds
+`Project.ingest` with `maintenance.process: false` (runs on the worker's thread, as before the
+maintenance process) as a fourth contender, run right after the default one (an A/B; a second
+`Project.ingest` at the same time would take the core the maintenance process runs on).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def ingest_contender(args: dict[str, Any]) -> dict[str, Any]:
 
     root = write_project(Path(args["project"]), source_path="landing", table=TABLE)
     (root / "landing").mkdir(exist_ok=True)
+    if args.get("thread"):
+        _set_maintenance(root, {"process": False})
     files = _files(Path(args["data"]), args["files"])
     times: list[float] = []
     spans: list[tuple[float, float]] = []
@@ -91,6 +96,14 @@ def ingest_contender(args: dict[str, Any]) -> dict[str, Any]:
         rows = project.sql(f"select count(*) from {TABLE}").column(0)[0].as_py()
         snapshots = len(project.catalog.load_table(TABLE).metadata.snapshots)
     return {"seconds": sum(times), "times": times, "rows": rows, "snapshots": snapshots, "waited": _waited(root, spans)}
+
+
+def _set_maintenance(root: Path, maintenance: dict[str, Any]) -> None:
+    import yaml
+
+    config = yaml.safe_load((root / "icefloe.yaml").read_text())
+    config["maintenance"] = maintenance
+    (root / "icefloe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def _waited(root: Path, spans: list[tuple[float, float]]) -> list[bool]:
@@ -189,24 +202,31 @@ def figures(times: list[float]) -> dict[str, float]:
     return {"first100": first, "last100": last, "drift": last / first, "p99": p99, "median": median, "tail": p99 / median, "max": max(ms)}
 
 
-def measure(files: int, peer_files: int, number: int = 8) -> BenchResult:
+def measure(files: int, peer_files: int, number: int = 8, *, thread: bool = False) -> BenchResult:
     result = BenchResult(number, f"flat per-file cost: {files:,} one-file ingests x {ROWS:,} rows, default config, maintenance on")
     log(f"[{number}] {result.title}")
     data = dataset(f"flat-{files}x{ROWS}-s{SEED}", _build(files))
     peer_files = min(files, peer_files)
     runs: dict[str, dict[str, Any]] = {}
-    for name, target, extra, count in (
+    contenders = [
         ("ingest", "bench.flat:ingest_contender", "project", files),
         ("run", "bench.flat:run_contender", "project", files),
         ("pyiceberg", "bench.flat:raw_contender", "work", peer_files),
-    ):
+    ]
+    if thread:
+        contenders.insert(1, ("ingest-thread", "bench.flat:ingest_contender", "project", files))
+    for name, target, extra, count in contenders:
         log(f"  {name}: {count:,} files ...")
-        runs[name] = run_child(target, {"data": str(data), "files": count, extra: str(temp_dir(f"flat-{name}-"))}, label=f"flat {name}", timeout=6 * 3600)
+        args = {"data": str(data), "files": count, extra: str(temp_dir(f"flat-{name}-")), "thread": name == "ingest-thread"}
+        runs[name] = run_child(target, args, label=f"flat {name}", timeout=6 * 3600)
         got = runs[name]
         log(f"  {name}: {got['seconds']:.1f}s, {got['snapshots']} snapshots at the end, peak RSS {got['peak_rss_mb']:.0f} MB")
         assert got["rows"] == (count + 1) * ROWS, f"{name}: {got['rows']} rows, expected {(count + 1) * ROWS}"
     peer = figures(runs["pyiceberg"]["times"])
-    for name, label in (("ingest", "Project.ingest"), ("run", "icefloe run (watching)")):
+    labels = [("ingest", "Project.ingest"), ("run", "icefloe run (watching)")]
+    if thread:
+        labels.insert(1, ("ingest-thread", "Project.ingest, maintenance on its thread (process: false)"))
+    for name, label in labels:
         f = figures(runs[name]["times"])
         result.row(
             f"{label}: mean first / last 100", f"{f['first100']:.1f} / {f['last100']:.1f} ms",
@@ -240,7 +260,8 @@ def measure(files: int, peer_files: int, number: int = 8) -> BenchResult:
         f"Default config (folder source, SQLite catalog and ledger, default maintenance policy), a typed CSV append pipeline "
         f"with a not_null check; {files:,} files of {ROWS:,} rows, one warm-up file first (it creates the table; not counted).",
         "Project.ingest: one call per file, timed around the call (copy onto the source, land, read, check, commit, "
-        "ledger; maintenance a commit made due runs on the maintenance thread of the engine the calls share). icefloe run: `python -m icefloe run -p DIR` as a subprocess; "
+        "ledger; maintenance a commit made due runs in the maintenance process of the engine the calls share, "
+        "or on its maintenance thread with `process: false`). icefloe run: `python -m icefloe run -p DIR` as a subprocess; "
         "each file written as NAME.part, os.replace'd into the folder, and the next one dropped only once the ledger says "
         "committed; time = committed_at - the clock before the rename.",
         f"pyiceberg: `pyarrow.csv.read_csv` (same types) + `table.append` per file, same SQLite catalog type, no maintenance; "
@@ -275,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=None, help=f"one-file ingests per contender (default {FILES:,})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FILES:,} files")
     parser.add_argument("--peer-files", type=int, default=PEER_FILES, help=f"raw pyiceberg appends (default {PEER_FILES:,})")
+    parser.add_argument("--thread", action="store_true", help="also Project.ingest with maintenance on the worker's thread (A/B)")
     args = parser.parse_args(argv)
     files = args.files or (QUICK_FILES if args.quick else FILES)
     from bench.__main__ import print_results
 
-    result = measure(files, args.peer_files)
+    result = measure(files, args.peer_files, thread=args.thread)
     print_results([result])
     save(result, "flat")
     return 0 if all(row["result"] != "FAIL" for row in result.rows) else 1

@@ -103,3 +103,11 @@ def test_bad_partition_spec_is_rejected_at_load(tmp_path: Path) -> None:
     bad = BASE.replace("write: {table: sales.orders}", "write: {table: sales.orders, partition: [bucket(id)]}")
     with pytest.raises(ConfigError, match=r"icefloe.yaml:9.*needs a width"):
         load_config(_write(tmp_path, bad))
+
+
+def test_maintenance_process_is_one_switch_for_all_tables(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, BASE + "maintenance: {process: false}\n"))
+    assert config.maintenance.process is False and "process" not in config.maintenance.settings()
+    per_table = BASE + "maintenance: {tables: {sales.orders: {process: false}}}\n"
+    with pytest.raises(ConfigError, match="process is set for all tables"):
+        load_config(_write(tmp_path, per_table))

@@ -104,6 +104,9 @@ class Runtime:
         self.quarantine = quarantine if quarantine is not None else FolderQuarantine(self.root / ".icefloe" / "quarantine")
         self.clock = clock if clock is not None else SystemClock()
         self._catalog_factory = catalog_factory
+        # a fresh process given only the config would open the same ledger and catalog
+        # (`engine.maintenance_process`); a backend handed in here it could not
+        self.from_config = ledger is None and catalog_factory is None
         # a given backend is what the lazy property would have opened
         if ledger is not None:
             self.__dict__["ledger"] = ledger

@@ -1,4 +1,4 @@
-"""Maintenance on its own thread, racing the committer on the same table: no commit waits for it,
+"""Maintenance on its own thread (`process: false`; the maintenance process: test_maintenance_process.py), racing the committer on the same table: no commit waits for it,
 and no row is lost, doubled or brought back, whatever the write mode."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from icefloe.upkeep import JOB_KIND
 from tests.helpers import ORDERS, csv_file, make_project, wait_for
 
 # a run after every commit, compacting any two small files and expiring all but the newest commit
-EAGER = {"every_commits": 1, "keep_snapshots": 1, "compact_min_files": 2, "target_file_bytes": "1MB"}
+EAGER = {"process": False, "every_commits": 1, "keep_snapshots": 1, "compact_min_files": 2, "target_file_bytes": "1MB"}
 MODES = ["append", "overwrite", "upsert", "replace_source"]
 
 
@@ -90,11 +90,11 @@ def test_maintenance_racing_commits_leaves_the_rows_a_serial_run_leaves(tmp_path
     engine.drain()
 
     conflicts: list[int] = []
-    still_valid = maintain_compact._still_valid
+    recheck = maintain_compact._recheck
 
     def counted(*args: Any) -> Any:
         conflicts.append(1)
-        return still_valid(*args)
+        return recheck(*args)
 
     commits = _Commits()
 
@@ -102,7 +102,7 @@ def test_maintenance_racing_commits_leaves_the_rows_a_serial_run_leaves(tmp_path
         if attempt == 0:  # every compaction's plan is overtaken by a commit before it commits
             commits.wait_for_next()
 
-    monkeypatch.setattr(maintain_compact, "_still_valid", counted)
+    monkeypatch.setattr(maintain_compact, "_recheck", counted)
     monkeypatch.setattr(maintain_compact, "_before_commit", before_commit)
     project = _project(tmp_path / "racing", mode, EAGER)
     engine = project.engine()

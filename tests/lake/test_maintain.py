@@ -261,6 +261,23 @@ def test_compaction_that_races_an_append_commits_again_and_keeps_every_row(
     assert operations == [Operation.APPEND, Operation.REPLACE]
 
 
+def test_compaction_that_raced_only_appends_commits_again_without_reading_every_manifest(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the re-check runs while the committer waits for it (the commit gate): only a commit that
+    # could have taken an input (not an append) needs the manifests read again
+    _commit(catalog, range(6))
+    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
+    full_checks: list[int] = []
+    still_valid = maintain_compact._still_valid
+    monkeypatch.setattr(maintain_compact, "_still_valid", lambda *a: full_checks.append(1) or still_valid(*a))
+    _race(monkeypatch, lambda attempt: [other.commit([_staged(50 + i)]) for i in range(2)] if attempt == 0 else None)
+    report = maintain(catalog, T, _policy(), actions=ONLY_COMPACT)
+    table = catalog.load_table(T)
+    assert full_checks == [] and (report.files_compacted, report.files_written) == (6, 1)
+    assert len(_ids(table)) == 8 * 3 and len(_data_paths(table)) == 3
+
+
 def test_compaction_drops_the_bin_a_racing_replace_took_an_input_from(
     catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -292,6 +292,9 @@ class MaintenanceConfig(_Model):
     """Table maintenance the workers run after commits (`icefloe maintain` runs it by hand)."""
 
     enabled: bool = True
+    # runs in a child process of the worker (its own catalog and ledger connections, a lower CPU
+    # priority), so they never hold the committer's GIL; false: on a thread of the worker
+    process: bool = True
     keep_snapshots: int | None = Field(default=None, ge=1)
     keep_for: float | None = None
     target_file_bytes: int | None = Field(default=None, gt=0)
@@ -320,15 +323,17 @@ class MaintenanceConfig(_Model):
             _table_name(table)
             if "tables" in override:
                 raise ValueError(f"tables.{table}: overrides cannot nest tables")
+            if "process" in override:  # one maintenance process per worker, for all its tables
+                raise ValueError(f"tables.{table}: process is set for all tables, not per table")
             MaintenanceConfig.model_validate(override)
         return value
 
     def settings(self, table: str | None = None) -> dict[str, Any]:
         """The policy keys that are set, table overrides applied (unset keys keep the lake's defaults)."""
-        merged = self.model_dump(exclude={"tables", "enabled"}, exclude_none=True)
+        merged = self.model_dump(exclude={"tables", "enabled", "process"}, exclude_none=True)
         if table is not None and table in self.tables:
             override = MaintenanceConfig.model_validate(self.tables[table])
-            merged.update(override.model_dump(exclude={"tables", "enabled"}, exclude_none=True))
+            merged.update(override.model_dump(exclude={"tables", "enabled", "process"}, exclude_none=True))
         if "sort_by" in merged:
             merged["sort_by"] = tuple(merged["sort_by"])
         return merged

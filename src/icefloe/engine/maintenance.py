@@ -5,14 +5,17 @@ would be processed or committed meanwhile. Here the committer only counts its co
 memory) and hands the tables that became due to this thread, which runs them one after another
 through `Upkeep` on a catalog connection of its own. A commit never waits for it.
 
-A thread, not a child process: the work is mostly Parquet and catalog I/O (pyarrow and the
-database drivers release the GIL), the commit counters live in this process's `Maintainer`, and a
-child would need its own ledger, config and imports (about a second to start) for each worker. The
-ledger job (`Upkeep.run` -> `start_job`) still keeps a table to one run at a time across workers.
+The thread runs each table in the worker's maintenance process (`engine.maintenance_process`,
+`maintenance.process`, on by default): most of a run is pure-Python metadata work, and on this
+thread it held the GIL the committer needs. The commit counters stay in this process's
+`Maintainer`; the thread serves the process's requests for the commit gate. Where a fresh
+process could not open the same backends (an in-process test double, a `:memory:` database) or
+with `process: false`, the runs go on this thread as `Upkeep` calls. The ledger job
+(`Upkeep.run` -> `start_job`) keeps a table to one run at a time across workers either way.
 
 Stopping: `wait` (the end of `drain`, so `run --once`) lets every run handed over finish;
 `close` (any other exit: `serve` stopped, SIGTERM, KeyboardInterrupt) drops the queued runs and
-gives the one in progress a few seconds. A run cut off then is safe: each action commits
+gives the one in progress a few seconds (then the maintenance process is killed). A run cut off then is safe: each action commits
 atomically or not at all, its files written ahead are orphans the sweep removes, and its ledger
 job is taken back as abandoned by the next worker on this host (or after `stale_after`).
 """
@@ -21,8 +24,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
+from icefloe.engine.maintenance_process import MaintenanceProcess, usable
+from icefloe.errors import describe
 from icefloe.runtime import Runtime
 from icefloe.upkeep import Upkeep, shares_one_database
 
@@ -44,6 +50,7 @@ class Maintenance:
         # ~100 ms) would win every race against its slower commit and it would never go in
         self.gate = threading.Lock()
         self.upkeep.exclusive = lambda: self.gate
+        self.process = MaintenanceProcess(runtime, owner, self.gate) if self.threaded and usable(runtime) else None
         self._queue: list[str] = []
         self._running: str | None = None
         self._again: set[str] = set()
@@ -100,6 +107,10 @@ class Maintenance:
             log.info("maintenance of %s left for the next worker run", ", ".join(dropped))
         if thread is not None:
             thread.join(timeout=grace)
+            if thread.is_alive() and self.process is not None:
+                log.warning("maintenance of %s still running after %.0f s; stopping it (its job is taken back)", running, grace)
+                self.process.stop(kill=True)  # the thread hears the pipe close and ends
+                thread.join(timeout=grace)
             if thread.is_alive():
                 log.warning("maintenance of %s still running after %.0f s; leaving it (its job is taken back later)", running, grace)
                 return
@@ -118,7 +129,10 @@ class Maintenance:
                     self._running = table = self._queue.pop(0)
                 again = False
                 try:
-                    self.upkeep.run_quietly(table)
+                    if self.process is not None:
+                        self._run_in_process(table)
+                    else:
+                        self.upkeep.run_quietly(table)
                     again = self.upkeep.maintainer.due(table)  # by the commits made during the run
                 finally:
                     with self._changed:
@@ -134,3 +148,24 @@ class Maintenance:
                 self._queue = []
                 self._changed.notify_all()
             raise
+        finally:
+            if self.process is not None:  # started by this thread: it would die with it anyway
+                self.process.stop()
+
+    def _run_in_process(self, table: str) -> None:
+        """`Upkeep.run_quietly`, the run itself in the maintenance process."""
+        from icefloe.observe.logs import bind
+        from icefloe.observe.metrics import metrics_for
+
+        assert self.process is not None
+        metrics = metrics_for(self.upkeep.runtime.config)
+        started = time.perf_counter()
+        try:
+            with bind(table=table), self.upkeep.maintainer.counted(table):
+                report = self.process.run(table)
+        except Exception as exc:  # noqa: BLE001 - maintenance must never stop ingestion
+            metrics.maintenance(table, "failed", time.perf_counter() - started)
+            metrics.error("maintain", getattr(exc, "kind", None) or exc)
+            log.warning("maintenance of %s failed: %s", table, describe(exc))
+            return
+        metrics.maintenance(table, "skipped" if report is None else "succeeded", time.perf_counter() - started)

@@ -19,7 +19,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -379,16 +380,22 @@ class Maintainer:
         self, identifier: str, *, dry_run: bool = False, on_expire: OnExpire | None = None, exclusive: Exclusive | None = None
     ) -> MaintenanceReport:
         """Run every action (orphans at most once per ORPHAN_SWEEP_INTERVAL); resets the counters."""
+        with self.counted(identifier, dry_run=dry_run) as actions:
+            policy = self.policy(identifier)
+            return maintain(self.catalog, identifier, policy, dry_run=dry_run, actions=actions, on_expire=on_expire, exclusive=exclusive)
+
+    @contextmanager
+    def counted(self, identifier: str, *, dry_run: bool = False) -> Iterator[tuple[str, ...]]:
+        """Around one run, done here or elsewhere (a maintenance process): the actions it is due,
+        and the counters reset when it ends."""
         with self._lock:
             state = self._pending.setdefault(identifier, _Pending())
             sweep = state.last_sweep is None or time.time() - state.last_sweep >= ORPHAN_SWEEP_INTERVAL
             # commits counted while the run works (on another thread) count towards the next one
             commits, small = state.commits, state.small
-        actions = tuple(a for a in ACTIONS if a != "orphans" or sweep)
         started = time.time()
         try:
-            policy = self.policy(identifier)
-            return maintain(self.catalog, identifier, policy, dry_run=dry_run, actions=actions, on_expire=on_expire, exclusive=exclusive)
+            yield tuple(a for a in ACTIONS if a != "orphans" or sweep)
         finally:
             # reset even when the run failed: a run that cannot succeed (a veto, a catalog down)
             # is retried at the next trigger, not after every single commit

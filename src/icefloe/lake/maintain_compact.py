@@ -32,7 +32,7 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.fileformat import FileFormatFactory
 from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntry
 from pyiceberg.schema import sanitize_column_names
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.snapshots import Operation, Summary
@@ -41,7 +41,7 @@ from pyiceberg.typedef import Record
 from icefloe.errors import ConfigError
 from icefloe.lake.compat import to_requested_schema, transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
-from icefloe.lake.upsert_commit import LiveOverwrite
+from icefloe.lake.upsert_commit import OneReadOverwrite
 
 __all__ = ["plan_bins", "compact", "CompactionResult", "Exclusive"]
 
@@ -74,8 +74,10 @@ class _Bin:
     outputs: list[DataFile] = field(default_factory=list)
 
 
-class _ReplaceFiles(LiveOverwrite):
-    """pyiceberg's overwrite producer (drop these files, add those), recorded as a `replace`."""
+class _ReplaceFiles(OneReadOverwrite):
+    """An overwrite producer (drop these files, add those), recorded as a `replace`. It reads each
+    manifest once, and none that the plan or an earlier attempt read: after a lost race only the
+    racing commits' manifests are new, and this commit runs while the committer waits for it."""
 
     def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:
         return as_replace(super()._summary(snapshot_properties or {}), "compact")
@@ -106,9 +108,12 @@ def _pack(files: list[DataFile], target: int) -> list[list[DataFile]]:
     return [b for b in bins if len(b) > 1]
 
 
-def plan_bins(table: Table, *, target: int, small: int, min_files: int) -> tuple[list[list[DataFile]], list[str]]:
-    """The bins to rewrite (each becomes one file) and notes on what was left alone and why."""
-    data, deletes = live_entries(table)
+def plan_bins(
+    table: Table, *, target: int, small: int, min_files: int, known: dict[str, list[ManifestEntry]] | None = None
+) -> tuple[list[list[DataFile]], list[str]]:
+    """The bins to rewrite (each becomes one file) and notes on what was left alone and why.
+    `known`: manifest entries already read, by manifest path (see `live_entries`)."""
+    data, deletes = live_entries(table, known=known)
     blocked = delete_partitions(deletes)
     spec_id = table.metadata.default_spec_id
     # a delete file of an unpartitioned spec applies to every partition
@@ -202,9 +207,9 @@ def _write_bin(table: Table, inputs: list[DataFile], sort_by: tuple[str, ...]) -
     )
 
 
-def _still_valid(table: Table, bins: list[_Bin]) -> tuple[list[_Bin], list[_Bin]]:
+def _still_valid(table: Table, bins: list[_Bin], known: dict[str, list[ManifestEntry]] | None = None) -> tuple[list[_Bin], list[_Bin]]:
     """(bins whose inputs are all still live and free of deletes, bins that lost that)."""
-    data, deletes = live_entries(table)
+    data, deletes = live_entries(table, known=known)
     live = {e.data_file.file_path for e in data}
     blocked = delete_partitions(deletes)
     ok: list[_Bin] = []
@@ -213,6 +218,35 @@ def _still_valid(table: Table, bins: list[_Bin]) -> tuple[list[_Bin], list[_Bin]
         fine = all(f.file_path in live for f in b.inputs) and (b.inputs[0].spec_id, b.inputs[0].partition) not in blocked
         (ok if fine else lost).append(b)
     return ok, lost
+
+
+def _only_appends_since(table: Table, snapshot_id: int | None) -> bool:
+    """Did every commit after `snapshot_id` only add data files? Then every input is still live
+    and no delete file came: known from the snapshot summaries, without reading a manifest."""
+    current = table.current_snapshot()
+    while current is not None and current.snapshot_id != snapshot_id:
+        summary = current.summary
+        if summary is None or summary.operation != Operation.APPEND:
+            return False
+        if any(int(summary[k] or 0) for k in ("deleted-data-files", "added-delete-files", "removed-delete-files")):
+            return False
+        parent = current.parent_snapshot_id
+        current = table.snapshot_by_id(parent) if parent is not None else None
+    return current is not None or snapshot_id is None
+
+
+def _recheck(table: Table, bins: list[_Bin], since: int | None, known: dict[str, list[ManifestEntry]]) -> tuple[list[_Bin], list[_Bin]]:
+    """`_still_valid` on fresh metadata, which reads every manifest; when only appends came
+    since the last check (the usual race: this worker's own committer) the summaries suffice.
+    It runs while the committer waits (`exclusive`), so it must be cheap."""
+    if _only_appends_since(table, since):
+        return bins, []
+    return _still_valid(table, bins, known)
+
+
+def _head(table: Table) -> int | None:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None
 
 
 def _discard(table: Table, bins: list[_Bin]) -> None:
@@ -237,7 +271,8 @@ def compact(
     compaction commit, never for the run."""
     if missing := [c for c in sort_by if c not in {f.name for f in table.schema().fields}]:
         raise ConfigError(f"{identifier}: cannot sort compacted files by {missing[0]!r}: no such column")
-    planned, notes = plan_bins(table, target=target, small=small, min_files=min_files)
+    known: dict[str, list[ManifestEntry]] = {}  # every attempt's commit reads only the manifests new to it
+    planned, notes = plan_bins(table, target=target, small=small, min_files=min_files, known=known)
     result = CompactionResult(table, notes=notes)
     if dry_run or not planned:
         result.files_compacted = sum(len(b) for b in planned)
@@ -253,11 +288,13 @@ def compact(
     except BaseException:
         _discard(table, bins)
         raise
+    checked = _head(table)  # the inputs are known live in this snapshot
     for attempt in range(ATTEMPTS):
         with exclusive() if exclusive is not None and attempt else nullcontext():
             if attempt:  # on fresh metadata: a bin that lost an input to the racing commit goes
                 table = catalog.load_table(identifier)
-                bins, lost = _still_valid(table, bins)
+                bins, lost = _recheck(table, bins, checked, known)
+                checked = _head(table)
                 if lost:
                     _discard(table, lost)
                     result.notes.append(f"compact: {len(lost)} bins dropped, a racing commit removed their inputs")
@@ -267,7 +304,7 @@ def compact(
             if _before_commit is not None:
                 _before_commit(attempt)
             tx = transaction(table)
-            replace = _ReplaceFiles(operation=Operation.OVERWRITE, transaction=tx, io=table.io)
+            replace = _ReplaceFiles(known, tx, table.io, operation=Operation.OVERWRITE)
             for b in bins:
                 for f in b.inputs:
                     replace.delete_data_file(f)

@@ -100,13 +100,23 @@ def reach(table: Table, snapshots: Iterable[Snapshot], *, entries: bool = True, 
     return Walk(table).reach(snapshots, entries=entries, skip=skip)
 
 
-def live_entries(table: Table, snapshot: Snapshot | None = None) -> tuple[list[ManifestEntry], list[ManifestEntry]]:
-    """(data entries, delete-file entries) a reader of `snapshot` (default: current) sees."""
+def live_entries(
+    table: Table, snapshot: Snapshot | None = None, known: dict[str, list[ManifestEntry]] | None = None
+) -> tuple[list[ManifestEntry], list[ManifestEntry]]:
+    """(data entries, delete-file entries) a reader of `snapshot` (default: current) sees.
+
+    `known`: the live entries of manifests already read, by path, read from and added to (a
+    manifest never changes once written)."""
     snapshot = snapshot or table.current_snapshot()
     data: list[ManifestEntry] = []
     deletes: list[ManifestEntry] = []
     for manifest in snapshot.manifests(table.io) if snapshot else []:
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+        entries = known.get(manifest.manifest_path) if known is not None else None
+        if entries is None:
+            entries = manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+            if known is not None:
+                known[manifest.manifest_path] = entries
+        for entry in entries:
             is_delete = manifest.content == ManifestContent.DELETES or entry.data_file.content != DataFileContent.DATA
             (deletes if is_delete else data).append(entry)
     return data, deletes
