@@ -389,6 +389,11 @@ class Ledger(ABC):
         exact in its own transaction: a few rows, however many events the ledger holds."""
 
     @abstractmethod
+    def lease_holders(self, named: int = 5) -> dict[str, tuple[int, list[Event]]]:
+        """Per owner of running events: how many it holds and its first `named` (landing order),
+        owners in the order of their first event."""
+
+    @abstractmethod
     def object_count(self, source: str) -> int:
         """Distinct objects recorded for the source: each (key, bytes) its events landed counts once."""
 

@@ -179,12 +179,21 @@ CREATE TABLE IF NOT EXISTS event_counts (
 CREATE TABLE IF NOT EXISTS source_counts (
     source TEXT PRIMARY KEY, objects {int} NOT NULL DEFAULT 0, last_landed_at {real}
 );
-CREATE INDEX IF NOT EXISTS events_dead ON events(state, seq) WHERE state = 'dead'
+CREATE INDEX IF NOT EXISTS events_dead ON events(state, seq) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS events_dead_error ON events(pipeline, updated_at, seq) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS events_running ON events(state, lease_owner, seq) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS events_failed ON events(state, updated_at) WHERE state IN ('retrying', 'dead');
+CREATE INDEX IF NOT EXISTS events_landed ON events(landed_at);
+CREATE INDEX IF NOT EXISTS events_committed ON events(committed_at) WHERE committed_at IS NOT NULL
 """
-# events_dead: the dead-letter pages read dead events in landing order. Partial: a full (state,
-# seq) index took SQLite's planner (no statistics) away from the object index for lookups naming
-# a state, as migration 6 says; with state first it is preferred over events_runnable (state=?)
-# and a sort. Used only by a query that writes state = 'dead' out (sql_views._filters does).
+# What the overview reads besides the counters, each a range of an index: the dead-letter pages
+# (dead events in landing order: events_dead), each pipeline's last error (events_dead_error), the
+# events held per worker (events_running), the last hour's landings, commits and failures
+# (events_landed, events_committed, events_failed). Partial where only a few states are read: they
+# cost a write only when an event enters or leaves those states. State comes first in them so
+# SQLite's planner (no statistics) prefers them to events_runnable (state=?) and a sort, and they
+# serve only queries that write their condition out (sql_views._filters does): a full (state,
+# seq) index took the planner away from the object index for lookups naming a state (migration 6).
 # `event_counts.pipeline` is '' for unrouted events: a primary key column cannot be NULL
 RECOUNT = [
     "DELETE FROM event_counts",

@@ -23,10 +23,11 @@ def _filters(states: Iterable[str] | None, pipeline: str | None, source: str | N
     params: list[Any] = []
     if states is not None:
         names = list(states)
-        if len(names) == 1 and names[0] in STATES:
-            # written out, not bound: SQLite uses a partial index (events_dead) only for a query
-            # whose WHERE says its condition, and a state is one of a few known words
-            clauses.append(f"state = '{names[0]}'")
+        if names and all(n in STATES for n in names):
+            # written out, not bound: SQLite uses a partial index (events_dead, events_failed) only
+            # for a query whose WHERE says its condition, and a state is one of a few known words
+            words = ", ".join(f"'{n}'" for n in names)
+            clauses.append(f"state = {words}" if len(names) == 1 else f"state IN ({words})")
         else:
             clauses.append(f"state IN ({', '.join('?' * len(names))})" if names else "1=0")
             params += names
@@ -144,6 +145,17 @@ class SqlReads(SqlBase):
             if last is not None:
                 found.last_landed[source] = float(last)
         return found
+
+    def lease_holders(self, named: int = 5) -> dict[str, tuple[int, list[Event]]]:
+        found: dict[str, tuple[int, list[Event]]] = {}
+        with self._read() as db:
+            # both read events_running (state, lease_owner, seq): the running events only
+            owners = db.execute("SELECT lease_owner, COUNT(*) FROM events WHERE state = 'running' GROUP BY lease_owner").fetchall()
+            for owner, n in owners:
+                if owner:
+                    rows = db.execute(f"{SELECT} WHERE state = 'running' AND lease_owner = ? ORDER BY seq LIMIT ?", (owner, int(named)))
+                    found[owner] = (int(n), [event_row(r) for r in rows.fetchall()])
+        return dict(sorted(found.items(), key=lambda item: item[1][1][0].seq if item[1][1] else 0))
 
     def object_count(self, source: str) -> int:
         # an object is its key: its versions and fan-out are one object (counted by `land`)
