@@ -1,13 +1,14 @@
 """Worker throughput with metrics and tracing on vs off, `icefloe run --once` on N small landed files.
 
-    python -m bench.telemetry_overhead [--files 300] [--rows 20] [--rounds 5]
+    python -m bench.telemetry_overhead [--files 300] [--rows 20] [--rounds 5] [--quick]
 
 Both sides are the user's command in a fresh process on a fresh project over the same files:
 
 - off: `telemetry: {metrics: false}` (nothing counted, OpenTelemetry never imported), no /metrics;
 - on:  `telemetry: {traces: otlp, endpoint: <a loopback OTLP sink>}`, `--metrics-port`, and a
   scraper reading /metrics every `--scrape-every` seconds (5; Prometheus' default is 15 s,
-  many setups scrape every 30 or 60) while the worker runs.
+  many setups scrape every 30 or 60) while the worker runs;
+- on-protobuf: the same with `protocol: http/protobuf` (the OpenTelemetry SDK's exporter).
 
 The sink is an HTTP server in this process that answers every OTLP export with 200 (no
 collector needed); it counts the spans' bytes so the run shows they were really sent. Rounds
@@ -106,7 +107,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="100 files, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.files, args.rounds = 100, 3
 
     work = temp_dir("telemetry-")
     data = work / "landing"
@@ -119,6 +123,8 @@ def main() -> None:
     sides = {
         "off": ({"metrics": False}, False),
         "on": ({"metrics": True, "traces": "otlp", "endpoint": endpoint}, True),
+        # the OpenTelemetry SDK's protobuf exporter (the default before OTLP/JSON), for comparison
+        "on-protobuf": ({"metrics": True, "traces": "otlp", "endpoint": endpoint, "protocol": "http/protobuf"}, True),
     }
     times: dict[str, list[float]] = {name: [] for name in sides}
     log(f"{args.files} files x {args.rows} rows, {args.rounds} rounds, off/on alternating")
@@ -136,9 +142,10 @@ def main() -> None:
           f" /metrics scraped every {args.scrape_every:g} s")
     print("(2 shared cores, other helpers' jobs running: the ratio is what counts)")
     for name in sides:
-        print(f"  {name:3}: median {statistics.median(times[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in times[name])}")
+        print(f"  {name:11}: median {statistics.median(times[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in times[name])}")
     print(f"  spans exported to the sink: {_Sink.received[0]} requests, {_Sink.received[1] / 1e6:.2f} MB")
-    print(f"  ratio on/off: {on / off:.3f}")
+    print(f"  ratio on/off: {on / off:.3f} (OTLP/JSON, the default)")
+    print(f"  ratio on-protobuf/off: {statistics.median(times['on-protobuf']) / off:.3f} (the OpenTelemetry SDK exporter)")
     shutil.rmtree(work, ignore_errors=True)
 
 
