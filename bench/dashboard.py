@@ -53,9 +53,14 @@ def _add_token(root: Path, scopes: list[str]) -> str:
     return token
 
 
+# `--no-worker`: serve without the worker thread, whose ledger calls (discarding the big ledger's
+# pending events, whose files do not exist) share the pages' ledger connection
+SERVE_FLAGS: list[str] = []
+
+
 def _serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    proc = subprocess.Popen([PYTHON, "-m", "icefloe", "serve", "-p", str(root), "--port", str(port)])
+    proc = subprocess.Popen([PYTHON, "-m", "icefloe", "serve", "-p", str(root), "--port", str(port), *SERVE_FLAGS])
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -237,7 +242,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the big ledger of an earlier run")
     parser.add_argument("--skip-screenshots", action="store_true")
     parser.add_argument("--postgres", action="store_true", help="the big ledger in PostgreSQL, not SQLite")
+    parser.add_argument("--no-worker", action="store_true", help="serve without a worker thread")
     args = parser.parse_args()
+    if args.no_worker:
+        SERVE_FLAGS.append("--no-worker")
     work = BENCH_DIR / "tmp" / "dashboard"
     work.mkdir(parents=True, exist_ok=True)
     if not args.skip_screenshots:
