@@ -184,7 +184,8 @@ CREATE INDEX IF NOT EXISTS events_dead_error ON events(pipeline, updated_at, seq
 CREATE INDEX IF NOT EXISTS events_running ON events(state, lease_owner, seq) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS events_failed ON events(state, updated_at) WHERE state IN ('retrying', 'dead');
 CREATE INDEX IF NOT EXISTS events_landed ON events(landed_at);
-CREATE INDEX IF NOT EXISTS events_committed ON events(committed_at) WHERE committed_at IS NOT NULL
+CREATE INDEX IF NOT EXISTS events_committed ON events(state, committed_at) WHERE state = 'committed';
+CREATE INDEX IF NOT EXISTS events_pending_landed ON events(pipeline, landed_at) WHERE state IN ('landed', 'queued', 'running', 'retrying')
 """
 # What the overview reads besides the counters, each a range of an index: the dead-letter pages
 # (dead events in landing order: events_dead), each pipeline's last error (events_dead_error), the
@@ -194,6 +195,10 @@ CREATE INDEX IF NOT EXISTS events_committed ON events(committed_at) WHERE commit
 # SQLite's planner (no statistics) prefers them to events_runnable (state=?) and a sort, and they
 # serve only queries that write their condition out (sql_views._filters does): a full (state,
 # seq) index took the planner away from the object index for lookups naming a state (migration 6).
+# events_pending_landed gives each pipeline's oldest pending landing in one seek: beside
+# events_landed, PostgreSQL's planner took MIN(landed_at) ... WHERE state = ? AND pipeline = ?
+# from events_landed, walking the oldest (committed) landings first. events_committed is keyed
+# by state for the same reason: a plain committed_at index was taken for a table's last commit.
 # `event_counts.pipeline` is '' for unrouted events: a primary key column cannot be NULL
 RECOUNT = [
     "DELETE FROM event_counts",

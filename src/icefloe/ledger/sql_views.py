@@ -234,13 +234,19 @@ class SqlReads(SqlBase):
             rows = db.execute(sql, args).fetchall()
         return [Bucket(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
     def gauges(self, tables: list[str]) -> LedgerGauges:
-        # the counts are the counters' few rows (migration 7); the oldest pending landing of each
-        # (state, pipeline) that has any is one seek into events_backlog (state, pipeline,
-        # landed_at), and each table's last commit the end of its range in events_freshness
+        # the counts are the counters' few rows (migration 7); the oldest pending landing is one
+        # seek per (state, pipeline) into events_backlog on SQLite, per pipeline into
+        # events_pending_landed on PostgreSQL (see migration 7), and each table's last commit
+        # the end of its range in events_freshness
+        if self.dialect.name == "sqlite":  # MIN over an IN list is no seek there: one per state
+            match = "e.state = c.state AND e.pipeline = c.pipeline) FROM event_counts c"
+            by = "c.state, c.pipeline"
+        else:
+            match = f"e.pipeline = c.pipeline AND e.state IN {_PENDING}) FROM event_counts c"
+            by = "c.pipeline"
         parts = [
-            "SELECT 'p', c.pipeline, SUM(c.n), (SELECT MIN(e.landed_at) FROM events e WHERE e.state = c.state"
-            f" AND e.pipeline = c.pipeline) FROM event_counts c WHERE c.state IN {_PENDING} AND c.n > 0"
-            " GROUP BY c.state, c.pipeline",
+            f"SELECT 'p', c.pipeline, SUM(c.n), (SELECT MIN(e.landed_at) FROM events e WHERE {match}"
+            f" WHERE c.state IN {_PENDING} AND c.n > 0 GROUP BY {by}",
             "SELECT 'd', pipeline, SUM(n), NULL FROM event_counts WHERE state = 'dead' AND n > 0 GROUP BY pipeline",
         ]
         params: list[Any] = []

@@ -36,10 +36,7 @@ def activity(rt: Runtime, *, window: float = 3600.0, bucket: float = 60.0, now: 
     ledger = rt.ledger
     lists = (
         (ledger.histogram("landed_at", since=start, bucket=bucket), "landed", False),
-        # committed_at is set by the commit alone, and committed is final: no state filter, so the
-        # range is read from events_committed (with `state = 'committed'` SQLite walked every
-        # committed event of events_backlog instead)
-        (ledger.histogram("committed_at", since=start, bucket=bucket), "committed", True),
+        (ledger.histogram("committed_at", since=start, bucket=bucket, states=["committed"]), "committed", True),
         (ledger.histogram("updated_at", since=start, bucket=bucket, states=_FAILED), "failed", False),
     )
     for buckets, name, with_rows in lists:
