@@ -53,9 +53,14 @@ def _add_token(root: Path, scopes: list[str]) -> str:
     return token
 
 
+# `--no-worker`: serve without the worker thread, whose ledger calls (discarding the big ledger's
+# pending events, whose files do not exist) share the pages' ledger connection
+SERVE_FLAGS: list[str] = []
+
+
 def _serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    proc = subprocess.Popen([PYTHON, "-m", "icefloe", "serve", "-p", str(root), "--port", str(port)])
+    proc = subprocess.Popen([PYTHON, "-m", "icefloe", "serve", "-p", str(root), "--port", str(port), *SERVE_FLAGS])
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -158,6 +163,30 @@ def _fresh_database(server: str) -> str:
     return f"{server}/{name}"
 
 
+def _empty_first(root: Path, postgres: str | None) -> float:
+    """Seconds for the first overview of a fresh server on the same kind of project with an empty
+    ledger: what the first request costs besides reading the ledger (imports, opening the catalog)."""
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    init_project(root)
+    if postgres is not None:
+        import psycopg
+
+        uri = f"{postgres}/icefloe_bench_dash_empty"
+        with psycopg.connect(f"{postgres}/postgres", autocommit=True) as admin:
+            admin.execute("DROP DATABASE IF EXISTS icefloe_bench_dash_empty WITH (FORCE)")
+            admin.execute("CREATE DATABASE icefloe_bench_dash_empty")
+        with (root / "icefloe.yaml").open("a") as f:
+            f.write(f"\nledger: {uri}\n")
+    token = _add_token(root, ["read"])
+    proc, url = _serve(root)
+    try:
+        return _get(url + "/ui/", token)[0]
+    finally:
+        stop_process(proc, 10)
+
+
 def big_ledger(root: Path, events: int, requests: int, reuse: bool, postgres: str | None = None) -> None:
     import shutil
 
@@ -176,10 +205,13 @@ def big_ledger(root: Path, events: int, requests: int, reuse: bool, postgres: st
         print(f"{root}: {events:,} events put in the {kind} ledger in {time.perf_counter() - began:.0f} s")
         (root / ".token").write_text(_add_token(root, ["read"]))
     token = (root / ".token").read_text()
+    empty = _empty_first(root.parent / ("empty-pg" if postgres else "empty"), postgres)
     proc, url = _serve(root)
     try:
         first, size = _get(url + "/ui/", token)
-        print(f"overview, first request (counts the ledger): {first * 1000:.0f} ms, {size:,} bytes")
+        print(f"overview, first request of a fresh server: {first * 1000:.0f} ms, {size:,} bytes;"
+              f" peer: the same on an empty ledger {empty * 1000:.0f} ms (imports, catalog); difference"
+              f" {(first - empty) * 1000:.0f} ms")  # fmt: skip
         runs: dict[str, list[float]] = {"overview": [], "healthz": [], "events": [], "events dead": [], "dlq": []}
         paths = {"overview": "/ui/", "healthz": "/healthz", "events": "/ui/events", "events dead": "/ui/events?state=dead",
                  "dlq": "/ui/dlq"}  # fmt: skip
@@ -210,7 +242,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the big ledger of an earlier run")
     parser.add_argument("--skip-screenshots", action="store_true")
     parser.add_argument("--postgres", action="store_true", help="the big ledger in PostgreSQL, not SQLite")
+    parser.add_argument("--no-worker", action="store_true", help="serve without a worker thread")
     args = parser.parse_args()
+    if args.no_worker:
+        SERVE_FLAGS.append("--no-worker")
     work = BENCH_DIR / "tmp" / "dashboard"
     work.mkdir(parents=True, exist_ok=True)
     if not args.skip_screenshots:

@@ -1,13 +1,14 @@
 """Worker throughput with metrics and tracing on vs off, `icefloe run --once` on N small landed files.
 
-    python -m bench.telemetry_overhead [--files 300] [--rows 20] [--rounds 5]
+    python -m bench.telemetry_overhead [--files 300] [--rows 20] [--rounds 5] [--quick]
 
 Both sides are the user's command in a fresh process on a fresh project over the same files:
 
 - off: `telemetry: {metrics: false}` (nothing counted, OpenTelemetry never imported), no /metrics;
 - on:  `telemetry: {traces: otlp, endpoint: <a loopback OTLP sink>}`, `--metrics-port`, and a
   scraper reading /metrics every `--scrape-every` seconds (5; Prometheus' default is 15 s,
-  many setups scrape every 30 or 60) while the worker runs.
+  many setups scrape every 30 or 60) while the worker runs;
+- on-protobuf: the same with `protocol: http/protobuf` (the OpenTelemetry SDK's exporter).
 
 The sink is an HTTP server in this process that answers every OTLP export with 200 (no
 collector needed); it counts the spans' bytes so the run shows they were really sent. Rounds
@@ -81,7 +82,17 @@ def _scrape_while(port: int, every: float, done: threading.Event, took: list[flo
         took.append(time.perf_counter() - started)
 
 
-def _run(root: Path, metrics_port: int | None, every: float) -> float:
+def _run(root: Path, metrics_port: int | None, every: float) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the worker process: less swayed by a busy machine)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = _run_wall(root, metrics_port, every)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _run_wall(root: Path, metrics_port: int | None, every: float) -> float:
     command = [PYTHON, "-m", "icefloe", "run", "--once", "-p", str(root)]
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port)]
@@ -106,7 +117,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="100 files, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.files, args.rounds = 100, 3
 
     work = temp_dir("telemetry-")
     data = work / "landing"
@@ -119,26 +133,38 @@ def main() -> None:
     sides = {
         "off": ({"metrics": False}, False),
         "on": ({"metrics": True, "traces": "otlp", "endpoint": endpoint}, True),
+        # the OpenTelemetry SDK's protobuf exporter (the default before OTLP/JSON), for comparison
+        "on-protobuf": ({"metrics": True, "traces": "otlp", "endpoint": endpoint, "protocol": "http/protobuf"}, True),
     }
     times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     log(f"{args.files} files x {args.rows} rows, {args.rounds} rounds, off/on alternating")
     for round_ in range(args.rounds):
         order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
         for name in order:
             telemetry, with_metrics = sides[name]
             root = _project(work / f"project-{name}", data, telemetry)
-            seconds = _run(root, _free_port() if with_metrics else None, args.scrape_every)
+            seconds, used = _run(root, _free_port() if with_metrics else None, args.scrape_every)
             times[name].append(seconds)
-            log(f"round {round_ + 1} {name}: {seconds:.2f} s")
+            cpu[name].append(used)
+            log(f"round {round_ + 1} {name}: {seconds:.2f} s, {used:.2f} CPU s")
     sink.shutdown()
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     print(f"telemetry overhead, `icefloe run --once` on {args.files} small files ({args.rows} rows each), {args.rounds} rounds each,"
           f" /metrics scraped every {args.scrape_every:g} s")
     print("(2 shared cores, other helpers' jobs running: the ratio is what counts)")
     for name in sides:
-        print(f"  {name:3}: median {statistics.median(times[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in times[name])}")
+        print(f"  {name:11}: median {statistics.median(times[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in times[name])}")
+    for name in sides:
+        print(f"  {name:11}: CPU median {statistics.median(cpu[name]):.2f} s  runs {', '.join(f'{t:.2f}' for t in cpu[name])}")
+    base = statistics.median(cpu["off"])
+    for name in ("on", "on-protobuf"):
+        extra = statistics.median(cpu[name]) - base
+        print(f"  CPU {name}/off: {statistics.median(cpu[name]) / base:.3f}, {extra * 1000 / args.files:.2f} ms CPU a file more"
+              f" (including the process's start)")
     print(f"  spans exported to the sink: {_Sink.received[0]} requests, {_Sink.received[1] / 1e6:.2f} MB")
-    print(f"  ratio on/off: {on / off:.3f}")
+    print(f"  ratio on/off: {on / off:.3f} (OTLP/JSON, the default)")
+    print(f"  ratio on-protobuf/off: {statistics.median(times['on-protobuf']) / off:.3f} (the OpenTelemetry SDK exporter)")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@
       metrics: true            # count in this process (what /metrics serves); false: no counting at all
       traces: otlp             # none (default) | otlp
       endpoint: http://127.0.0.1:4318/v1/traces   # OTLP over HTTP; unset: the exporter's own default
+      protocol: http/json      # http/json (default: the standard library sends it) | http/protobuf (the OpenTelemetry SDK)
       service_name: icefloe
 
 The /metrics endpoint itself is off until asked for (`icefloe run --metrics-port`).
@@ -24,6 +25,8 @@ class TelemetryConfig(BaseModel):
     metrics: bool = True
     traces: Literal["none", "otlp"] = "none"
     endpoint: str | None = None
+    # http/json needs no extra and imports nothing at start; http/protobuf needs icefloe[otel]
+    protocol: Literal["http/json", "http/protobuf"] = "http/json"
     service_name: str = "icefloe"
     # spans waiting to be exported; past this they are dropped, never the worker slowed down
     max_queue: int = 2048

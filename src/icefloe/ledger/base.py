@@ -44,6 +44,8 @@ __all__ = [
     "TERMINAL",
     "Event",
     "GroupCount",
+    "StateCount",
+    "LedgerCounts",
     "Bucket",
     "LedgerGauges",
     "Step",
@@ -161,6 +163,28 @@ class GroupCount:
     newest_landed_at: float | None
     last_committed_at: float | None
     rows_quarantined: int
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """`Ledger.tallies`: a counter kept by the transitions (what `counts` would count)."""
+
+    source: str
+    pipeline: str | None
+    state: str
+    events: int
+    rows_quarantined: int
+    last_committed_at: float | None
+
+
+@dataclass
+class LedgerCounts:
+    """`Ledger.tallies`: events per (source, pipeline, state) with any, and per source the
+    objects its events landed (each key once) and its last landing."""
+
+    states: list[StateCount] = field(default_factory=list)
+    objects: dict[str, int] = field(default_factory=dict)
+    last_landed: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -361,6 +385,16 @@ class Ledger(ABC):
     @abstractmethod
     def counts(self) -> list[GroupCount]:
         """One row per (source, pipeline, state) that has events, grouped by the database."""
+
+    @abstractmethod
+    def tallies(self) -> LedgerCounts:
+        """What `counts` and `object_count` count, read from counters every transition keeps
+        exact in its own transaction: a few rows, however many events the ledger holds."""
+
+    @abstractmethod
+    def lease_holders(self, named: int = 5) -> dict[str, tuple[int, list[Event]]]:
+        """Per owner of running events: how many it holds and its first `named` (landing order),
+        owners in the order of their first event."""
 
     @abstractmethod
     def object_count(self, source: str) -> int:

@@ -81,7 +81,11 @@ class SqlLedger(SqlReads):
                 )  # fmt: skip
                 if db.execute(_INSERT, [getattr(ev, c) for c in COLUMNS]).rowcount:
                     created.append(ev)
+                    self._tally.move(source, pipeline, None, state)
                     db.execute(_STEP, (ev.id, "landed", now, now, json.dumps({"size": size, "uri": uri})))
+            if created:
+                # no bytes recorded for the key: none of its events is in the ledger
+                self._tally.landed(source, now, new_object=current is None)
         return created
 
     @staticmethod
@@ -141,7 +145,9 @@ class SqlLedger(SqlReads):
                     version=version, seq=int(db.execute(self.dialect.next_seq).fetchone()[0]),
                     traceparent=old.traceparent,
                 )  # fmt: skip
-                db.execute(_INSERT, [getattr(ev, c) for c in COLUMNS])
+                if db.execute(_INSERT, [getattr(ev, c) for c in COLUMNS]).rowcount:
+                    self._tally.move(ev.source, ev.pipeline, None, "queued")
+                    self._tally.landed(ev.source, now, new_object=False)
                 reason = f"{replacing.object_ref} no longer holds these bytes (event {replacing.id} replaced them)"
                 detail = {"size": old.size, "uri": old.uri, "reason": reason}
                 db.execute(_STEP, (ev.id, "landed", now, now, json.dumps(detail)))
@@ -200,6 +206,7 @@ class SqlLedger(SqlReads):
                 [(owner, expires, now, now, ev.id) for ev in events],
             )
             for ev in events:
+                self._tally.move(ev.source, ev.pipeline, ev.state, "running")
                 ev.attempts, ev.epoch = ev.attempts + 1, ev.epoch + 1
                 ev.state, ev.lease_owner, ev.lease_expires_at, ev.updated_at = "running", owner, expires, now
                 ev.started_at = ev.started_at if ev.started_at is not None else now
@@ -229,10 +236,12 @@ class SqlLedger(SqlReads):
                     "UPDATE events SET state='queued', attempts=CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                     " lease_owner=NULL, lease_expires_at=NULL, updated_at=? WHERE id=? AND state='running' AND lease_owner=?"
                 )
+                returning = " RETURNING source, pipeline"
                 params: tuple[Any, ...] = (now, i, owner)
                 if epochs is not None:
                     sql, params = sql + " AND epoch=?", (*params, epochs[i])
-                if db.execute(sql, params).rowcount:
+                if (moved := db.execute(sql + returning, params).fetchone()) is not None:
+                    self._tally.move(moved[0], moved[1], "running", "queued")
                     db.execute(_STEP, (i, "released", now, now, "{}"))
                 elif epochs is not None:
                     lost.append(i)
@@ -247,12 +256,13 @@ class SqlLedger(SqlReads):
     def supersede(self, id: str, reason: str, kind: str = "Superseded", *, epoch: int | None = None) -> None:
         with self._tx() as db:
             now = self._now(db)
-            row = db.execute(f"SELECT state, epoch FROM events WHERE id=?{self.dialect.row_lock}", (id,)).fetchone()
+            row = db.execute(f"SELECT state, epoch, source, pipeline FROM events WHERE id=?{self.dialect.row_lock}", (id,)).fetchone()
             if row is None:
                 raise IcefloeError(f"no event {id}")
             if not self._held(row, epoch):
                 raise LeaseLostError([id])
             _check(row[0], "discarded")
+            self._tally.move(row[2], row[3], row[0], "discarded")
             db.execute(
                 "UPDATE events SET state='discarded', error=?, error_kind=?, lease_owner=NULL,"
                 " lease_expires_at=NULL, updated_at=? WHERE id=?",
@@ -282,7 +292,9 @@ class SqlLedger(SqlReads):
         with self._tx() as db:
             now = self._now(db)
             for i in sorted(ids):  # one row order for every writer: no deadlocks between them
-                row = db.execute(f"SELECT state, epoch FROM events WHERE id=?{self.dialect.row_lock}", (i,)).fetchone()
+                row = db.execute(
+                    f"SELECT state, epoch, source, pipeline, rows_quarantined FROM events WHERE id=?{self.dialect.row_lock}", (i,)
+                ).fetchone()
                 if row is None:
                     continue
                 fence = None if epochs is None else epochs[i]
@@ -305,6 +317,9 @@ class SqlLedger(SqlReads):
                 ).rowcount:
                     lost.append(i)
                     continue
+                bad = s.get("rows_quarantined")
+                bad = row[4] if bad is None else bad
+                self._tally.move(row[2], row[3], row[0], "committed", quarantined=int(bad or 0), committed_at=now)
                 db.execute(_STEP, (i, "committed", now, now, json.dumps({"table": table, "snapshot_id": snapshot_id})))
         if lost:
             raise LeaseLostError(lost)
@@ -314,14 +329,17 @@ class SqlLedger(SqlReads):
     ) -> State:
         with self._tx() as db:
             now = self._now(db)
-            row = db.execute(f"SELECT state, epoch, attempts, max_attempts FROM events WHERE id=?{self.dialect.row_lock}", (id,)).fetchone()
+            row = db.execute(
+                f"SELECT state, epoch, attempts, max_attempts, source, pipeline FROM events WHERE id=?{self.dialect.row_lock}", (id,)
+            ).fetchone()
             if row is None:
                 raise IcefloeError(f"no event {id}")
             if not self._held(row, epoch):
                 raise LeaseLostError([id])
-            state, held, attempts, max_attempts = row
+            state, held, attempts, max_attempts, source, pipeline = row
             new: State = "retrying" if transient and attempts < max_attempts else "dead"
             _check(state, new)
+            self._tally.move(source, pipeline, state, new)
             # full jitter keeps a crowd of failed events from retrying in lock-step
             delay = random.uniform(0, min(max_backoff, backoff * 2 ** max(attempts - 1, 0))) if new == "retrying" else 0
             db.execute(
@@ -337,9 +355,9 @@ class SqlLedger(SqlReads):
             now = self._now(db)
             marks = _marks(list(from_states))
             if ids is None:
-                rows = db.execute(f"SELECT id, state FROM events WHERE state IN ({marks}) ORDER BY seq", from_states).fetchall()
+                rows = db.execute(f"SELECT id, state, source, pipeline FROM events WHERE state IN ({marks}) ORDER BY seq", from_states).fetchall()
             else:
-                rows = [db.execute("SELECT id, state FROM events WHERE id=?", (i,)).fetchone() for i in ids]
+                rows = [db.execute("SELECT id, state, source, pipeline FROM events WHERE id=?", (i,)).fetchone() for i in ids]
                 missing = [i for i, r in zip(ids, rows, strict=True) if r is None]
                 if missing:
                     raise IcefloeError(f"no such event: {', '.join(missing)}")
@@ -347,7 +365,8 @@ class SqlLedger(SqlReads):
                 if bad:
                     raise IcefloeError(f"event {bad[0][0]} is {bad[0][1]}, not {' or '.join(from_states)}")
             extra = ", attempts=0, next_attempt_at=0, error=NULL, error_kind=NULL" if reset else ""
-            for i, _ in rows:
+            for i, old, source, pipeline in rows:
+                self._tally.move(source, pipeline, old, to)
                 db.execute(f"UPDATE events SET state=?, updated_at=?{extra} WHERE id=?", (to, now, i))
                 db.execute(_STEP, (i, "replayed" if reset else to, now, now, "{}"))
         return [r[0] for r in rows]
@@ -360,5 +379,13 @@ class SqlLedger(SqlReads):
 
     def requeue_unrouted(self, object_ids: list[tuple[str, str]]) -> None:
         with self._tx() as db:
-            db.executemany("DELETE FROM events WHERE state='unrouted' AND source=? AND key=?", object_ids)
+            for source, key in object_ids:
+                gone = db.execute("DELETE FROM events WHERE state='unrouted' AND source=? AND key=? RETURNING pipeline", (source, key)).fetchall()
+                for (pipeline,) in gone:
+                    self._tally.move(source, pipeline, "unrouted", None)
+                if gone and db.execute("SELECT 1 FROM events WHERE source=? AND key=? LIMIT 1", (source, key)).fetchone() is None:
+                    # no event of it is left: its bytes are forgotten too, so landing it again
+                    # counts it as an object again (`land` counts a key with no bytes recorded)
+                    self._tally.forgot(source)
+                    db.execute("UPDATE objects SET content_hash=NULL, version=NULL WHERE source=? AND key=?", (source, key))
 

@@ -16,6 +16,7 @@ from typing import Any
 from icefloe.errors import IcefloeError, LedgerUnavailableError
 from icefloe.ledger import migrations
 from icefloe.ledger.base import BELOW_FLOOR, Event, Job, JobState, Ledger, Step, WorkerInfo
+from icefloe.ledger.counters import Tally
 from icefloe.ledger.dialect import DB, Dialect
 
 __all__ = ["COLUMNS", "SELECT", "SqlBase", "event_row"]
@@ -58,6 +59,8 @@ class SqlBase(Ledger):
         self._last_landed = 0.0
         # > 0 while `transaction()` holds one open: the `_tx` of the calls made inside join it
         self._depth = 0
+        # the open transaction's changes to the counters (one transaction at a time: `_lock`)
+        self._tally = Tally()
         with self._tx() as db:
             if upgrade:
                 migrations.apply(db, self.dialect)
@@ -121,6 +124,7 @@ class SqlBase(Ledger):
                 yield self._connection()
                 return
             db = self._connection()
+            self._tally.reset()
             try:
                 db.execute(self.begin)
             except Exception as exc:
@@ -131,8 +135,10 @@ class SqlBase(Ledger):
                 raise
             try:
                 yield db
+                self._tally.flush(db)
                 db.execute("COMMIT")
             except BaseException as exc:
+                self._tally.reset()
                 if self._lost(exc):
                     raise self._gone(exc) from exc
                 try:

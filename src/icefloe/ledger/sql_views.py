@@ -7,11 +7,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from icefloe.errors import IcefloeError
-from icefloe.ledger.base import Bucket, Event, GroupCount, LedgerGauges
+from icefloe.ledger.base import STATES, Bucket, Event, GroupCount, LedgerCounts, LedgerGauges, StateCount
 from icefloe.ledger.sql_side import SELECT, SqlBase, event_row
 
 __all__ = ["SqlReads"]
 
+_PENDING_STATES = ("landed", "queued", "running", "retrying")
 _PENDING = "('landed', 'queued', 'running', 'retrying')"
 # the event times a histogram may bucket (a column name goes into the SQL, so only these)
 _TIME_COLUMNS = ("landed_at", "committed_at", "updated_at")
@@ -22,8 +23,14 @@ def _filters(states: Iterable[str] | None, pipeline: str | None, source: str | N
     params: list[Any] = []
     if states is not None:
         names = list(states)
-        clauses.append(f"state IN ({', '.join('?' * len(names))})" if names else "1=0")
-        params += names
+        if names and all(n in STATES for n in names):
+            # written out, not bound: SQLite uses a partial index (events_dead, events_failed) only
+            # for a query whose WHERE says its condition, and a state is one of a few known words
+            words = ", ".join(f"'{n}'" for n in names)
+            clauses.append(f"state = {words}" if len(names) == 1 else f"state IN ({words})")
+        else:
+            clauses.append(f"state IN ({', '.join('?' * len(names))})" if names else "1=0")
+            params += names
     if pipeline is not None:
         clauses.append("pipeline=?")
         params.append(pipeline)
@@ -121,10 +128,40 @@ class SqlReads(SqlBase):
         # NULLs sort first on SQLite and last on PostgreSQL: order here, the same everywhere
         return sorted(found, key=lambda g: (g.source, g.pipeline or "", g.state))
 
-    def object_count(self, source: str) -> int:
+    def tallies(self) -> LedgerCounts:
+        found = LedgerCounts()
         with self._read() as db:
-            # an object is its key: its versions and fan-out are one object
-            return int(db.execute("SELECT COUNT(DISTINCT key) FROM events WHERE source=?", (source,)).fetchone()[0])
+            rows = db.execute(
+                "SELECT source, pipeline, state, n, rows_quarantined, last_committed_at FROM event_counts WHERE n <> 0"
+            ).fetchall()
+            sources = db.execute("SELECT source, objects, last_landed_at FROM source_counts").fetchall()
+        found.states = sorted(
+            (StateCount(r[0], r[1] or None, r[2], int(r[3]), int(r[4]), r[5]) for r in rows),
+            key=lambda c: (c.source, c.pipeline or "", c.state),
+        )
+        for source, objects, last in sources:
+            if objects:
+                found.objects[source] = int(objects)
+            if last is not None:
+                found.last_landed[source] = float(last)
+        return found
+
+    def lease_holders(self, named: int = 5) -> dict[str, tuple[int, list[Event]]]:
+        found: dict[str, tuple[int, list[Event]]] = {}
+        with self._read() as db:
+            # both read events_running (state, lease_owner, seq): the running events only
+            owners = db.execute("SELECT lease_owner, COUNT(*) FROM events WHERE state = 'running' GROUP BY lease_owner").fetchall()
+            for owner, n in owners:
+                if owner:
+                    rows = db.execute(f"{SELECT} WHERE state = 'running' AND lease_owner = ? ORDER BY seq LIMIT ?", (owner, int(named)))
+                    found[owner] = (int(n), [event_row(r) for r in rows.fetchall()])
+        return dict(sorted(found.items(), key=lambda item: item[1][1][0].seq if item[1][1] else 0))
+
+    def object_count(self, source: str) -> int:
+        # an object is its key: its versions and fan-out are one object (counted by `land`)
+        with self._read() as db:
+            row = db.execute("SELECT objects FROM source_counts WHERE source=?", (source,)).fetchone()
+        return int(row[0]) if row else 0
 
     def last_error(self, pipeline: str) -> str | None:
         with self._read() as db:
@@ -134,12 +171,16 @@ class SqlReads(SqlBase):
         return row[0] if row else None
 
     def pending_count(self, pipelines: Iterable[str] | None = None) -> int:
-        sql = f"SELECT COUNT(*) FROM events WHERE state IN {_PENDING}"
-        params: list[Any] = []
+        return self._counted(_PENDING_STATES, pipelines)
+
+    def _counted(self, states: Iterable[str] | None, pipelines: Iterable[str] | None, source: str | None = None) -> int:
+        """Events in these states (and pipelines, source), summed from the counters."""
+        clauses, params = _filters(states, None, source)
         if pipelines is not None:
             names = list(pipelines)
-            sql += f" AND pipeline IN ({', '.join('?' * len(names))})" if names else " AND 1=0"
-            params = names
+            clauses.append(f"pipeline IN ({', '.join('?' * len(names))})" if names else "1=0")
+            params += names
+        sql = "SELECT COALESCE(SUM(n), 0) FROM event_counts" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self._read() as db:
             return int(db.execute(sql, params).fetchone()[0])
 
@@ -168,6 +209,8 @@ class SqlReads(SqlBase):
         since: float | None = None,
         until: float | None = None,
     ) -> int:
+        if since is None and until is None:
+            return self._counted(states, None if pipeline is None else [pipeline], source)
         clauses, params = _window(_filters(states, pipeline, source), since, until, None)
         sql = "SELECT COUNT(*) FROM events" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self._read() as db:
@@ -191,14 +234,20 @@ class SqlReads(SqlBase):
             rows = db.execute(sql, args).fetchall()
         return [Bucket(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
     def gauges(self, tables: list[str]) -> LedgerGauges:
-        # each part walks an index (migration 5): the backlog reads only the pending and dead
-        # entries of events_backlog (state, pipeline, landed_at), never a committed event, and
-        # each table's last commit is the end of its range in events_freshness
+        # the counts are the counters' few rows (migration 7); the oldest pending landing is one
+        # seek per (state, pipeline) into events_backlog on SQLite, per pipeline into
+        # events_pending_landed on PostgreSQL (see migration 7), and each table's last commit
+        # the end of its range in events_freshness
+        if self.dialect.name == "sqlite":  # MIN over an IN list is no seek there: one per state
+            match = "e.state = c.state AND e.pipeline = c.pipeline) FROM event_counts c"
+            by = "c.state, c.pipeline"
+        else:
+            match = f"e.pipeline = c.pipeline AND e.state IN {_PENDING}) FROM event_counts c"
+            by = "c.pipeline"
         parts = [
-            # by state too: the rows then come in the index's order and aggregate as they stream,
-            # instead of each looked up in a temporary B-tree of groups
-            f"SELECT 'p', pipeline, COUNT(*), MIN(landed_at) FROM events WHERE state IN {_PENDING} GROUP BY state, pipeline",
-            "SELECT 'd', pipeline, COUNT(*), NULL FROM events WHERE state = 'dead' GROUP BY pipeline",
+            f"SELECT 'p', c.pipeline, SUM(c.n), (SELECT MIN(e.landed_at) FROM events e WHERE {match}"
+            f" WHERE c.state IN {_PENDING} AND c.n > 0 GROUP BY {by}",
+            "SELECT 'd', pipeline, SUM(n), NULL FROM event_counts WHERE state = 'dead' AND n > 0 GROUP BY pipeline",
         ]
         params: list[Any] = []
         for table in tables:
@@ -207,10 +256,10 @@ class SqlReads(SqlBase):
         found = LedgerGauges()
         with self._read() as db:
             for kind, name, n, at in db.execute(" UNION ALL ".join(parts), params).fetchall():
-                if kind == "p" and name is not None:
+                if kind == "p" and name and at is not None:
                     count, oldest = found.pending.get(name, (0, float(at)))
                     found.pending[name] = (count + int(n), min(oldest, float(at)))
-                elif kind == "d" and name is not None:
+                elif kind == "d" and name:
                     found.dead[name] = int(n)
                 elif kind == "t" and at is not None:
                     found.last_commit[name] = float(at)

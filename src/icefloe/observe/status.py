@@ -21,16 +21,20 @@ def status(rt: Runtime) -> list[dict[str, Any]]:
     catalog: when it cannot be opened they say why (`unavailable`), and the rest still shows."""
     now = time.time()
     ledger = rt.ledger
-    groups = ledger.counts()  # grouped by the ledger: status reads no event row
+    # the ledger's counters (kept by every transition) and one index seek per pending
+    # (state, pipeline) for the oldest landing: status reads no event row to count
+    counts = ledger.tallies()
+    oldest = {name: at for name, (_, at) in ledger.gauges([]).pending.items()}
+    groups = counts.states
     waiting = waiting_objects(rt)
     rows: list[dict[str, Any]] = []
     for name in rt.config.sources:
         mine = [g for g in groups if g.source == name]
         rows.append({
-            "kind": "source", "name": name, "objects": ledger.object_count(name) if mine else 0,
+            "kind": "source", "name": name, "objects": counts.objects.get(name, 0),
             "waiting": sum(w.source == name for w in waiting),
             "unrouted": sum(g.events for g in mine if g.state == "unrouted"),
-            "last_landed": _iso(max((g.newest_landed_at or 0 for g in mine), default=None) or None),
+            "last_landed": _iso(counts.last_landed.get(name)),
             **rt.sources[name].upstream(),
         })  # fmt: skip
     quarantined: Counter[str] = Counter()
@@ -40,7 +44,7 @@ def status(rt: Runtime) -> list[dict[str, Any]]:
         for g in mine:
             states[g.state] += g.events
         unlanded = [w for w in waiting if name in w.pipelines]
-        since = [g.oldest_landed_at for g in mine if g.state in _PENDING and g.oldest_landed_at is not None]
+        since = [oldest[name]] if name in oldest else []
         since += [w.modified_at for w in unlanded]
         bad = sum(g.rows_quarantined for g in mine if g.state == "committed")
         quarantined[cfg.write.table] += bad

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from icefloe.runtime import Runtime
 
 __all__ = [
-    "OtelTracing", "Tracing", "context_from_traceparent", "event_traceparent", "new_traceparent", "open_tracing",
+    "JsonTracing", "OtelTracing", "Tracing", "context_from_traceparent", "event_traceparent", "new_traceparent", "open_tracing",
     "trace_id_of", "tracing_for", "use_tracing",
 ]  # fmt: skip
 
@@ -178,15 +178,72 @@ class OtelTracing(Tracing):
             log.debug("tracing shutdown failed", exc_info=True)
 
 
+class JsonTracing(Tracing):
+    """`traces: otlp` with `protocol: http/json` (the default): the same spans as OtelTracing,
+    sent by observe/otlp.py without importing OpenTelemetry (its imports were ~1.3 s a process)."""
+
+    enabled = True
+
+    def __init__(self, config: TelemetryConfig, exporter: Any = None) -> None:
+        from icefloe.observe.otlp import OtlpJsonExporter, default_endpoint
+
+        self.exporter = exporter or OtlpJsonExporter(config.endpoint or default_endpoint(), config.service_name,
+                                                     max_queue=config.max_queue)  # fmt: skip
+        atexit.register(self.shutdown)  # `run --once` exits right after its last commit: send those spans
+
+    def start_land(self, parent: str | None, **attributes: Any) -> tuple[str, Any]:
+        span_id = random.getrandbits(64) or 1
+        if parent:
+            trace, parent_span, flags = parent[3:35], parent[36:52], parent[53:55]
+        else:  # a root: a new trace id, no parent span
+            trace, parent_span, flags = f"{random.getrandbits(128) or 1:032x}", "", "01"
+        return f"00-{trace}-{span_id:016x}-{flags}", (trace, span_id, parent_span, flags, time.time(), attributes)
+
+    def end(self, handle: Any, error: BaseException | None = None) -> None:
+        if handle is not None:
+            trace, span_id, parent, flags, started, attributes = handle
+            if int(flags, 16) & 1:
+                self._add("land", trace, span_id, parent, started, time.time(), _attrs(attributes), error)
+
+    def _add(self, name: str, trace: str, span_id: int, parent: str, start: float, end: float, attrs: dict[str, Any], error: Any) -> None:
+        message = None
+        if error is not None:
+            message = str(error)
+            attrs["error.type"] = type(error).__name__ if isinstance(error, BaseException) else "error"
+        self.exporter.add((name, trace, span_id, parent, int(start * 1e9), int(end * 1e9), attrs, message))
+
+    def span(
+        self, ev: Event, name: str, start: float, end: float, error: BaseException | str | None = None, **attributes: Any
+    ) -> None:
+        parent = event_traceparent(ev)
+        if not int(parent[53:55], 16) & 1:
+            return  # the trace's caller does not sample it
+        attrs = {"icefloe.event_id": ev.id, "icefloe.pipeline": ev.pipeline or "", "icefloe.source": ev.source,
+                 "icefloe.attempt": ev.attempts}  # fmt: skip
+        for k, v in attributes.items():
+            if v is not None:
+                attrs["icefloe." + k] = v
+        self._add(name, parent[3:35], random.getrandbits(64) or 1, parent[36:52], start, end, attrs, error)
+
+    def shutdown(self) -> None:
+        try:
+            self.exporter.shutdown()
+        except Exception:  # noqa: BLE001 - a collector gone at exit loses its last spans, nothing else
+            log.debug("tracing shutdown failed", exc_info=True)
+
+
 def _attrs(values: dict[str, Any]) -> dict[str, Any]:
     # OpenTelemetry takes str, bool, int, float; a None would be dropped with a warning
     return {f"icefloe.{k}": v for k, v in values.items() if v is not None}
 
 
 def open_tracing(config: TelemetryConfig) -> Tracing:
-    """`telemetry.traces`: none (the no-op) or otlp."""
+    """`telemetry.traces`: none (the no-op) or otlp (`protocol`: http/json by the standard
+    library, or http/protobuf through the OpenTelemetry SDK)."""
     if config.traces == "none":
         return Tracing()
+    if config.protocol == "http/json":
+        return JsonTracing(config)
     return OtelTracing(config)
 
 

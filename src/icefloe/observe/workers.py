@@ -57,20 +57,10 @@ def worker_rows(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def _held(ledger: Ledger) -> tuple[dict[str, int], dict[str, list[Event]]]:
-    """Running events per lease owner, and the first few of each by name: read a page at a time,
-    since a crowd of workers can hold many."""
-    counts: dict[str, int] = {}
-    named: dict[str, list[Event]] = {}
-    after = None
-    while batch := ledger.page(states=["running"], after=after, limit=1000):
-        for ev in batch:
-            if ev.lease_owner:
-                counts[ev.lease_owner] = counts.get(ev.lease_owner, 0) + 1
-                shown = named.setdefault(ev.lease_owner, [])
-                if len(shown) < _NAMED:
-                    shown.append(ev)
-        after = batch[-1].seq
-    return counts, named
+    """Running events per lease owner, and the first few of each by name: counted by the ledger
+    (a crowd of workers, or a dead host's leases, can hold many)."""
+    holders = ledger.lease_holders(_NAMED)
+    return {o: n for o, (n, _) in holders.items()}, {o: shown for o, (_, shown) in holders.items()}
 
 
 def _iso(ts: float | None) -> str | None:
