@@ -98,7 +98,7 @@ def icefloe_inplace_contender(args: dict[str, Any]) -> dict[str, Any]:
     root = Path(args["project"]) / f"run{args['run']}"
     fmt = args.get("format", "csv")
     source = Path(args["csv"]).parent.resolve()
-    write_project(root, source_path=source, table="bench.big", fmt=fmt, match=f"**/*.{fmt}")
+    write_project(root, source_path=source, table="bench.big", fmt=fmt, match=f"**/*.{fmt}", batch=args.get("batch"))
     return timed_run_once(root, "bench.big")
 
 
