@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from icefloe import Project
-from icefloe.pipelines import runner
 from tests.helpers import csv_file, make_project
 
 PIPELINE = {
@@ -42,21 +39,6 @@ def test_a_bad_line_with_two_writers_leaves_no_rows_and_no_files(tmp_path: Path)
     assert event.state == "dead" and "big.csv:20002" in (event.error or "")
     assert project.sql("select count(*) as n from s.t").to_pylist() == [{"n": 10}]
     assert sorted((root / "warehouse").rglob("*.parquet")) == before
-
-
-@pytest.mark.parametrize(("rows", "cpus", "files"), [(20_000, 2, 2), (20_000, 1, 1), (2_000, 2, 1)])
-def test_unset_a_big_file_gets_two_writers_where_there_are_cores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, cpus: int, files: int
-) -> None:
-    monkeypatch.setattr(runner, "AUTO_SPLIT_BYTES", 100_000)  # 20,000 rows are ~250 KB, 2,000 ~23 KB
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: cpus)
-    pipeline = {**PIPELINE, "batch": {"spill_bytes": "8KB"}}
-    project = Project(make_project(tmp_path / "p", {"p": pipeline}))
-    (event,) = project.ingest([_big(tmp_path / "big.csv", rows)])
-    assert event.state == "committed" and event.rows_out == rows
-    assert project.sql("select count(distinct id) as d from s.t").to_pylist() == [{"d": rows}]
-    (table,) = project.tables()
-    assert table["files"] == files
 
 
 HOOK = """import pyarrow as pa

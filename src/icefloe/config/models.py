@@ -228,9 +228,8 @@ class BatchConfig(_Model):
     # an event holding more than this in memory writes its rows to the lake ahead of the commit
     spill_bytes: int = Field(default=32 << 20, gt=0)
     # data files a spilled event writes at once, each on its own thread (pyarrow encodes one
-    # Parquet file on one core); unset: 2 for an input file of 64 MB or more on a multi-core
-    # machine, else 1 (see PipelineRunner.spill_writers)
-    spill_writers: int | None = Field(default=None, ge=1, le=16)
+    # Parquet file on one core): for wide rows whose encoding is slower than parsing them
+    spill_writers: int = Field(default=1, ge=1, le=16)
 
     _d = field_validator("max_wait", mode="before")(lambda v: parse_duration(v))
     _s = field_validator("max_bytes", "spill_bytes", mode="before")(lambda v: parse_size(v))

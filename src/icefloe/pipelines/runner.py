@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from icefloe.types import parse_partition
 __all__ = ["EventOutput", "PipelineRunner", "META_COLUMNS", "SpillStream", "CHILD_KEY"]
 
 META_COLUMNS = ("_icefloe_event", "_icefloe_source", "_icefloe_ingested_at")
-AUTO_SPLIT_BYTES = 64 << 20  # an input file this big is written as 2 data files at once (unless configured)
 
 
 @dataclass
@@ -94,7 +92,7 @@ class PipelineRunner:
                     if target not in spillers:
                         assert spill is not None
                         # the pipeline's own table gets parallel writers; child tables one each
-                        writers = self.spill_writers(path) if target is None else 1
+                        writers = self.config.batch.spill_writers if target is None else 1
                         spillers[target] = Spiller(partial(spill, target), writers)
                     spillers[target].submit(meta.add(pa.concat_tables(tables, promote_options="permissive")))
                     good[target] = []
@@ -149,20 +147,6 @@ class PipelineRunner:
             children={n: t for n, t in children.items() if t is not None},
             children_spilled={n: f for n, f in spilled.items() if n is not None},
         )  # fmt: skip
-
-    def spill_writers(self, path: Path) -> int:
-        """Data files a spilled event of `path` writes at once: `batch.spill_writers`, or unset,
-        2 for a file of `AUTO_SPLIT_BYTES` or more when there are cores for them. With the CSV
-        parse spread over the cores, one Parquet encoder (one file, one core) became the longest
-        stage of bench 3's 110 MB file; a file that big still makes data files of useful size."""
-        configured = self.config.batch.spill_writers
-        if configured is not None:
-            return configured
-        try:
-            big = path.stat().st_size >= AUTO_SPLIT_BYTES
-        except OSError:
-            big = False
-        return 2 if big and (os.cpu_count() or 1) > 1 else 1
 
     def empty(self, event: Event, step: tuple[str, float, float, dict[str, Any]]) -> EventOutput:
         """No rows for this event, without reading it: committed like an empty file (in `append` and
