@@ -243,9 +243,8 @@ def run(quick: bool) -> BenchResult:
         f"CSV is {size_mb:.0f} MB, the NDJSON of the same rows {ndjson_mb:.0f} MB. icefloe landed: the file sits in the "
         "source folder; `Project.run(once=True)` hashes it, records the event in the ledger, parses it in 4 MiB "
         "blocks cut at line breaks, 2 at once (one per core; pyarrow, in file order, 2 batches ahead), runs a not_null "
-        "check and adds 3 lineage columns on the pipeline thread, writes the 32 MB chunks as they fill round-robin to "
-        "2 Parquet data files on 2 spill threads (an input of 64 MB or more; zstd like pyiceberg, mostly-distinct "
-        "columns without a dictionary; pyiceberg's append writes 1 file, DuckDB 1) and commits once. ingest: `Project.ingest([csv])`, which first copies the file onto the source "
+        "check and adds 3 lineage columns on the pipeline thread, writes one Parquet data file on a spill thread as "
+        "32 MB chunks fill (zstd like pyiceberg, mostly-distinct columns without a dictionary) and commits once. ingest: `Project.ingest([csv])`, which first copies the file onto the source "
         "(hashing as it copies) so the landed bytes survive the original.",
         "pyiceberg: `pyarrow.csv.read_csv` / `pyarrow.json.read_json` (same types, multithreaded) + one `table.append` "
         "(SqlCatalog, sqlite). DuckDB: `COPY (SELECT * FROM read_csv(..., columns=...)) TO 'x.parquet'` (read_json for "
