@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Callable
 
 import pyarrow as pa
+from pyiceberg.io import FileIO, OutputFile
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
 from pyiceberg.utils.properties import property_as_int
 
@@ -24,7 +26,7 @@ from icefloe.lake.compat import dataframe_to_data_files, transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
 from icefloe.lake.parquet import DataFileWriter
 
-__all__ = ["DataFileStream"]
+__all__ = ["DataFileStream", "write_data_file"]
 
 
 class DataFileStream:
@@ -89,21 +91,7 @@ class DataFileStream:
     def _finish_file(self) -> None:
         if self._writer is None:
             return
-        stats = self._writer.close()
-        self.files.append(
-            DataFile.from_args(
-                content=DataFileContent.DATA,
-                file_path=self._path,
-                file_format=FileFormat.PARQUET,
-                partition=Record(),
-                file_size_in_bytes=len(self._output),
-                sort_order_id=None,
-                spec_id=self.table.metadata.default_spec_id,
-                equality_ids=None,
-                key_metadata=None,
-                **stats.to_serialized_dict(),
-            )
-        )
+        self.files.append(_data_file(self._writer, self._path, self._output, self.table.metadata.default_spec_id))
         self._writer = None
 
     def close(self) -> list[DataFile]:
@@ -124,3 +112,37 @@ class DataFileStream:
                 self.table.io.delete(path)
             except OSError:
                 pass
+
+
+def write_data_file(metadata: TableMetadata, io: FileIO, rows: pa.Table) -> DataFile:
+    """`rows` (exactly the table's Arrow schema; unpartitioned table) as one data file, written as
+    DataFileStream writes (mostly-distinct columns without a dictionary), not yet committed."""
+    locations = load_location_provider(metadata.location, metadata.properties)
+    path = locations.new_data_location(data_file_name=f"icefloe-{uuid.uuid4()}.parquet")
+    output = io.new_output(path)
+    writer = DataFileWriter(output, metadata.schema(), metadata.properties)
+    try:
+        writer.write(rows)
+    except BaseException:
+        try:
+            writer.close()
+        finally:
+            io.delete(path)
+        raise
+    return _data_file(writer, path, output, metadata.default_spec_id)
+
+
+def _data_file(writer: DataFileWriter, path: str, output: OutputFile, spec_id: int) -> DataFile:
+    stats = writer.close()
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        file_size_in_bytes=len(output),
+        sort_order_id=None,
+        spec_id=spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **stats.to_serialized_dict(),
+    )

@@ -61,6 +61,7 @@ from pyiceberg.utils.concurrent import ExecutorFactory
 from icefloe.errors import ConfigError, DataError
 from icefloe.lake.compat import SnapshotProducer, dataframe_to_data_files, transaction_io
 from icefloe.lake.evolve import align_to_table
+from icefloe.lake.stream import write_data_file
 from icefloe.lake.upsert_bounds import PRUNING_TRANSFORMS, BatchBounds
 from icefloe.lake.upsert_commit import OneReadOverwrite, PinnedMetadata
 
@@ -371,6 +372,10 @@ class _KeyedRewrite:
             future.exception()  # waits; an error is raised where the results are collected
 
     def _write_now(self, rows: pa.Table) -> list[DataFile]:
+        if self.meta.spec().is_unpartitioned() and rows.num_rows:
+            # as a spilled event writes: mostly-distinct columns without a dictionary, which
+            # pyiceberg's writer would build for every column and then abandon (~40% of the CPU)
+            return [write_data_file(self.meta, self.io, rows)]
         return list(dataframe_to_data_files(self.meta, rows, self.io, self._uuid, self._counter))
 
     def discard(self) -> None:

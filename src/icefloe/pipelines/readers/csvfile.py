@@ -9,6 +9,8 @@ a column twice (or two names differing only in case), and an unnamed column hold
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from icefloe.pipelines.readers.base import (
     register_reader,
     to_tz,
 )
+from icefloe.pipelines.readers.csvblocks import BlockReader, parse_workers
 from icefloe.pipelines.readers.csvstream import Decoded, EndsLine, check_encoding, is_utf8
 
 _CSV_OPTIONS = (
@@ -135,12 +138,18 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
         find()
         return src.error(f"cannot read CSV: {exc}")
 
-    with EndsLine(text.open()) as stream:
+    convert = pacsv.ConvertOptions(column_types=column_types, **convert_kw)
+    workers = parse_workers()
+    # several blocks parse at once where a line break always ends a row; a file of a couple of
+    # blocks is not worth the threads
+    blocks = workers > 1 and not newlines and not skip and not src.gzip and src.data is None and text is src
+    blocks = blocks and os.path.getsize(src.path) > 2 * block
+    with EndsLine(text.open()) as stream, contextlib.ExitStack() as stack:
         try:
-            reader = pacsv.open_csv(
-                stream, read_options=read, parse_options=parse,
-                convert_options=pacsv.ConvertOptions(column_types=column_types, **convert_kw),
-            )
+            if blocks:
+                reader: Any = stack.enter_context(contextlib.closing(BlockReader(stream, block, header, parse, convert, workers)))
+            else:
+                reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowException as exc:
             if "Empty CSV file" in str(exc) and _blank(text, skip):
                 return  # nothing but blank lines: zero rows, like a 0-byte file
