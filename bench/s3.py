@@ -69,6 +69,9 @@ def icefloe_project(args: dict[str, Any]) -> Path:
 
 def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     """One worker: `run --once` on the shared project (every worker lists; the ledger shares the work)."""
+    # icefloe before pyarrow, as the `icefloe` command does: it sets MIMALLOC_PURGE_DELAY=0, and
+    # pyarrow imported first keeps freed pages (RSS in proportion to the file, not live data)
+    import icefloe  # noqa: F401, I001
     import pyiceberg.catalog.sql  # noqa: F401
 
     import icefloe.engine
