@@ -40,6 +40,11 @@ def held_key(ev: Event) -> str:
     return f"{ev.pipeline}\0{ev.object_ref}"
 
 
+# under a backlog a batch stays open this many times the table's last commit, at most MAX_STRETCH s
+COMMIT_STRETCH = 4.0
+MAX_STRETCH = 10.0
+
+
 @dataclass
 class _Buffer:
     items: list[tuple[Event, EventOutput]] = field(default_factory=list)
@@ -86,6 +91,7 @@ class Committer:
         self._held_back: set[str] = set()
         self.buffers: dict[str, _Buffer] = {}
         self._maintain_due: set[str] = set()
+        self._commit_seconds: dict[str, float] = {}  # how long each table's last commit took
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
@@ -151,9 +157,15 @@ class Committer:
         batch = self.config.pipelines[buf.items[0][0].pipeline or ""].batch
         if force or buf.rows >= batch.max_rows or buf.bytes >= batch.max_bytes:
             return True
-        if self.clock.now() - buf.first_at >= batch.max_wait:
-            return True
+        waited = self.clock.now() - buf.first_at
         pipelines = [p for p, t in self.table_of.items() if t == table]
+        if waited >= batch.max_wait:
+            # a backlog behind a slow commit (a catalog on an object store: ~1 s each): commits
+            # every max_wait would be most of the time, and every event of the backlog waits for
+            # all of them. The window grows to COMMIT_STRETCH x the last commit (capped), so
+            # commits stay a fraction of the work; with nothing more pending it commits now.
+            stretch = min(COMMIT_STRETCH * self._commit_seconds.get(table, 0.0), MAX_STRETCH)
+            return waited >= stretch or self.ledger.pending_count(pipelines) <= len(buf.items)
         # nothing more is coming for this table right now: waiting would only add latency
         return self.ledger.pending_count(pipelines) <= len(buf.items)
 
@@ -163,8 +175,10 @@ class Committer:
             if self._due(table, buf, force):
                 self.buffers[table] = _Buffer()
                 # a maintenance commit that lost a race to ours goes next (engine.maintenance)
+                began = time.monotonic()
                 with self._maintenance.gate if self._maintenance is not None else nullcontext(), bind(table=table):
                     self._commit(table, buf.items)
+                self._commit_seconds[table] = time.monotonic() - began
                 flushed = True
         return flushed
 

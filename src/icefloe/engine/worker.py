@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from icefloe.engine.committing import Committer, _Buffer, held_key
+from icefloe.engine.fetching import Fetcher
 from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
@@ -20,7 +21,6 @@ from icefloe.observe.tracing import event_traceparent, trace_id_of, tracing_for
 from icefloe.pipelines.runner import EventOutput, PipelineRunner
 from icefloe.runtime import Runtime
 from icefloe.sources.base import Landed, ObjectRef, Source
-from icefloe.sources.spool import readable_path
 
 if TYPE_CHECKING:
     from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
@@ -57,6 +57,7 @@ class Engine:
         self._in_flight: set[str] = set()  # the event _process is working on (it can take minutes)
         self._keepalive: tuple[threading.Thread, threading.Event] | None = None
         self.lander = Lander(runtime)
+        self.fetcher = Fetcher()  # small objects' GETs, overlapped with the parsing of earlier ones
         self.committer = Committer(runtime, owner_id(), notify=self._notify)
         # the committer's table layout and buffers, which leasing and processing read too (the
         # same objects: never replaced, only changed in place)
@@ -133,6 +134,8 @@ class Engine:
                 self.tracing.span(ev, "lease", leasing, leased, owner=self.owner, epoch=ev.epoch)
         self._skip_already_committed(events)
         self._held_back.clear()
+        sources = self.runtime.sources
+        self.fetcher.ahead([(ev, sources[ev.source]) for ev in events if ev.state == "running" and ev.source in sources])
         for ev in events:
             if ev.state != "running":  # found committed, or failed before it could start
                 continue
@@ -143,6 +146,7 @@ class Engine:
                     log.warning("event %s: lease lost before it was handed back", ev.id)
                 continue
             self._process(ev)
+        self.fetcher.forget()
         flushed = self._flush(force=not events)
         self.committer._maintain()
         return bool(events) or flushed
@@ -227,9 +231,9 @@ class Engine:
                 now = time.time()
                 out = runner.empty(ev, ("duplicate", now, now, {"reason": duplicate}))
             else:
-                # the folder's own file, or the object's stream spooled to a temporary one
+                # the folder's own file, the object in memory or in place, or spooled (engine.fetching)
                 try:
-                    with readable_path(source, ev.key, ev.stamp if pinned else None) as path:
+                    with self.fetcher.readable(source, ev, pinned) as path:
                         out = runner.run(ev, path, spill, runner.config.batch.spill_bytes, progress=progress)
                 except ObjectChangedError:
                     if pinned and self._superseded(ev, source):
@@ -369,6 +373,7 @@ class Engine:
             stop.set()
             thread.join(timeout=10)
             self._keepalive = None
+        self.fetcher.close()
         self.ledger.heartbeat(self.owner, stopped=True)
 
     def close(self, stop: threading.Event | None = None) -> None:

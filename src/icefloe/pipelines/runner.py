@@ -16,7 +16,7 @@ from icefloe.errors import DataError
 from icefloe.ledger.base import Event
 from icefloe.pipelines.checks import apply_checks, check_columns, validate_checks
 from icefloe.pipelines.dedupe import keep_by_key
-from icefloe.pipelines.readers import read_batches
+from icefloe.pipelines.readers import Remote, read_batches
 from icefloe.pipelines.readers.base import CHILD_KEY
 from icefloe.pipelines.spill import Spiller, SpillStream
 from icefloe.pipelines.transforms import compile_transforms, user_code_boundary
@@ -68,7 +68,7 @@ class PipelineRunner:
     def run(
         self,
         event: Event,
-        path: Path,
+        path: Path | Remote,
         spill: Callable[[str | None], SpillStream] | None = None,
         spill_bytes: int = 32 << 20,
         progress: Callable[[int, int], None] | None = None,
@@ -156,7 +156,7 @@ class PipelineRunner:
         return EventOutput(event.id, event.object_ref, _Meta(event).add(pa.table({})), None, stats, [step])
 
     def _shaped(
-        self, event: Event, path: Path, timer: _Timer, ctx: dict[str, Any], progress: Callable[[int, int], None] | None
+        self, event: Event, path: Path | Remote, timer: _Timer, ctx: dict[str, Any], progress: Callable[[int, int], None] | None
     ) -> Iterator[tuple[str | None, pa.Table, pa.Table | None, int]]:
         """(target, passing rows, failing rows, rows read) per batch: read -> transforms -> checks.
 

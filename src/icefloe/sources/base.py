@@ -97,6 +97,9 @@ class Source(ABC):
     settle: float = 0.0
     # `open_version` pins reads to a version (else readers compare `head` before and after)
     pins_reads: bool = False
+    # `open_version` gives a seekable stream of ranged reads: readers read the object in place
+    # (engine.fetching) instead of a local copy of it
+    seekable_reads: bool = False
 
     @abstractmethod
     def list(self, after: str | None = None, limit: int = 1000) -> ListPage:

@@ -39,6 +39,7 @@ class S3Source(Source):
         self.settle = config.settle
         # with hash_content, another ETag can hold the same bytes: the HEAD comparison decides
         self.pins_reads = not config.hash_content
+        self.seekable_reads = True  # open_object: ranged GETs behind a seekable stream
         self.client = make_client(self.settings)
         self._watchers: list[Callable[[str, bool], None]] = []
         self._timers: set[threading.Timer] = set()

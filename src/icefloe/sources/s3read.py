@@ -1,15 +1,16 @@
-"""Reading one S3 object as a stream: one GET for a small object, ranged GETs in parallel for a
-big one, every part pinned to the version the first answer came from (If-Match on its ETag),
-so an object rewritten mid-read is an `ObjectChangedError`, never a mix of two versions."""
+"""Reading one S3 object as a seekable stream (`objstream.ObjectStream`): one GET for a small
+object; for a big one ranged GETs, `parallel` parts in flight at most, or with `parallel: 1` one
+streamed GET. Every request after the first is pinned to the version the first answer came from
+(If-Match on its ETag, and the ETag of each answer compared), so an object rewritten mid-read is
+an `ObjectChangedError` naming s3://bucket/key, never a mix of two versions."""
 
 from __future__ import annotations
 
 import io
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from icefloe.errors import ObjectChangedError, StorageUnavailableError
+from icefloe.sources.objstream import ObjectStream
 from icefloe.sources.s3conn import MISSING, s3_error, status_of
 
 __all__ = ["open_object"]
@@ -18,36 +19,74 @@ __all__ = ["open_object"]
 def open_object(
     client: Any, bucket: str, key: str, where: str, *, part_size: int, threshold: int, parallel: int, etag: str | None = None
 ) -> BinaryIO:
-    """The object's bytes front to back. The first GET asks for the first part only: its answer
-    says the size and ETag, so a small object costs one request and no HEAD."""
-    from botocore.exceptions import ClientError
-
-    pin = {"IfMatch": f'"{etag}"'} if etag else {}
+    """The object's bytes, seekable. The first GET asks for the first part only (parallel > 1):
+    its answer says the size and ETag, so a small object costs one request and no HEAD."""
+    get = _Getter(client, bucket, key, where, etag)
     # parallel 1: one plain GET whatever the size (some stores serve a range as slowly as all of it)
-    ranged = {"Range": f"bytes=0-{part_size - 1}"} if parallel > 1 else {}
-    try:
-        try:
-            answer = client.get_object(Bucket=bucket, Key=key, **ranged, **pin)
-        except ClientError as exc:
-            if status_of(exc)[1] != 416:
-                raise
-            answer = client.get_object(Bucket=bucket, Key=key, **pin)  # an empty object has no byte 0
-    except ClientError as exc:
-        if status_of(exc)[0] in MISSING:
-            raise ObjectChangedError(f"{where} was deleted before it could be read") from exc
-        raise s3_error(exc, where) from exc
-    except Exception as exc:
-        raise s3_error(exc, where) from exc
+    answer = get.first(part_size if parallel > 1 else None)
     total = _total(answer)
     length = int(answer.get("ContentLength", 0))
-    first = _Body(answer["Body"], where, length)
-    if total is None or total <= length or total < threshold:
-        if total is not None and total > length:  # mid-size: the rest in one more GET
-            rest = _Parts(client, bucket, key, where, _etag(answer), length, total, total - length, 1)
-            return io.BufferedReader(_Chain(first, rest), buffer_size=1 << 20)
-        return io.BufferedReader(first, buffer_size=1 << 20)
-    parts = _Parts(client, bucket, key, where, _etag(answer), length, total, part_size, parallel)
-    return io.BufferedReader(_Chain(first, parts), buffer_size=1 << 20)
+    if total is None:  # the whole object came (no Range asked, or the store ignored it)
+        total = length
+    window = parallel if total >= threshold else 1
+    if parallel > 1 or total <= length:
+        first = _read_all(answer["Body"], where, length)
+        if total <= length:
+            return io.BufferedReader(_Bytes(first, where), buffer_size=1 << 20)
+        # mid-size objects (below the threshold): the rest as one more GET
+        part = part_size if window > 1 else total - length
+        raw = ObjectStream(where, total, get.range, get.stream, part=part, window=max(window, 2), first=first)
+        return io.BufferedReader(raw, buffer_size=1 << 20)
+    raw = ObjectStream(where, total, get.range, get.stream, part=part_size, window=1, first_body=_Body(answer["Body"], where))
+    return io.BufferedReader(raw, buffer_size=1 << 20)
+
+
+class _Getter:
+    """GETs of one object, pinned to one ETag once the first answer told it."""
+
+    def __init__(self, client: Any, bucket: str, key: str, where: str, etag: str | None) -> None:
+        self.client, self.bucket, self.key, self.where, self.etag = client, bucket, key, where, etag
+
+    def _get(self, **extra: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        pin = {"IfMatch": f'"{self.etag}"'} if self.etag else {}
+        try:
+            answer: dict[str, Any] = self.client.get_object(Bucket=self.bucket, Key=self.key, **extra, **pin)
+        except ClientError as exc:
+            if status_of(exc)[0] in MISSING:
+                raise ObjectChangedError(f"{self.where} was deleted while it was being read") from exc
+            raise s3_error(exc, self.where) from exc
+        except Exception as exc:
+            raise s3_error(exc, self.where) from exc
+        got = _etag(answer)
+        if self.etag is None:
+            self.etag = got
+        elif got and got != self.etag:  # a store that ignores If-Match must not mix versions either
+            answer["Body"].close()
+            raise ObjectChangedError(f"{self.where} changed while it was being read (ETag {self.etag} -> {got})")
+        return answer
+
+    def first(self, part: int | None) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        if part is None:
+            return self._get()
+        try:
+            return self._get(Range=f"bytes=0-{part - 1}")
+        except StorageUnavailableError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, ClientError) and status_of(cause)[1] == 416):
+                raise
+        return self._get()  # an empty object has no byte 0
+
+    def range(self, start: int, end: int) -> bytes:
+        answer = self._get(Range=f"bytes={start}-{end - 1}")
+        return _read_all(answer["Body"], self.where, int(answer.get("ContentLength", end - start)))
+
+    def stream(self, start: int) -> io.RawIOBase:
+        answer = self._get(Range=f"bytes={start}-") if start else self._get()
+        return _Body(answer["Body"], self.where)
 
 
 def _total(answer: dict[str, Any]) -> int | None:
@@ -63,26 +102,31 @@ def _etag(answer: dict[str, Any]) -> str:
     return str(answer.get("ETag", "")).strip('"')
 
 
+def _read_all(body: Any, where: str, length: int) -> bytes:
+    try:
+        data = body.read()
+    except Exception as exc:  # urllib3's ProtocolError, ReadTimeoutError, IncompleteReadError
+        raise StorageUnavailableError(f"{where}: the download broke off: {exc}") from exc
+    if len(data) != length:
+        raise StorageUnavailableError(f"{where}: the download ended after {len(data)} of {length} byte(s)")
+    return bytes(data)
+
+
 class _Body(io.RawIOBase):
     """A botocore body whose network failures are icefloe's transient errors."""
 
-    def __init__(self, body: Any, where: str, length: int) -> None:
+    def __init__(self, body: Any, where: str) -> None:
         super().__init__()
-        self._body, self._where, self._left = body, where, length
+        self._body, self._where = body, where
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            return 0
         try:
-            data = self._body.read(min(len(buffer), self._left))
-        except Exception as exc:  # urllib3's ProtocolError, ReadTimeoutError, IncompleteReadError
+            data = self._body.read(len(buffer))
+        except Exception as exc:
             raise StorageUnavailableError(f"{self._where}: the download broke off: {exc}") from exc
-        if not data:
-            raise StorageUnavailableError(f"{self._where}: the download ended {self._left} byte(s) short")
-        self._left -= len(data)
         buffer[: len(data)] = data
         return len(data)
 
@@ -92,85 +136,9 @@ class _Body(io.RawIOBase):
         super().close()
 
 
-class _Parts(io.RawIOBase):
-    """Bytes [start, total) as ranged GETs, up to `parallel` in flight, handed out in order; at
-    most `parallel` parts are held in memory."""
+class _Bytes(io.BytesIO):
+    """A whole small object, already read (seekable, like every stream `open_object` gives)."""
 
-    def __init__(
-        self, client: Any, bucket: str, key: str, where: str, etag: str, start: int, total: int, part: int, parallel: int
-    ) -> None:
-        super().__init__()
-        self._client, self._bucket, self._key, self._where, self._etag = client, bucket, key, where, etag
-        self._next, self._total, self._part, self._parallel = start, total, part, parallel
-        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="icefloe-s3-get")
-        self._pending: deque[Future[bytes]] = deque()
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        from botocore.exceptions import ClientError
-
-        pin = {"IfMatch": f'"{self._etag}"'} if self._etag else {}
-        try:
-            answer = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end - 1}", **pin)
-            data = answer["Body"].read()
-        except ClientError as exc:
-            if status_of(exc)[0] in MISSING:
-                raise ObjectChangedError(f"{self._where} was deleted while it was being read") from exc
-            raise s3_error(exc, self._where) from exc
-        except Exception as exc:
-            raise s3_error(exc, self._where) from exc
-        if len(data) != end - start:
-            raise StorageUnavailableError(f"{self._where}: bytes {start}-{end - 1} came back {len(data)} long")
-        return bytes(data)
-
-    def _schedule(self) -> None:
-        while len(self._pending) < self._parallel and self._next < self._total:
-            end = min(self._next + self._part, self._total)
-            self._pending.append(self._pool.submit(self._fetch, self._next, end))
-            self._next = end
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._current:
-            self._schedule()
-            if not self._pending:
-                return 0
-            self._current = memoryview(self._pending.popleft().result())
-            self._schedule()
-        n = min(len(buffer), len(self._current))
-        buffer[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            for future in self._pending:
-                future.cancel()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pending.clear()
-        super().close()
-
-
-class _Chain(io.RawIOBase):
-    def __init__(self, *streams: io.RawIOBase) -> None:
-        super().__init__()
-        self._streams = list(streams)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while self._streams:
-            n = self._streams[0].readinto(buffer)
-            if n:
-                return n
-            self._streams.pop(0).close()
-        return 0
-
-    def close(self) -> None:
-        if not self.closed:
-            for stream in self._streams:
-                stream.close()
-        super().close()
+    def __init__(self, data: bytes, where: str) -> None:
+        super().__init__(data)
+        self.where = where

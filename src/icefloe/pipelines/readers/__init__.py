@@ -22,6 +22,7 @@ from icefloe.pipelines.readers import csvfile, jsonfile, parquetfile, xmlfile  #
 from icefloe.pipelines.readers.base import (
     READERS,
     ReaderFn,
+    Remote,
     Source,
     check_options,
     detect_format,
@@ -34,6 +35,7 @@ from icefloe.pipelines.readers.base import (
 __all__ = [
     "READERS",
     "ReaderFn",
+    "Remote",
     "Source",
     "check_options",
     "detect_format",

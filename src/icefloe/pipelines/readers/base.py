@@ -6,6 +6,7 @@ contract documented in the package docstring (batch size, `large_string`, declar
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -97,17 +98,40 @@ class Source:
     data: bytes | None = None  # in-memory content, used to re-read a parsed JSON document
     # (bytes of the input file consumed so far, records so far); readers may call it, or not
     progress: Callable[[int, int], None] | None = None
+    # a file not on the local disk (`Remote`): each call a new seekable stream of its bytes
+    opener: Callable[[], BinaryIO] | None = None
+    size: int | None = None
+
+    def raw(self) -> BinaryIO:
+        """The bytes as stored (gzip not undone), seekable: what Parquet and zip need."""
+        if self.opener is not None:
+            return self.opener()
+        return open(self.path, "rb")
+
+    def file_size(self) -> int:
+        return self.size if self.opener is not None and self.size is not None else os.path.getsize(self.path)
 
     def open(self) -> BinaryIO:
         if self.data is not None:
             return io.BytesIO(self.data)
-        raw = open(self.path, "rb")  # the caller closes the returned stream, which closes this
+        raw = self.raw()  # the caller closes the returned stream, which closes this
         if not self.gzip:
             return raw
         return io.BufferedReader(_GzipStream(raw, self.name), buffer_size=MiB)
 
     def error(self, message: str, **where: Any) -> DataError:
         return DataError(message, file=self.name, **where)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A file read where it is (an object store), not from a local copy: `open()` gives a new
+    seekable stream of its bytes each call. `name` is its file name (picks the format by
+    extension), `size` its length in bytes."""
+
+    name: str
+    size: int
+    open: Callable[[], BinaryIO]
 
 
 class _GzipStream(io.RawIOBase):
@@ -138,7 +162,7 @@ class _GzipStream(io.RawIOBase):
 
 
 def read_batches(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Remote,
     *,
     fmt: str | None = None,
     schema: dict[str, pa.DataType] | None = None,
@@ -156,7 +180,8 @@ def read_batches(
     A batch whose schema metadata has `icefloe.child` belongs to a child table (XML): it is
     conformed without the declared `schema` and keeps its metadata.
     """
-    path = os.fspath(path)
+    remote = path if isinstance(path, Remote) else None
+    path = path.name if isinstance(path, Remote) else os.fspath(path)
     name = display_name or path
     fmt = fmt or detect_format(path) or (detect_format(display_name) if display_name else None)
     if fmt is None:
@@ -168,8 +193,9 @@ def read_batches(
         raise ConfigError(f"batch_rows must be at least 1, got {batch_rows}")
     types = {col: arrow_type(t) if isinstance(t, str) else t for col, t in (schema or {}).items()}
     missing = "null" if nullable_missing else "sparse" if fmt in _SPARSE else "error"
-    batches = _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing)
-    return Prefetched(batches) if fmt in _PREFETCH and _size(path) >= PREFETCH_MIN_BYTES else batches
+    batches = _batches(reader, path, name, types, dict(options or {}), batch_rows, progress, missing, remote)
+    size = remote.size if remote is not None else _size(path)
+    return Prefetched(batches) if fmt in _PREFETCH and size >= PREFETCH_MIN_BYTES else batches
 
 
 def _size(path: str) -> int:
@@ -181,15 +207,21 @@ def _size(path: str) -> int:
 
 def _batches(
     reader: ReaderFn, path: str, name: str, schema: dict, options: dict, batch_rows: int, progress: Any = None,
-    missing: str = "null",
+    missing: str = "null", remote: Remote | None = None,
 ) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    with open(path, "rb") as raw:
+    if remote is not None and remote.size == 0:
+        return  # an empty file is zero rows, in every format
+    opener, size = (remote.open, remote.size) if remote is not None else (None, None)
+    src = Source(path, name, gzip=False, progress=progress, opener=opener, size=size)
+    with src.raw() as raw:
         magic = raw.read(2)
     gz = magic == b"\x1f\x8b" or path.lower().endswith(".gz") or name.lower().endswith(".gz")
-    src = Source(path, name, gzip=gz, progress=progress)
-    with src.open() as stream:
-        if not stream.read(1):
-            return  # an empty file is zero rows, in every format
+    src = dataclasses.replace(src, gzip=gz)
+    # a remote file of some bytes is not empty: only gzip needs a look (each open is a GET)
+    if remote is None or gz:
+        with src.open() as stream:
+            if not stream.read(1):
+                return  # an empty file is zero rows, in every format
     row = 0
     valued: set[str] = set()  # declared columns with a value somewhere (sparse formats)
     for batch in reader(src, schema, options, batch_rows):

@@ -1,4 +1,5 @@
-"""The Parquet reader: pyarrow's batch iterator; gzip is decompressed to a temporary file first."""
+"""The Parquet reader: pyarrow's batch iterator; gzip is decompressed to a temporary file first
+(Parquet needs random access), a remote file is read through its seekable stream."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from icefloe.pipelines.readers.base import MiB, Source, check_options, register_
 def _read_parquet(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
     check_options(options, (), "parquet")
     with contextlib.ExitStack() as stack:
-        target: Any = src.path
+        # remote: a seekable stream of ranged reads (the footer, then the column chunks)
+        target: Any = src.path if src.opener is None else stack.enter_context(src.raw())
         if src.gzip:  # parquet needs random access: decompress to disk, not to memory
             target = stack.enter_context(tempfile.TemporaryFile())
             with src.open() as stream:

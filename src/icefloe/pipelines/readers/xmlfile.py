@@ -77,8 +77,9 @@ def read_xml(src: Source, schema: dict[str, pa.DataType], options: dict[str, Any
 
 def _documents(src: Source) -> Iterator[tuple[str, IO[bytes], int | None, Callable[[], int]]]:
     """(name, stream, uncompressed size if known, bytes of the input file consumed) per document."""
-    if src.data is None and not src.gzip and _is_zip(src.path):
-        with zipfile.ZipFile(src.path) as archive:
+    if src.data is None and not src.gzip and _is_zip(src):
+        # a remote zip reads its central directory through the seekable stream, then the members
+        with zipfile.ZipFile(src.path if src.opener is None else src.raw()) as archive:
             members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(".xml")]
             if not members:
                 raise DataError("zip archive holds no .xml member", file=src.name)
@@ -90,16 +91,16 @@ def _documents(src: Source) -> Iterator[tuple[str, IO[bytes], int | None, Callab
     # the file position behind a gzip stream is what progress reports, not the inflated bytes
     raw = getattr(getattr(stream, "raw", None), "_raw", None)
     position = raw.tell if raw is not None else stream.tell
-    size = None if src.data is not None else os.path.getsize(src.path)
+    size = None if src.data is not None else src.file_size()
     if size is not None and src.gzip:
-        size = max(size, _gzip_size(src.path))
+        size = max(size, _gzip_size(src))
     yield src.name, stream, size, position
 
 
-def _gzip_size(path: str) -> int:
+def _gzip_size(src: Source) -> int:
     # the trailer's ISIZE: the inflated size modulo 4 GiB (of the last member), enough to decide
     # whether the file is worth starting worker processes for right away
-    with open(path, "rb") as raw:
+    with src.raw() as raw:
         raw.seek(0, os.SEEK_END)
         if raw.tell() < 18:
             return 0
@@ -107,11 +108,11 @@ def _gzip_size(path: str) -> int:
         return int.from_bytes(raw.read(4), "little")
 
 
-def _is_zip(path: str) -> bool:
-    with open(path, "rb") as raw:
+def _is_zip(src: Source) -> bool:
+    with src.raw() as raw:
         if raw.read(4) != b"PK\x03\x04":
             return False
-    return zipfile.is_zipfile(path)
+        return zipfile.is_zipfile(raw)
 
 
 register_reader("xml", read_xml, extensions=(".xml",), options=OPTION_KEYS, check=parse_spec)
