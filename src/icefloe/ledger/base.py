@@ -354,9 +354,11 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_failed(
-        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None
+        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None,
+        counted: bool = True,
     ) -> State:
-        """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`."""
+        """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`.
+        `counted=False` (a store was unreachable): `retrying`, and the lease's attempt is given back."""
 
     @abstractmethod
     def replay(self, ids: list[str] | None) -> list[str]:
