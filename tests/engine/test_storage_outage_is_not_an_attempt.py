@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from icefloe import Project
-from icefloe.errors import StorageUnavailableError
+from icefloe.errors import UnreachableError
 from icefloe.pipelines.runner import PipelineRunner
 from tests.helpers import ORDERS, csv_file, make_project
 
@@ -30,7 +30,7 @@ def test_an_event_survives_a_store_outage_longer_than_its_attempts(tmp_path: Pat
     def unreachable(self: PipelineRunner, *args: Any, **kwargs: Any) -> Any:
         if len(outage) < 6:  # three times the event's attempts
             outage.append(1)
-            raise StorageUnavailableError("s3://bucket/a.csv: S3 is unreachable: Could not connect to the endpoint URL")
+            raise UnreachableError("s3://bucket/a.csv: S3 is unreachable: Could not connect to the endpoint URL")
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PipelineRunner, "run", unreachable)

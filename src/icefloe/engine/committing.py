@@ -15,7 +15,7 @@ from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
 from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
-from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, StorageUnavailableError, describe, is_transient
+from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, UnreachableError, describe, is_transient
 from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
@@ -412,7 +412,7 @@ class Committer:
             return self._hand_back(events, text)
         # the object store or the catalog did not answer: waiting for it is no attempt of the event's,
         # or an outage longer than the backoff would send every event it caught to the dead letters
-        outage = isinstance(exc, StorageUnavailableError)
+        outage = isinstance(exc, UnreachableError)
         states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None

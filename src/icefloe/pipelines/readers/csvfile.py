@@ -143,7 +143,7 @@ def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iter
     # several blocks parse at once where a line break always ends a row; a file of a couple of
     # blocks is not worth the threads
     blocks = workers > 1 and not newlines and not skip and not src.gzip and src.data is None and text is src
-    blocks = blocks and os.path.getsize(src.path) > 2 * block
+    blocks = blocks and src.file_size() > 2 * block
     with EndsLine(text.open()) as stream, contextlib.ExitStack() as stack:
         try:
             if blocks:
