@@ -10,9 +10,7 @@
     │   ├── LeaseLostError           our lease moved on (expired and taken again): drop the work
     │   ├── LedgerUnavailableError   the ledger database dropped the connection (reconnects next call)
     │   ├── ObjectChangedError       the object changed while we read it (still being written)
-    │   └── StorageUnavailableError  object store / catalog not usable now (a retry may work)
-    │       └── UnreachableError     ... it did not answer, or answered busy: an outage, which
-    │                                    uses up no attempt of the event's (it waits, never dies for it)
+    │   └── StorageUnavailableError  object store / catalog not reachable
     └── PermanentError  (marker)     retrying cannot help: dead-letter at once
         ├── DataError                bad input, with file and position
         ├── SchemaError              incompatible schema change
@@ -38,7 +36,6 @@ __all__ = [
     "LedgerUnavailableError",
     "LedgerVersionError",
     "StorageUnavailableError",
-    "UnreachableError",
     "ObjectChangedError",
     "PermanentError",
     "DataError",
@@ -112,10 +109,6 @@ class LedgerVersionError(IcefloeError):
 
 
 class StorageUnavailableError(TransientError):
-    pass
-
-
-class UnreachableError(StorageUnavailableError):
     pass
 
 

@@ -77,6 +77,11 @@ def make_crash_project(
     }
     if s3 is not None:
         config["s3"] = s3
+        # an outage of the store counts attempts, as any transient failure does, and so does
+        # each lease a killed worker held: with outage trials between the kills the default 5
+        # can run out for a file that met both (it would sit in the dead letters, rows missing)
+        for pipeline in config["pipelines"].values():
+            pipeline["retry"] = {"max_attempts": 20}
     if lease is not None:
         config["lease"] = lease
     for name, uri in (("ledger", ledger), ("catalog", catalog)):

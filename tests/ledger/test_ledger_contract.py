@@ -90,19 +90,6 @@ def test_transient_failure_retries_then_dies_after_max_attempts(ledger: Ledger) 
     assert ledger.get(ev.id).error == "boom"  # type: ignore[union-attr]
 
 
-def test_an_uncounted_failure_gives_the_attempt_back_and_never_dies(ledger: Ledger) -> None:
-    ledger.land(source="s", key="k", uri="u", content_hash="h", size=1, pipelines=["p"], max_attempts={"p": 2})
-    for _ in range(5):  # an outage outlasting every attempt the event has
-        (ev,) = ledger.lease("w", limit=1, ttl=30)
-        assert ev.attempts == 1
-        state = ledger.mark_failed(ev.id, error="S3 is unreachable", kind="StorageUnavailableError", transient=True,
-                                   backoff=0, max_backoff=0, epoch=ev.epoch, counted=False)  # fmt: skip
-        assert state == "retrying"
-    assert ledger.get(ev.id).attempts == 0  # type: ignore[union-attr]
-    (ev,) = ledger.lease("w", limit=1, ttl=30)
-    assert ledger.mark_failed(ev.id, error="boom", kind="OSError", transient=True, backoff=0, max_backoff=0) == "retrying"
-
-
 def test_backoff_delays_the_retry(ledger: Ledger) -> None:
     _land(ledger)
     (ev,) = ledger.lease("w", limit=1, ttl=30)

@@ -15,7 +15,7 @@ from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
 from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
-from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, UnreachableError, describe, is_transient
+from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, describe, is_transient
 from icefloe.lake.catalog import catalog_outage
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
@@ -410,19 +410,15 @@ class Committer:
             self.metrics.error(stage, exc)
         if isinstance(exc, LedgerUnavailableError):
             return self._hand_back(events, text)
-        # the object store or the catalog did not answer: waiting for it is no attempt of the event's,
-        # or an outage longer than the backoff would send every event it caught to the dead letters
-        outage = isinstance(exc, UnreachableError)
         states: list[str] = []
         for ev in events:
             retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
-            last = transient and not outage and ev.attempts >= ev.max_attempts
+            last = transient and ev.attempts >= ev.max_attempts
             try:
                 state = self.ledger.mark_failed(
                     ev.id, error=f"{text} (gave up after {ev.attempts} attempts)" if last else text,
                     kind=type(exc).__name__, transient=transient,
                     backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0, epoch=ev.epoch,
-                    counted=not outage,
                 )  # fmt: skip
             except LeaseLostError:
                 self.metrics.lease_lost(1)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pyiceberg.catalog import Catalog
 
-from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError, UnreachableError
+from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from icefloe.config.s3 import S3Settings
@@ -66,7 +66,7 @@ def catalog_outage(exc: BaseException, uri: str) -> StorageUnavailableError | No
     if not isinstance(exc, outage):
         return None
     reason = _first_line(getattr(exc, "orig", None) or exc)
-    error = UnreachableError(f"catalog {redacted(uri)} is unavailable: {reason}")
+    error = StorageUnavailableError(f"catalog {redacted(uri)} is unavailable: {reason}")
     error.__cause__ = exc
     return error
 

@@ -354,11 +354,9 @@ class Ledger(ABC):
 
     @abstractmethod
     def mark_failed(
-        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None,
-        counted: bool = True,
+        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None
     ) -> State:
-        """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`.
-        `counted=False` (a store was unreachable): `retrying`, and the lease's attempt is given back."""
+        """Record a failure: `retrying` with backoff while attempts remain and it is transient, else `dead`."""
 
     @abstractmethod
     def replay(self, ids: list[str] | None) -> list[str]:

@@ -325,8 +325,7 @@ class SqlLedger(SqlReads):
             raise LeaseLostError(lost)
 
     def mark_failed(
-        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None,
-        counted: bool = True,
+        self, id: str, *, error: str, kind: str, transient: bool, backoff: float, max_backoff: float, epoch: int | None = None
     ) -> State:
         with self._tx() as db:
             now = self._now(db)
@@ -338,22 +337,15 @@ class SqlLedger(SqlReads):
             if not self._held(row, epoch):
                 raise LeaseLostError([id])
             state, held, attempts, max_attempts, source, pipeline = row
-            if not counted:
-                # an outage of a store the event needs is not the event's failure: the lease's
-                # attempt is given back, and it waits (with jitter, so a crowd does not come back
-                # at once) without ever running out of attempts
-                new: State = "retrying"
-                delay = random.uniform(0.5, 1.0) * min(max_backoff, max(backoff, 1.0) * 2 ** min(max(attempts - 1, 0), 5))
-            else:
-                new = "retrying" if transient and attempts < max_attempts else "dead"
-                # full jitter keeps a crowd of failed events from retrying in lock-step
-                delay = random.uniform(0, min(max_backoff, backoff * 2 ** max(attempts - 1, 0))) if new == "retrying" else 0
+            new: State = "retrying" if transient and attempts < max_attempts else "dead"
             _check(state, new)
             self._tally.move(source, pipeline, state, new)
+            # full jitter keeps a crowd of failed events from retrying in lock-step
+            delay = random.uniform(0, min(max_backoff, backoff * 2 ** max(attempts - 1, 0))) if new == "retrying" else 0
             db.execute(
                 "UPDATE events SET state=?, error=?, error_kind=?, next_attempt_at=?, updated_at=?,"
-                " lease_owner=NULL, lease_expires_at=NULL, attempts=? WHERE id=? AND epoch=?",
-                (new, error, kind, now + delay, now, attempts if counted else max(attempts - 1, 0), id, held),
+                " lease_owner=NULL, lease_expires_at=NULL WHERE id=? AND epoch=?",
+                (new, error, kind, now + delay, now, id, held),
             )
             db.execute(_STEP, (id, new, now, now, json.dumps({"error": error, "kind": kind, "retry_in": round(delay, 3)})))
         return new

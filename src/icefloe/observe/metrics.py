@@ -43,7 +43,7 @@ log = logging.getLogger("icefloe")
 # its rows, table maintenance
 STAGES = ("land", "process", "commit", "maintain")
 # the error classes a worker records (errors.py and the ledger's); others are counted as they come
-KINDS = ("DataError", "SchemaError", "UserCodeError", "CommitConflictError", "StorageUnavailableError", "UnreachableError",
+KINDS = ("DataError", "SchemaError", "UserCodeError", "CommitConflictError", "StorageUnavailableError",
          "ObjectChangedError", "LedgerUnavailableError", "IcefloeError")  # fmt: skip
 # a commit takes from milliseconds (a small file, SQLite catalog) to minutes (a big upsert)
 _COMMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

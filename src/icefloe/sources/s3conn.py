@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from icefloe.config.s3 import S3Settings
-from icefloe.errors import NotInstalledError, ObjectChangedError, StorageUnavailableError, UnreachableError
+from icefloe.errors import NotInstalledError, ObjectChangedError, StorageUnavailableError
 
 __all__ = ["MISSING", "fileio_properties", "make_client", "s3_error", "status_of"]
 
@@ -117,11 +117,11 @@ def s3_error(exc: BaseException, where: str) -> Exception:
             # the object may be fine and the credentials fixed: retried (max_attempts bounds it)
             return StorageUnavailableError(f"{where}: access denied ({code or status}); check the S3 credentials")
         if status >= 500 or code in _BUSY:
-            return UnreachableError(f"{where}: the store answered {code or status}, retrying later")
+            return StorageUnavailableError(f"{where}: the store answered {code or status}, retrying later")
         return StorageUnavailableError(f"{where}: S3 error {code or status}: {exc}")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return StorageUnavailableError(f"{where}: no S3 credentials found (environment, profile or s3.access_key_id)")
     if isinstance(exc, (BotoCoreError, OSError)):
         # connection refused, reset, timed out, a stream cut short
-        return UnreachableError(f"{where}: S3 is unreachable: {exc}")
+        return StorageUnavailableError(f"{where}: S3 is unreachable: {exc}")
     return exc if isinstance(exc, Exception) else StorageUnavailableError(str(exc))
