@@ -60,6 +60,64 @@ def test_a_read_pinned_to_an_old_etag_refuses_the_new_object(s3_server: S3Server
         _open(s3_server, s3_bucket, "o", part=1000, parallel=2, etag="0123456789abcdef0123456789abcdef")
 
 
+class _CountingBody:
+    def __init__(self, body: Any) -> None:
+        self.body, self.taken = body, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.body.read(n)
+        self.taken += len(data)
+        return data
+
+    def close(self) -> None:
+        self.body.close()
+
+
+class _CountingClient:
+    """The real client, with every GET's body counting the bytes taken from the network."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.bodies = client, []
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self.client.get_object(**kwargs)
+        answer["Body"] = _CountingBody(answer["Body"])
+        self.bodies.append(answer["Body"])
+        return answer
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_big_object_is_read_as_it_arrives_never_held_whole(s3_server: S3Server, s3_bucket: str, parallel: int) -> None:
+    data = bytes(i % 253 for i in range(6 << 20))
+    s3_server.client().put_object(Bucket=s3_bucket, Key="big", Body=data)  # type: ignore[attr-defined]
+    client = _CountingClient(s3_server.client())
+    part = 256 << 10
+    with open_object(client, s3_bucket, "big", f"s3://{s3_bucket}/big", part_size=part, threshold=part, parallel=parallel) as stream:
+        assert stream.read(1000) == data[:1000]
+        taken = sum(body.taken for body in client.bodies)
+        # the reader's 1 MiB buffer, or the ranged window, plus the first part: not the 6 MiB
+        assert taken <= (1 << 20) + parallel * part, taken
+        assert stream.read() == data[1000:]
+
+
+class _IgnoresRanges(_CountingClient):
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop("Range", None)
+        return super().get_object(**kwargs)
+
+
+def test_a_store_that_ignores_ranges_is_streamed_not_held(s3_server: S3Server, s3_bucket: str) -> None:
+    data = bytes(i % 251 for i in range(6 << 20))
+    s3_server.client().put_object(Bucket=s3_bucket, Key="big", Body=data)  # type: ignore[attr-defined]
+    client = _IgnoresRanges(s3_server.client())
+    part = 256 << 10
+    with open_object(client, s3_bucket, "big", f"s3://{s3_bucket}/big", part_size=part, threshold=part, parallel=4) as stream:
+        assert stream.read(1000) == data[:1000]
+        assert client.bodies[0].taken <= (1 << 20) + part
+        assert stream.read() == data[1000:]
+    assert len(client.bodies) == 1
+
+
 class _NoCopy:
     """Stands in for shutil in sources.spool: a local copy of an S3 object is the bug."""
 
