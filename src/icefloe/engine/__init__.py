@@ -10,7 +10,8 @@ is composed of parts it owns and wires, each taking the runtime and the few call
   in a running worker, notices land on its own thread, beside the loop's commits.
 - `committing.py`: `Committer`, commits (children before parents), the maintenance commits make
   due (through the engine's `Upkeep`); its parts `batching.py` (per-table buffers, when a batch
-  is due) and `failures.py` (failed events, and the newer ones that wait for them).
+  is due; in a running worker the commit runs on a thread beside the loop, one at a time) and
+  `failures.py` (failed events, and the newer ones that wait for them).
 - `processing.py`: one leased event's pipeline run (superseded, duplicate, already committed).
 - `worker.py`: the `Engine` itself: lease, and the `drain` / `serve` loops.
 """

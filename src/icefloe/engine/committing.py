@@ -71,30 +71,39 @@ class Committer(Batching, CommitFailures):
         # pipelines (and append objects) whose older event will retry: the engine's lease loop
         # hands their newer events back; cleared each round, never replaced (the engine reads it)
         self._held_back: set[str] = set()
+        self._held_behind: set[str] = set()
         self.buffers: dict[str, _Buffer] = {}
         self._maintain_due: set[str] = set()
         self._commit_seconds: dict[str, float] = {}  # how long each table's last commit took
         # pipeline -> events landed since the round's lease (the landing thread lands during it)
         self._arrived: dict[str, int] = {}
         self._arrived_lock = threading.Lock()
+        self.background = False  # `Engine.serve`: batches commit on a thread (engine.batching)
+        self._commit_thread: threading.Thread | None = None
+        self._commit_running = False
+        self._buffers_lock = threading.RLock()
+        self.on_committed: Callable[[], None] | None = None
+        self.committing: dict[str, int] = {}
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
         if pipeline is not None and self.table_of.get(pipeline) == table:
             return self._pipeline_writer(pipeline)
         if table not in self.writers:
-            if table in self.child_writes:
-                config = self.child_writes[table]
-            else:
-                config = table_write(self.config, table)
-            self.writers[table] = TableWriter(self.runtime.catalog, config)
+            with self._buffers_lock:  # one writer per table, also with a commit on its thread
+                if table not in self.writers:
+                    config = self.child_writes[table] if table in self.child_writes else table_write(self.config, table)
+                    self.writers[table] = TableWriter(self.runtime.catalog, config)
         return self.writers[table]
 
     def _pipeline_writer(self, pipeline: str) -> TableWriter:
         if pipeline not in self.pipeline_writers:
-            table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
-            shared = self.writer(table)
-            self.pipeline_writers[pipeline] = shared if shared.config == config else TableWriter(self.runtime.catalog, config)
+            with self._buffers_lock:
+                if pipeline not in self.pipeline_writers:
+                    table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
+                    shared = self.writer(table)
+                    same = shared.config == config
+                    self.pipeline_writers[pipeline] = shared if same else TableWriter(self.runtime.catalog, config)
         return self.pipeline_writers[pipeline]
 
     def _order_group(self, pipeline: str) -> set[str]:
@@ -119,7 +128,9 @@ class Committer(Batching, CommitFailures):
         if self._maintenance is None:
             from icefloe.engine.maintenance import Maintenance
 
-            self._maintenance = Maintenance(self.runtime, self.owner)
+            with self._buffers_lock:  # made once, also when a commit on its thread asks first
+                if self._maintenance is None:
+                    self._maintenance = Maintenance(self.runtime, self.owner)
         return self._maintenance
 
     @property
@@ -128,13 +139,15 @@ class Committer(Batching, CommitFailures):
 
     def _maintain(self) -> None:
         """Maintenance that commits made due goes to the maintenance thread; no commit waits for it."""
-        due, self._maintain_due = self._maintain_due, set()
+        with self._buffers_lock:
+            due, self._maintain_due = self._maintain_due, set()
         if due:
             self.maintenance.submit(sorted(due))
 
     def _counted(self, table: str) -> None:
         if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
-            self._maintain_due.add(table)
+            with self._buffers_lock:
+                self._maintain_due.add(table)
 
     def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
         writer = self.writer(table)

@@ -6,6 +6,7 @@ that must wait for it (`_held_back`, and those in its table's buffer). `CommitFa
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,11 @@ class CommitFailures:
     # pipelines (and append objects) whose older event will retry: the engine's lease loop
     # hands their newer events back; cleared each round, never replaced (the engine reads it)
     _held_back: set[str]
+    # the same, of events failed in a commit on its thread: kept until the next round's lease (a
+    # round may have leased their newer events before the failure, and clears `_held_back`)
+    _held_behind: set[str]
+    _commit_thread: threading.Thread | None
+    _buffers_lock: threading.RLock
     _notify: Callable[[Event, str], None]
 
     if TYPE_CHECKING:
@@ -48,6 +54,11 @@ class CommitFailures:
         def _discard(self, pipeline: str, out: EventOutput) -> None: ...
 
         def _order_group(self, pipeline: str) -> set[str]: ...
+
+    def holds(self, ev: Event) -> bool:
+        """An older event of its order will retry: this one waits (handed back untried)."""
+        with self._buffers_lock:
+            return any(name in held for held in (self._held_back, self._held_behind) for name in (ev.pipeline, held_key(ev)))
 
     def _put_back(self, items: list[tuple[Event, EventOutput]]) -> None:
         """Hand events back untried (an older one of their order group must commit first)."""
@@ -109,25 +120,27 @@ class CommitFailures:
     def _hold_back(self, failed: Event) -> None:
         """An ordered pipeline's event will retry: newer ones of its order group wait for it (of an
         append pipeline outside any order group: newer versions of that object)."""
-        assert failed.pipeline is not None
-        by_key = failed.pipeline not in self.ordered
-        group = {failed.pipeline} if by_key else set(self._order_group(failed.pipeline))
-        self._held_back.update([held_key(failed)] if by_key else group)
-        buf = self.buffers.get(self.table_of[failed.pipeline])
-        if buf is None:
-            return
-        newer = [
-            (ev, out) for ev, out in buf.items
-            if ev.pipeline in group and (ev.seq, ev.landed_at) >= (failed.seq, failed.landed_at)
-            and (not by_key or ev.object_ref == failed.object_ref)
-        ]  # fmt: skip
-        if newer:
-            buf.items = [item for item in buf.items if item not in newer]
-            buf.rows -= sum(out.data.num_rows for _, out in newer)
-            buf.bytes -= sum(out.data.nbytes for _, out in newer)
-            try:
-                self.ledger.release([ev.id for ev, _ in newer], self.owner, epochs={ev.id: ev.epoch for ev, _ in newer})
-            except LeaseLostError as lost:
-                log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
-            for ev, out in newer:
-                self._discard(ev.pipeline or "", out)
+        with self._buffers_lock:  # the loop appends to the buffer meanwhile (a background commit)
+            assert failed.pipeline is not None
+            by_key = failed.pipeline not in self.ordered
+            group = {failed.pipeline} if by_key else set(self._order_group(failed.pipeline))
+            behind = threading.current_thread() is self._commit_thread
+            (self._held_behind if behind else self._held_back).update([held_key(failed)] if by_key else group)
+            buf = self.buffers.get(self.table_of[failed.pipeline])
+            if buf is None:
+                return
+            newer = [
+                (ev, out) for ev, out in buf.items
+                if ev.pipeline in group and (ev.seq, ev.landed_at) >= (failed.seq, failed.landed_at)
+                and (not by_key or ev.object_ref == failed.object_ref)
+            ]  # fmt: skip
+            if newer:
+                buf.items = [item for item in buf.items if item not in newer]
+                buf.rows -= sum(out.data.num_rows for _, out in newer)
+                buf.bytes -= sum(out.data.nbytes for _, out in newer)
+                try:
+                    self.ledger.release([ev.id for ev, _ in newer], self.owner, epochs={ev.id: ev.epoch for ev, _ in newer})
+                except LeaseLostError as lost:
+                    log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
+                for ev, out in newer:
+                    self._discard(ev.pipeline or "", out)

@@ -160,12 +160,19 @@ class EventProcessing:
         now = time.time()
         # the counts survive a crash before the commit is recorded (see _skip_already_committed)
         self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
-        buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
-        if not buf.items:
-            buf.first_at = self.clock.now()
-        buf.items.append((ev, out))
-        buf.rows += out.data.num_rows
-        buf.bytes += out.data.nbytes
+        committer = self.committer
+        with committer._buffers_lock:
+            if committer.holds(ev):
+                # an older event of its order failed in the commit running beside this round
+                # (engine.batching): this one waits for it, as the buffered ones do
+                committer._put_back([(ev, out)])
+                return
+            buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
+            if not buf.items:
+                buf.first_at = self.clock.now()
+            buf.items.append((ev, out))
+            buf.rows += out.data.num_rows
+            buf.bytes += out.data.nbytes
 
     def _superseded(self, ev: Event, source: Source) -> bool:
         """The bytes this event stands for were replaced: the new bytes are their own event."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from icefloe.engine.committing import Committer, held_key
+from icefloe.engine.committing import Committer
 from icefloe.engine.fetching import Fetcher
 from icefloe.engine.landing import Lander
 from icefloe.engine.processing import EventProcessing
@@ -48,6 +48,7 @@ class Engine(EventProcessing):
         self.lease_limit = lease_limit
         self.runners = {name: PipelineRunner(name, cfg, runtime.root) for name, cfg in self.config.pipelines.items()}
         self.tally = Tally()
+        self._notify_lock = threading.Lock()
         self.metrics = metrics_for(self.config)
         self.tracing = tracing_for(runtime)
         self._reconcile_at: dict[str, float] = {}  # source -> when its next reconcile pass is due
@@ -62,6 +63,7 @@ class Engine(EventProcessing):
         self._wake = threading.Event()  # set by a landing: the idle loop leases at once
         self.fetcher = Fetcher()  # small objects' GETs, overlapped with the parsing of earlier ones
         self.committer = Committer(runtime, owner_id(), notify=self._notify)
+        self.committer.on_committed = self._wake.set  # the next batch goes at once
         # the committer's table layout and buffers, which leasing and processing read too (the
         # same objects: never replaced, only changed in place)
         self.table_of = self.committer.table_of
@@ -88,10 +90,11 @@ class Engine(EventProcessing):
         self._wake.set()
 
     def _notify(self, ev: Event, state: str) -> None:
-        self.tally.seen(ev.id, state)
-        self.metrics.settled(ev, state)
-        if self.on_event is not None:
-            self.on_event(ev, state)
+        with self._notify_lock:  # the loop and the commit thread both settle events
+            self.tally.seen(ev.id, state)
+            self.metrics.settled(ev, state)
+            if self.on_event is not None:
+                self.on_event(ev, state)
 
     # -- the parts' own API, for callers that hold the engine (Project.ingest, tests) ------------
     def land(self, source: Source, target: ObjectRef | str, *, traceparent: str | None = None) -> list[Event]:
@@ -132,6 +135,8 @@ class Engine(EventProcessing):
         self._housekeep()
         if not self.lander.threaded:  # `serve` lands notices on the landing thread
             self.lander._land_candidates()
+        if self.committer.full():  # a batch at its limits waits for the commit in progress
+            return False
         leasing = time.time()
         self.committer.leasing()
         events = self.ledger.lease(
@@ -149,7 +154,7 @@ class Engine(EventProcessing):
         for ev in events:
             if ev.state != "running":  # found committed, or failed before it could start
                 continue
-            if ev.pipeline in self._held_back or held_key(ev) in self._held_back:
+            if self.committer.holds(ev):
                 try:  # an older event of its pipeline must go first
                     self.ledger.release([ev.id], self.owner, epochs={ev.id: ev.epoch})
                 except LeaseLostError:
@@ -190,6 +195,7 @@ class Engine(EventProcessing):
         while not self.clock.wait(stop, every):
             try:
                 buffered = {ev.id: ev.epoch for buf in list(self.buffers.values()) for ev, _ in list(buf.items)}
+                buffered.update(self.committer.committing)  # a long commit keeps its leases too
                 running = sorted(set(self._in_flight) - set(buffered))
                 self.ledger.heartbeat(self.owner)
                 if running:
@@ -205,6 +211,7 @@ class Engine(EventProcessing):
     def sign_off(self, *, keep_maintenance: bool = False) -> None:
         """A clean exit: `status` stops listing this worker. `keep_maintenance`: runs handed to
         the maintenance thread go on (the engine is used again: `Project.ingest`); `close` ends them."""
+        self.committer.wait_commits()
         if self.committer._maintenance is not None and not keep_maintenance:
             self.committer._maintenance.close()
         if self._keepalive is not None:
@@ -267,6 +274,11 @@ class Engine(EventProcessing):
         """Watch sources and process until `stop` is set: `run`."""
         self.start()
         stoppers = [source.watch(self.lander._noticer(source)) for source in self.runtime.sources.values()]
+        from icefloe.upkeep import shares_one_database  # the lake's maintenance code, loaded late
+
+        # commits on a thread of their own beside the loop (engine.batching); an in-memory
+        # catalog is one database per connection, so its commits stay in the loop
+        self.committer.background = not shares_one_database(self.runtime)
         try:
             self._reconcile_at = dict.fromkeys(self.runtime.sources, 0.0)
             self._reconcile_due()
@@ -291,9 +303,13 @@ class Engine(EventProcessing):
                     # a landing wakes the loop: a notice waits for no poll interval
                     self._wake.wait(poll)
                     self._wake.clear()
+            self.committer.wait_commits()
+            self.committer.background = False
             self._flush(force=True)
         finally:
             for stopper in stoppers:
                 stopper()
             self.lander.stop()
+            self.committer.wait_commits()
+            self.committer.background = False
             self.sign_off()
