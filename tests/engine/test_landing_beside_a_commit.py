@@ -149,6 +149,7 @@ UPSERT = {
     "read": {"format": "csv", "schema": {"id": "long", "v": "long"}},
     "write": {"table": "sales.orders", "mode": "upsert", "key": ["id"]},
     "retry": {"backoff": "50ms", "max_backoff": "50ms"},
+    "batch": {"max_rows": 1},  # each event its own commit: y.csv alone could go before x.csv
 }
 
 
@@ -178,9 +179,9 @@ def test_a_newer_event_read_beside_a_failing_commit_waits_for_the_older_one(
         if ev.key == "y.csv" and not y_reading.is_set():
             y_reading.set()
             # y.csv reaches the buffer only after x.csv has failed and its hold is in place
-            _until(lambda: [e.state for e in runtime.ledger.object_events("mem", "x.csv")] == ["retrying"], 10.0)
-            failed.set()
-            time.sleep(0.2)
+            if _until(lambda: [e.state for e in runtime.ledger.object_events("mem", "x.csv")] == ["retrying"], 10.0):
+                failed.set()
+                time.sleep(0.2)
         real_process(ev)
 
     monkeypatch.setattr(TableWriter, "commit", commit)
@@ -195,7 +196,7 @@ def test_a_newer_event_read_beside_a_failing_commit_waits_for_the_older_one(
         finally:
             stop.set()
             worker.join(30)
-        assert failed.is_set()
+        assert failed.is_set(), "y.csv was not read while x.csv's commit failed beside it"
         committed = {ev.key: ev.committed_at or 0.0 for ev in runtime.ledger.events(states=["committed"])}
         assert committed["x.csv"] <= committed["y.csv"], calls
         rows = runtime.catalog.load_table("sales.orders").scan().to_arrow().to_pylist()
