@@ -6,10 +6,14 @@ batch reaches max_rows/max_bytes, waited max_wait, or nothing more is runnable f
 It runs on a `Runtime` (config, ledger, catalog, sources, router, quarantine sink, clock) and
 is composed of parts it owns and wires, each taking the runtime and the few callbacks it needs:
 
-- `landing.py`: `Lander`, objects -> ledger events (watch notices, the reconcile scan, stamps).
-- `committing.py`: `Committer`, per-table buffers, commits (children before parents), failures,
-  the maintenance commits make due (through the engine's `Upkeep`).
-- `worker.py`: the `Engine` itself: lease, process, and the `drain` / `serve` loops.
+- `landing.py`: `Lander`, objects -> ledger events (watch notices, the reconcile scan, stamps);
+  in a running worker, notices land on its own thread, beside the loop's commits.
+- `committing.py`: `Committer`, commits (children before parents), the maintenance commits make
+  due (through the engine's `Upkeep`); its parts `batching.py` (per-table buffers, when a batch
+  is due; in a running worker the commit runs on a thread beside the loop, one at a time) and
+  `failures.py` (failed events, and the newer ones that wait for them).
+- `processing.py`: one leased event's pipeline run (superseded, duplicate, already committed).
+- `worker.py`: the `Engine` itself: lease, and the `drain` / `serve` loops.
 """
 
 from icefloe.engine.worker import Engine

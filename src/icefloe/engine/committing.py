@@ -1,26 +1,26 @@
-"""Committing: per-table micro-batches, commits (children before parents), failures and the
-maintenance that commits make due."""
+"""Committing: per-table commits (children before parents), schema checks, the fenced ledger
+updates after them and the maintenance that commits make due. The batches are engine.batching's,
+the failures engine.failures'."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyiceberg.table import Table
 
 from icefloe.config import WriteConfig
+from icefloe.engine.batching import COMMIT_STRETCH, MAX_STRETCH, Batching, _Buffer
+from icefloe.engine.failures import CommitFailures, held_key
 from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
-from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, describe, is_transient
-from icefloe.lake.catalog import catalog_outage
+from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, describe
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event
-from icefloe.observe.logs import bind
 from icefloe.observe.metrics import metrics_for
 from icefloe.observe.tracing import tracing_for
 from icefloe.pipelines.runner import META_COLUMNS, EventOutput
@@ -30,30 +30,12 @@ if TYPE_CHECKING:
     from icefloe.engine.maintenance import Maintenance
     from icefloe.upkeep import Upkeep  # the lake's maintenance code loads on first use
 
-__all__ = ["Committer", "held_key"]
+__all__ = ["COMMIT_STRETCH", "MAX_STRETCH", "Committer", "held_key"]
 
 log = logging.getLogger("icefloe")
 
 
-def held_key(ev: Event) -> str:
-    """How `_held_back` names one object of an append pipeline (its versions go in order)."""
-    return f"{ev.pipeline}\0{ev.object_ref}"
-
-
-# under a backlog a batch stays open this many times the table's last commit, at most MAX_STRETCH s
-COMMIT_STRETCH = 4.0
-MAX_STRETCH = 10.0
-
-
-@dataclass
-class _Buffer:
-    items: list[tuple[Event, EventOutput]] = field(default_factory=list)
-    rows: int = 0
-    bytes: int = 0
-    first_at: float = 0.0
-
-
-class Committer:
+class Committer(Batching, CommitFailures):
     """The `Engine`'s part that takes an event's rows after its pipeline ran: per-table buffers,
     commits, failures, and the maintenance commits make due.
 
@@ -89,27 +71,39 @@ class Committer:
         # pipelines (and append objects) whose older event will retry: the engine's lease loop
         # hands their newer events back; cleared each round, never replaced (the engine reads it)
         self._held_back: set[str] = set()
+        self._held_behind: set[str] = set()
         self.buffers: dict[str, _Buffer] = {}
         self._maintain_due: set[str] = set()
         self._commit_seconds: dict[str, float] = {}  # how long each table's last commit took
+        # pipeline -> events landed since the round's lease (the landing thread lands during it)
+        self._arrived: dict[str, int] = {}
+        self._arrived_lock = threading.Lock()
+        self.background = False  # `Engine.serve`: batches commit on a thread (engine.batching)
+        self._commit_thread: threading.Thread | None = None
+        self._commit_running = False
+        self._buffers_lock = threading.RLock()
+        self.on_committed: Callable[[], None] | None = None
+        self.committing: dict[str, int] = {}
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
         if pipeline is not None and self.table_of.get(pipeline) == table:
             return self._pipeline_writer(pipeline)
         if table not in self.writers:
-            if table in self.child_writes:
-                config = self.child_writes[table]
-            else:
-                config = table_write(self.config, table)
-            self.writers[table] = TableWriter(self.runtime.catalog, config)
+            with self._buffers_lock:  # one writer per table, also with a commit on its thread
+                if table not in self.writers:
+                    config = self.child_writes[table] if table in self.child_writes else table_write(self.config, table)
+                    self.writers[table] = TableWriter(self.runtime.catalog, config)
         return self.writers[table]
 
     def _pipeline_writer(self, pipeline: str) -> TableWriter:
         if pipeline not in self.pipeline_writers:
-            table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
-            shared = self.writer(table)
-            self.pipeline_writers[pipeline] = shared if shared.config == config else TableWriter(self.runtime.catalog, config)
+            with self._buffers_lock:
+                if pipeline not in self.pipeline_writers:
+                    table, config = self.table_of[pipeline], pipeline_write(self.config, pipeline)
+                    shared = self.writer(table)
+                    same = shared.config == config
+                    self.pipeline_writers[pipeline] = shared if same else TableWriter(self.runtime.catalog, config)
         return self.pipeline_writers[pipeline]
 
     def _order_group(self, pipeline: str) -> set[str]:
@@ -134,7 +128,9 @@ class Committer:
         if self._maintenance is None:
             from icefloe.engine.maintenance import Maintenance
 
-            self._maintenance = Maintenance(self.runtime, self.owner)
+            with self._buffers_lock:  # made once, also when a commit on its thread asks first
+                if self._maintenance is None:
+                    self._maintenance = Maintenance(self.runtime, self.owner)
         return self._maintenance
 
     @property
@@ -143,44 +139,15 @@ class Committer:
 
     def _maintain(self) -> None:
         """Maintenance that commits made due goes to the maintenance thread; no commit waits for it."""
-        due, self._maintain_due = self._maintain_due, set()
+        with self._buffers_lock:
+            due, self._maintain_due = self._maintain_due, set()
         if due:
             self.maintenance.submit(sorted(due))
 
     def _counted(self, table: str) -> None:
         if self.config.maintenance.enabled_for(table) and self.upkeep.maintainer.after_commit(table, self.writer(table).last_table):
-            self._maintain_due.add(table)
-
-    def _due(self, table: str, buf: _Buffer, force: bool) -> bool:
-        if not buf.items:
-            return False
-        batch = self.config.pipelines[buf.items[0][0].pipeline or ""].batch
-        if force or buf.rows >= batch.max_rows or buf.bytes >= batch.max_bytes:
-            return True
-        waited = self.clock.now() - buf.first_at
-        pipelines = [p for p, t in self.table_of.items() if t == table]
-        if waited >= batch.max_wait:
-            # a backlog behind a slow commit (a catalog on an object store: ~1 s each): commits
-            # every max_wait would be most of the time, and every event of the backlog waits for
-            # all of them. The window grows to COMMIT_STRETCH x the last commit (capped), so
-            # commits stay a fraction of the work; with nothing more pending it commits now.
-            stretch = min(COMMIT_STRETCH * self._commit_seconds.get(table, 0.0), MAX_STRETCH)
-            return waited >= stretch or self.ledger.pending_count(pipelines) <= len(buf.items)
-        # nothing more is coming for this table right now: waiting would only add latency
-        return self.ledger.pending_count(pipelines) <= len(buf.items)
-
-    def _flush(self, force: bool) -> bool:
-        flushed = False
-        for table, buf in list(self.buffers.items()):
-            if self._due(table, buf, force):
-                self.buffers[table] = _Buffer()
-                # a maintenance commit that lost a race to ours goes next (engine.maintenance)
-                began = time.monotonic()
-                with self._maintenance.gate if self._maintenance is not None else nullcontext(), bind(table=table):
-                    self._commit(table, buf.items)
-                self._commit_seconds[table] = time.monotonic() - began
-                flushed = True
-        return flushed
+            with self._buffers_lock:
+                self._maintain_due.add(table)
 
     def _commit(self, table: str, items: list[tuple[Event, EventOutput]]) -> None:
         writer = self.writer(table)
@@ -234,16 +201,6 @@ class Committer:
             ready = [item for item in run if item[0].pipeline not in waiting]
             if ready:
                 waiting |= self._commit_run(table, ready, tables)
-
-    def _put_back(self, items: list[tuple[Event, EventOutput]]) -> None:
-        """Hand events back untried (an older one of their order group must commit first)."""
-        if items:
-            try:
-                self.ledger.release([ev.id for ev, _ in items], self.owner, epochs={ev.id: ev.epoch for ev, _ in items})
-            except LeaseLostError as lost:
-                log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
-            for ev, out in items:
-                self._discard(ev.pipeline or "", out)
 
     def _commit_run(self, table: str, accepted: list[tuple[Event, EventOutput]], tables: dict[str, Table | None]) -> set[str]:
         """Commit events that share one write config (one pipeline's mode): one snapshot. Returns
@@ -400,79 +357,6 @@ class Committer:
         if out.quarantine is None or out.quarantine.num_rows == 0:
             return
         self.runtime.quarantine.write(ev.pipeline or "_", ev.id, out.quarantine)
-
-    def _fail(self, events: list[Event], exc: BaseException, *, stage: str = "commit") -> list[str]:
-        """Record the failure of each event (counted under `stage`); returns their new states."""
-        exc = catalog_outage(exc, self.config.catalog) or exc  # a catalog outage says so, and retries
-        transient = is_transient(exc)
-        text = describe(exc)
-        for _ in events:
-            self.metrics.error(stage, exc)
-        if isinstance(exc, LedgerUnavailableError):
-            return self._hand_back(events, text)
-        states: list[str] = []
-        for ev in events:
-            retry = self.config.pipelines[ev.pipeline].retry if ev.pipeline in self.config.pipelines else None
-            last = transient and ev.attempts >= ev.max_attempts
-            try:
-                state = self.ledger.mark_failed(
-                    ev.id, error=f"{text} (gave up after {ev.attempts} attempts)" if last else text,
-                    kind=type(exc).__name__, transient=transient,
-                    backoff=retry.backoff if retry else 1.0, max_backoff=retry.max_backoff if retry else 60.0, epoch=ev.epoch,
-                )  # fmt: skip
-            except LeaseLostError:
-                self.metrics.lease_lost(1)
-                log.warning("event %s (%s): lease lost (another worker holds it now); dropping it", ev.id, ev.object_ref)
-                states.append("lost")
-                continue
-            log.warning("event %s (%s) %s: %s", ev.id, ev.object_ref, state, text)
-            ev.state = state
-            self._notify(ev, state)
-            if state == "retrying" and (ev.pipeline in self.ordered or ev.pipeline in self.ordered_by_key):
-                self._hold_back(ev)
-            states.append(state)
-        return states
-
-    def _hand_back(self, events: list[Event], text: str) -> list[str]:
-        """The ledger went away mid-event: that is no failure of the event, so it must not use up
-        its attempts (a file that outlived a few killed workers would go dead at the next blip).
-        Handed back untried once the ledger answers again, else its lease runs out; newer events
-        of its order group wait for it as for a retry. Returns "retrying" for each."""
-        try:
-            self.ledger.release([ev.id for ev in events], self.owner, epochs={ev.id: ev.epoch for ev in events})
-        except Exception as again:  # noqa: BLE001 - still down: the leases expire and the events come back
-            log.warning("could not hand back %d event(s) (%s); their leases run out", len(events), describe(again))
-        for ev in events:
-            log.warning("event %s (%s) handed back: %s", ev.id, ev.object_ref, text)
-            if ev.pipeline in self.ordered or ev.pipeline in self.ordered_by_key:
-                self._hold_back(ev)
-        return ["retrying"] * len(events)
-
-    def _hold_back(self, failed: Event) -> None:
-        """An ordered pipeline's event will retry: newer ones of its order group wait for it (of an
-        append pipeline outside any order group: newer versions of that object)."""
-        assert failed.pipeline is not None
-        by_key = failed.pipeline not in self.ordered
-        group = {failed.pipeline} if by_key else set(self._order_group(failed.pipeline))
-        self._held_back.update([held_key(failed)] if by_key else group)
-        buf = self.buffers.get(self.table_of[failed.pipeline])
-        if buf is None:
-            return
-        newer = [
-            (ev, out) for ev, out in buf.items
-            if ev.pipeline in group and (ev.seq, ev.landed_at) >= (failed.seq, failed.landed_at)
-            and (not by_key or ev.object_ref == failed.object_ref)
-        ]  # fmt: skip
-        if newer:
-            buf.items = [item for item in buf.items if item not in newer]
-            buf.rows -= sum(out.data.num_rows for _, out in newer)
-            buf.bytes -= sum(out.data.nbytes for _, out in newer)
-            try:
-                self.ledger.release([ev.id for ev, _ in newer], self.owner, epochs={ev.id: ev.epoch for ev, _ in newer})
-            except LeaseLostError as lost:
-                log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
-            for ev, out in newer:
-                self._discard(ev.pipeline or "", out)
 
     def _tick(self) -> None:
         if self.config.maintenance.every or any("every" in t for t in self.config.maintenance.tables.values()):

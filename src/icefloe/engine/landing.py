@@ -4,6 +4,13 @@ What it costs must not grow with the source: a watch notice or an `ingest` lands
 names (one `head` and one stamp lookup each). Only `reconcile` lists a source, page by page with
 one ledger lookup per page, and it runs at start and every `sources.NAME.reconcile`, never per
 ingest or per drain.
+
+A running worker (`Engine.serve`) lands watch notices on a thread of its own (`start`): the
+engine's loop spends most of a busy round in a commit (hundreds of ms on a slow catalog), and a
+notice or a NATS batch waiting for that round to end was most of its publish -> landed time. The
+ledger is shared with the loop under its own lock (ledger calls are short; the catalog commit
+holds no ledger lock). Landing stays one at a time (`_landing`): the thread's and the reconcile
+pass's, so landing order within each is what it was.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from icefloe.engine.listing import ring
-from icefloe.errors import IcefloeError, ObjectChangedError
+from icefloe.errors import IcefloeError, LedgerUnavailableError, ObjectChangedError
 from icefloe.ledger.base import Event
 from icefloe.observe.metrics import metrics_for
 from icefloe.observe.tracing import tracing_for
@@ -32,6 +39,10 @@ PAGE = 1000
 BATCH = 10_000
 # seconds between saves of the position while the listing finds nothing new
 SAVE_EVERY = 1.0
+# seconds the landing thread waits before it looks again at objects still settling
+SETTLE_POLL = 0.02
+# seconds the landing thread waits after the ledger could not be reached
+LEDGER_RETRY = 2.0
 
 
 class Lander:
@@ -51,6 +62,51 @@ class Lander:
         self.unfinished: set[str] = set()
         # source -> (where its unfinished pass began, where it stopped)
         self._cut: dict[str, tuple[str | None, str | None]] = {}
+        self._landing = threading.RLock()  # one landing at a time: the thread's, reconcile's
+        self._noticed = threading.Event()  # a notice came: the landing thread looks at once
+        # hears the new events of every landing (the engine's batch window, its idle wait)
+        self.on_landed: Callable[[list[Event]], None] | None = None
+        self._thread: tuple[threading.Thread, threading.Event] | None = None
+
+    # -- the landing thread ------------------------------------------------------------------------
+    @property
+    def threaded(self) -> bool:
+        """Notices land on the landing thread (a running worker), not in the engine's step."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        if self._thread is None:
+            stop = threading.Event()
+            thread = threading.Thread(target=self._land_forever, args=(stop,), name="icefloe-landing", daemon=True)
+            self._thread = (thread, stop)
+            thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            thread, stop = self._thread
+            stop.set()
+            self._noticed.set()
+            thread.join(timeout=30)
+            self._thread = None
+
+    def _land_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self._lock:
+                settling = bool(self._candidates)
+            # nothing noticed: sleep until a notice (or the stop) comes; objects still
+            # settling are looked at again every SETTLE_POLL, as the engine's step did
+            self._noticed.wait(SETTLE_POLL if settling else None)
+            self._noticed.clear()
+            if stop.is_set():
+                return
+            try:
+                self._land_candidates()
+            except LedgerUnavailableError as exc:  # the notices stay, landed once it answers
+                log.warning("%s; landing again in %.0f s", exc, LEDGER_RETRY)
+                stop.wait(LEDGER_RETRY)
+            except Exception:  # keep landing; reconcile finds what a notice missed
+                log.exception("landing noticed objects failed; retrying")
+                stop.wait(LEDGER_RETRY)
 
     def land(self, source: Source, target: ObjectRef | str, *, traceparent: str | None = None) -> list[Event]:
         """Land one object (a ref, or a key to head) unless this very version landed before.
@@ -81,6 +137,8 @@ class Lander:
         self.metrics.landed(landed.source, events)
         if landed.stamp:
             self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
+        if events and self.on_landed is not None:
+            self.on_landed(events)
         return events
 
     def reroute(self, names: Iterable[str] | None = None) -> int:
@@ -88,6 +146,10 @@ class Lander:
         land again, for their pipelines, and their `unrouted` record goes. Runs with reconcile,
         a ledger page at a time."""
         wanted = set(self.runtime.sources if names is None else names)
+        with self._landing:
+            return self._reroute(wanted)
+
+    def _reroute(self, wanted: set[str]) -> int:
         count, after = 0, None
         while True:
             page = self.ledger.page(states=["unrouted"], after=after, limit=PAGE)
@@ -164,6 +226,10 @@ class Lander:
         return count + land_and_save()
 
     def _land_found(self, changed: list[tuple[Source, ObjectRef]]) -> int:
+        with self._landing:
+            return self._land_sorted(changed)
+
+    def _land_sorted(self, changed: list[tuple[Source, ObjectRef]]) -> int:
         count = 0
         for source, ref in _oldest_first(changed):
             try:
@@ -181,45 +247,62 @@ class Lander:
         # the latest notice wins: a file written again after a close is incomplete once more
         with self._lock:
             self._candidates[(source.name, key)] = (source, complete)
+        self._noticed.set()
 
     def _noticer(self, source: Source) -> Callable[[str, bool], None]:
         return lambda key, complete: self.notice(source, key, complete)
 
     def _land_candidates(self) -> None:
+        with self._landing:
+            self._land_noticed()
+
+    def _land_noticed(self) -> None:
+        # the heads run outside `_lock`: a notice (a feed's thread, the NATS session) never waits
+        # for them; one that comes meanwhile replaces its entry, which then stays for another look
         with self._lock:
             if not self._candidates:
                 return
-            ready: list[tuple[Source, ObjectRef]] = []
-            settling: list[ObjectRef] = []
-            gone: list[tuple[str, str]] = []
-            for (name, key), (source, closed) in self._candidates.items():
-                try:
-                    ref = source.head(key)
-                except (OSError, IcefloeError) as exc:  # a link out of the root, say: dropped, shown
-                    log.warning("could not land %s:%s: %s", name, key, exc)
-                    ref = None
-                if ref is None:
-                    # renamed or deleted before it settled (write-then-rename): nothing to wait
-                    # for, and `run --once` must not wait for it forever
-                    gone.append((name, key))
-                elif source.is_stable(ref, closed):
-                    ready.append((source, ref))
-                else:
-                    settling.append(ref)
-            # landing order is the order files were written: a finished file waits for an older
-            # one still settling (found by the scan at start, or seen only by modify notices), or
-            # a newer file could land first and lose an upsert to it. The wait ends once the
-            # older file settles, or it is written again (then it is the newer one).
-            if settling:
-                oldest = min(_when(r) for r in settling)
-                ready = [(s, r) for s, r in ready if _when(r) < oldest]
-            for done in [*((s.name, r.key) for s, r in ready), *gone]:
-                self._candidates.pop(done, None)
-        for source, ref in _oldest_first(ready):
+            noticed = dict(self._candidates)
+        ready: list[tuple[Source, ObjectRef, bool]] = []
+        settling: list[ObjectRef] = []
+        gone: list[tuple[str, str]] = []
+        for (name, key), (source, closed) in noticed.items():
+            try:
+                ref = source.head(key)
+            except (OSError, IcefloeError) as exc:  # a link out of the root, say: dropped, shown
+                log.warning("could not land %s:%s: %s", name, key, exc)
+                ref = None
+            if ref is None:
+                # renamed or deleted before it settled (write-then-rename): nothing to wait
+                # for, and `run --once` must not wait for it forever
+                gone.append((name, key))
+            elif source.is_stable(ref, closed):
+                ready.append((source, ref, closed))
+            else:
+                settling.append(ref)
+        # landing order is the order files were written: a finished file waits for an older
+        # one still settling (found by the scan at start, or seen only by modify notices), or
+        # a newer file could land first and lose an upsert to it. The wait ends once the
+        # older file settles, or it is written again (then it is the newer one).
+        if settling:
+            oldest = min(_when(r) for r in settling)
+            ready = [(s, r, c) for s, r, c in ready if _when(r) < oldest]
+        with self._lock:
+            for done in [*((s.name, r.key) for s, r, _ in ready), *gone]:
+                if self._candidates.get(done) is noticed[done]:
+                    del self._candidates[done]
+        ordered = sorted(ready, key=lambda item: _when(item[1]))
+        for at, (source, ref, closed) in enumerate(ordered):
             try:
                 self.land(source, ref)
             except ObjectChangedError:
                 self.notice(source, ref.key, False)  # still being written: look again once it settles
+            except LedgerUnavailableError:
+                # not the object's fault: it and the rest wait for the ledger, noticed again
+                with self._lock:
+                    for later, again, was_closed in ordered[at:]:
+                        self._candidates.setdefault((later.name, again.key), (later, was_closed))
+                raise
             except (OSError, IcefloeError) as exc:
                 log.warning("could not land %s:%s: %s", source.name, ref.key, exc)
 
