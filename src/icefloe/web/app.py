@@ -37,7 +37,9 @@ async def _metrics(request: Request) -> Response:
     # the worker's counters are in its process (`icefloe serve`'s child): its scrape, which has
     # the ledger's gauges too; this process's own while no child answers
     worker = getattr(request.app.state, "worker", None)
-    scraped = await run_in_threadpool(worker.scrape) if worker is not None else None
+    scraped: tuple[bytes, str] | None = None
+    if worker is not None:
+        scraped = await run_in_threadpool(worker.scrape)
     if scraped is None:
         scraped = await run_in_threadpool(exposition, request.app.state.project.runtime)
     body, content_type = scraped

@@ -293,7 +293,7 @@ def _listen(conn: _Pair, runtime: Runtime, stop: threading.Event) -> None:
             answer: tuple[bytes | None, str | None] = (None, None)
             try:
                 answer = exposition(runtime)
-            except Exception:  # noqa: BLE001 - the parent serves its own scrape instead
+            except Exception:  # the parent serves its own scrape instead
                 log.exception("worker process: the /metrics scrape failed")
             with contextlib.suppress(OSError):
                 conn.send(("scrape", body[0], *answer))
