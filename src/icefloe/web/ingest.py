@@ -70,7 +70,8 @@ def parse_records(body: bytes, content_type: str, *, name: str = "body") -> Reco
 def _check_joined(body: bytes) -> int | None:
     """The record count of a body written the usual way (every line one object, no blank or
     indented line, LF or CRLF), checked by one msgspec call over the whole body; None for
-    anything else, which the per-line checks decide (bench 12: a third of the per-line time).
+    anything else, which the per-line checks decide (about 0.4 ms of CPU for bench 12's 1,000-row
+    body, against 0.6-0.7 ms for the per-line decode into dicts before).
 
     `decode_lines` reads a stream of values, so a value may span lines or share one. Not here:
     every newline must sit in a `}\n{` (or `}\r\n{`), and in valid JSON a `}` followed by a
@@ -113,8 +114,8 @@ def _check_fast(lines: list[str]) -> int | None:
 @cache
 def _strict_decoder() -> Any:
     """msgspec's decoder of a JSON object into a struct with no fields: it checks every value
-    of the object as strictly as decoding it would, but builds none of them (4x faster than
-    decoding into a dict). It does not check the UTF-8 inside strings: `parse_records` has."""
+    of the object as strictly as decoding it would, but builds none of them (a third of the CPU
+    time of decoding into dicts, 1,000-row bench 12 body). It does not check the UTF-8 inside strings: `parse_records` has."""
     try:
         import msgspec
     except ImportError:  # the web extra brings it; without it every body takes the json module's loop
