@@ -2,7 +2,7 @@
 
 A load generator (asyncio, raw HTTP/1.1 on keep-alive connections, so it costs the shared CPUs
 little) posts 1,000-row NDJSON bodies to `POST /v1/records/orders` of a running `icefloe serve`
-(its worker in the same process, the default) at a fixed rate, open loop: request i is due at
+(its worker in a child process, the default) at a fixed rate, open loop: request i is due at
 t0 + i/rate and its latency counts from then, so a server that falls behind is not hidden by a
 generator that waits for it (coordinated omission). Two phases: answers at 202 (durable on the
 source and in the ledger), then `?wait=commit` answers at 200 (committed to Iceberg). Afterwards
@@ -307,9 +307,9 @@ def bench(seconds: float, rate: float, commit_rate: float, commit_seconds: float
     result.row("events by state", ", ".join(f"{k} {v}" for k, v in sorted(check["states"].items())))
     result.notes += [
         ("The machine's 2 cores are shared with other helpers' work while this runs: the load generator, the server "
-        "and its worker thread compete with them and with each other. Read the ratio to the peer (measured in the "
+        "and its worker process compete with them and with each other. Read the ratio to the peer (measured in the "
         "same run, same generator, same bodies) rather than the absolute numbers."),
-        (f"icefloe: `{Path(PYTHON).name} -m icefloe serve -p DIR` (uvicorn, worker thread in the same process); "
+        (f"icefloe: `{Path(PYTHON).name} -m icefloe serve -p DIR` (uvicorn, worker in a child process); "
         f"`POST /v1/records/orders`, {ROWS:,} rows ({len(bodies[0]) / 1e3:.0f} kB) a request, {CONNECTIONS} keep-alive "
         "connections, open loop: latency counts from when a request was due, not when a connection got free."),
         ("API alone: the same 202 phase against `icefloe serve --no-worker`, nothing committing beside it; a "

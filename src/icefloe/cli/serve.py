@@ -9,7 +9,7 @@ import threading
 import click
 
 from icefloe.cli.common import open_project, project_options
-from icefloe.errors import ConfigError
+from icefloe.errors import ConfigError, IcefloeError
 from icefloe.project import Project
 
 __all__ = ["COMMANDS"]
@@ -22,13 +22,14 @@ log = logging.getLogger("icefloe.serve")
 @click.option("--host", default=None, help="Address to listen on (default: serve.host, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default: serve.port, 8080; 0 picks a free one).")
 @click.option("--worker/--no-worker", default=True, show_default=True,
-              help="Also run a worker in this process (commits what the API lands; ?wait=commit needs one somewhere).")  # fmt: skip
+              help="Also run a worker, in a child process (commits what the API lands; ?wait=commit needs one somewhere).")  # fmt: skip
 def serve(project_dir: str, env: str | None, host: str | None, port: int | None, worker: bool) -> None:
     """Serve the project over HTTP. Every request but /healthz needs a token (`icefloe token new`)."""
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise ConfigError("icefloe serve needs the web extra: pip install 'icefloe[web]'") from exc
+    from icefloe.web import worker_process
     from icefloe.web.app import create_app
 
     project = open_project(project_dir, env)
@@ -40,8 +41,15 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
     settings = project.config.serve
     with project:
         stop = threading.Event()
-        thread = _start_worker(project, stop) if worker else None
         app = create_app(project)
+        if worker and not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
+            logging.getLogger("icefloe").setLevel(logging.INFO)  # a long-running worker says what it commits
+        child = thread = None
+        if worker and worker_process.usable(project.runtime):
+            child = app.state.worker = worker_process.WorkerProcess(project.runtime)
+            child.start()
+        elif worker:
+            thread = _start_worker(project, stop)
         # uvicorn shuts down on SIGTERM, then raises the signal again once it has put the handler
         # it found back: with the default one that ended the process there, before the worker
         # below was stopped; this one makes it a clean exit through the `finally`
@@ -61,6 +69,9 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
             stop.set()
             if thread is not None:
                 thread.join()
+            code = child.stop() if child is not None else 0
+            if code:  # in place of uvicorn's clean SystemExit too: the exit code says it
+                raise IcefloeError(f"the worker process exited with code {code} while stopping (see its log above)")
 
 
 def _exit(signum: int, frame: object) -> None:
@@ -68,9 +79,8 @@ def _exit(signum: int, frame: object) -> None:
 
 
 def _start_worker(project: Project, stop: threading.Event) -> threading.Thread:
-    """`icefloe run` beside the API: the same engine loop, in a thread of this process."""
-    if not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
-        logging.getLogger("icefloe").setLevel(logging.INFO)
+    """`icefloe run` beside the API, in a thread of this process: for backends a second process
+    could not open (handed in, or in memory); otherwise the worker is a child (web/worker_process.py)."""
     thread = threading.Thread(target=project.run, kwargs={"stop": stop}, name="icefloe-worker", daemon=True)
     thread.start()
     return thread

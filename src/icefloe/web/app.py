@@ -34,7 +34,17 @@ async def _metrics(request: Request) -> Response:
     from icefloe.web.auth import require
 
     require(request, "read")
-    body, content_type = await run_in_threadpool(exposition, request.app.state.project.runtime)
+    # the worker's counters are in its process (`icefloe serve`'s child): its scrape, which has
+    # the ledger's gauges too; this process's own while no child answers
+    worker = getattr(request.app.state, "worker", None)
+    scraped: tuple[bytes, str] | None = None
+    if worker is not None:
+        scraped = await run_in_threadpool(worker.scrape)
+    if scraped is None:
+        scraped = await run_in_threadpool(exposition, request.app.state.project.runtime)
+    body, content_type = scraped
+    if worker is not None:
+        body += worker.metrics()
     return Response(body, media_type=content_type)
 
 

@@ -58,24 +58,53 @@ def parse_records(body: bytes, content_type: str, *, name: str = "body") -> Reco
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"not valid NDJSON: {exc.reason} (not UTF-8)", file=name, line=body.count(b"\n", 0, exc.start) + 1) from None
-    lines = text.split("\n")
-    rows = _check_fast(lines)
+    rows = _check_joined(body)
     if rows is None:
-        rows = _check_lines(lines, name)
+        lines = text.split("\n")
+        rows = _check_fast(lines)
+        if rows is None:
+            rows = _check_lines(lines, name)
     return RecordBatch(body if body.endswith(b"\n") else body + b"\n", rows)
+
+
+def _check_joined(body: bytes) -> int | None:
+    """The record count of a body written the usual way (every line one object, no blank or
+    indented line, LF or CRLF), checked by one msgspec call over the whole body; None for
+    anything else, which the per-line checks decide (about 0.4 ms of CPU for bench 12's 1,000-row
+    body, against 0.6-0.7 ms for the per-line decode into dicts before).
+
+    `decode_lines` reads a stream of values, so a value may span lines or share one. Not here:
+    every newline must sit in a `}\n{` (or `}\r\n{`), and in valid JSON a `}` followed by a
+    `{` is a boundary between top-level values (inside a container a comma is needed, and a
+    string holds no raw newline). So each line boundary is a value boundary, and as many values
+    as lines means one a line."""
+    decoder = _strict_decoder()
+    if decoder is None or not body.startswith(b"{"):
+        return None
+    end = len(body) - (2 if body.endswith(b"\r\n") else 1 if body.endswith(b"\n") else 0)
+    if body[end - 1 : end] != b"}":
+        return None
+    newlines = body.count(b"\n", 0, end)
+    if body.count(b"}\n{", 0, end) + body.count(b"}\r\n{", 0, end) != newlines:
+        return None
+    try:
+        values = decoder.decode_lines(body)
+    except ValueError:  # msgspec's DecodeError and ValidationError are ValueErrors
+        return None
+    return len(values) if len(values) == newlines + 1 else None
 
 
 def _check_fast(lines: list[str]) -> int | None:
     """The record count if every non-blank line is one JSON object, else None: then
-    `_check_lines` decides, and names the first bad line. msgspec checks a line about three
+    `_check_lines` decides, and names the first bad line. msgspec checks a line several
     times faster than the json module (the largest cost on the request path, README bench 12),
     and is stricter (NaN, lone surrogates): what it refuses, the json module has the last word on."""
-    decode = _strict_decode()
-    if decode is None:
+    decoder = _strict_decoder()
+    if decoder is None:
         return None
     present = list(filter(None, map(str.strip, lines, repeat(" \t\r"))))
     try:
-        for _ in map(decode, present):
+        for _ in map(decoder.decode, present):
             pass
     except ValueError:  # msgspec's DecodeError and ValidationError are ValueErrors
         return None
@@ -83,13 +112,20 @@ def _check_fast(lines: list[str]) -> int | None:
 
 
 @cache
-def _strict_decode() -> Callable[[str], object] | None:
+def _strict_decoder() -> Any:
+    """msgspec's decoder of a JSON object into a struct with no fields: it checks every value
+    of the object as strictly as decoding it would, but builds none of them (a third of the CPU
+    time of decoding into dicts, 1,000-row bench 12 body). It does not check the UTF-8 inside strings: `parse_records` has."""
     try:
         import msgspec
     except ImportError:  # the web extra brings it; without it every body takes the json module's loop
         return None
-    decode: Callable[[str], object] = msgspec.json.Decoder(dict).decode
-    return decode
+
+    class _AnyObject(msgspec.Struct):
+        pass
+
+    decoder = msgspec.json.Decoder(_AnyObject)
+    return decoder if hasattr(decoder, "decode_lines") else None
 
 
 def _check_lines(lines: list[str], name: str) -> int:
