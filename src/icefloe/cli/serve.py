@@ -30,6 +30,7 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise ConfigError("icefloe serve needs the web extra: pip install 'icefloe[web]'") from exc
     from icefloe.web.app import create_app
+    from icefloe.web.warm import warm_up
 
     project = open_project(project_dir, env)
     if not project.config.serve.tokens:
@@ -39,9 +40,12 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
         )
     settings = project.config.serve
     with project:
+        app = create_app(project)
+        # imports, connections, the catalog, templates: paid here, before the port is bound, not
+        # by whoever asks first (nothing is kept as an answer: every request reads the ledger)
+        warm_up(project)
         stop = threading.Event()
         thread = _start_worker(project, stop) if worker else None
-        app = create_app(project)
         # uvicorn shuts down on SIGTERM, then raises the signal again once it has put the handler
         # it found back: with the default one that ended the process there, before the worker
         # below was stopped; this one makes it a clean exit through the `finally`

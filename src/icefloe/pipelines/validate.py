@@ -14,7 +14,7 @@ from icefloe.config.origins import Problem
 from icefloe.errors import ConfigError
 from icefloe.pipelines.checks import check_columns, validate_checks
 from icefloe.pipelines.readers import READERS, option_check, option_names
-from icefloe.types import parse_partition
+from icefloe.types import partition_parts
 
 __all__ = ["config_problems", "pipeline_problems", "shared_table_problems"]
 
@@ -48,7 +48,7 @@ def pipeline_problems(name: str, cfg: PipelineConfig) -> list[Problem]:
     for j, column in enumerate(cfg.dedupe.key if cfg.dedupe else []):
         lacks(("dedupe", "key", j), "dedupe.key", column)
     for j, spec in enumerate(cfg.write.partition):
-        lacks(("write", "partition", j), f"partition {spec!r}", parse_partition(spec)[0])
+        lacks(("write", "partition", j), f"partition {spec!r}", partition_parts(spec)[0])
     for i, check in enumerate(cfg.checks if checks_ok else []):
         kind, columns = check_columns(check)
         for column in columns:
