@@ -32,7 +32,6 @@ from icefloe.errors import ConfigError, NotFoundError, describe
 from icefloe.lake.compat import transaction
 from icefloe.lake.maintain_compact import Exclusive, compact
 from icefloe.lake.maintain_expire import expire
-from icefloe.lake.policy import MAINTAINED_AT_PROPERTY, MaintenancePolicy
 from icefloe.lake.maintain_files import (
     BOUNDED_METADATA_PROPERTIES,
     MAINTENANCE_PROPERTY,
@@ -43,14 +42,15 @@ from icefloe.lake.maintain_files import (
 )
 from icefloe.lake.maintain_manifests import rewrite_manifests
 from icefloe.lake.maintain_orphans import remove_orphans
+from icefloe.lake.policy import MAINTAINED_AT_PROPERTY, MaintenancePolicy
 
 __all__ = [
     "ACTIONS",
-    "MAINTAINED_AT_PROPERTY",
     "BOUNDED_METADATA_PROPERTIES",
+    "MAINTAINED_AT_PROPERTY",
+    "Maintainer",
     "MaintenancePolicy",
     "MaintenanceReport",
-    "Maintainer",
     "maintain",
     "table_stats",
 ]

@@ -13,7 +13,7 @@ from icefloe.config import PipelineConfig, ProjectConfig
 from icefloe.config.origins import Problem
 from icefloe.errors import ConfigError
 from icefloe.pipelines.checks import check_columns, validate_checks
-from icefloe.pipelines.readers import READERS, option_check, option_names
+from icefloe.pipelines.formats import BUILTIN
 from icefloe.types import partition_parts
 
 __all__ = ["config_problems", "pipeline_problems", "shared_table_problems"]
@@ -60,14 +60,18 @@ def _read_problems(cfg: PipelineConfig) -> list[Problem]:
     fmt = cfg.read.format
     if fmt is None:  # told by each file's name; its reader checks the options then
         return []
-    if fmt not in READERS:
-        return [(("read", "format"), f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")]
-    allowed = option_names(fmt)
+    if fmt in BUILTIN:  # known without importing its reader (pyarrow, lxml)
+        allowed, check = BUILTIN[fmt]
+    else:  # one added with register_reader, or none
+        from icefloe.pipelines.readers import READERS, option_check, option_names
+
+        if fmt not in READERS:
+            return [(("read", "format"), f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")]
+        allowed, check = option_names(fmt), option_check(fmt)
     unknown = [key for key in cfg.read.options if allowed is not None and key not in allowed]
     if unknown:
         known = ", ".join(allowed or ()) or "none"
         return [(("read", "options", key), f"unknown {fmt} read option {key!r}; known: {known}") for key in unknown]
-    check = option_check(fmt)
     try:
         if check is not None:
             check(cfg.read.reader_options())

@@ -53,11 +53,13 @@ def _templates() -> None:
 
 
 def _overview(project: Project) -> None:
-    # the same calls the overview makes (status opens the ledger, the sources and the catalog,
-    # and loads every configured table); their answers are dropped
+    # the catalog first: a server keeps it open (pooled connections, parsed metadata), and status
+    # then loads the tables through it rather than reading their files afresh (`lake.peek`, for
+    # one-shot commands); then the same calls the overview makes, their answers dropped
     from icefloe.web.dashboard.overview import BUCKET, WINDOW
     from icefloe.web.dashboard.summary import summarise
 
+    _quietly("the catalog", lambda: project.runtime.catalog)
     summarise(project.runtime, window=WINDOW, bucket=BUCKET)
 
 
