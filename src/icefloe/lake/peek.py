@@ -87,8 +87,8 @@ def _locations(uri: str, root: Path, catalog: str) -> dict[tuple[str, str], str]
         except ImportError as exc:
             raise CannotPeek("no psycopg") from exc
         try:
-            with psycopg.connect("postgresql://" + rest, autocommit=True, connect_timeout=10) as db:
-                return _select(db.cursor(), "%s", catalog, psycopg.Error)
+            with psycopg.connect("postgresql://" + rest, autocommit=True, connect_timeout=10) as pg:
+                return _select(pg.cursor(), "%s", catalog, psycopg.Error)
         except psycopg.Error as exc:
             raise CannotPeek(str(exc)) from exc
     raise CannotPeek(f"a {scheme} catalog")

@@ -60,6 +60,7 @@ def _read_problems(cfg: PipelineConfig) -> list[Problem]:
     fmt = cfg.read.format
     if fmt is None:  # told by each file's name; its reader checks the options then
         return []
+    allowed: tuple[str, ...] | None
     if fmt in BUILTIN:  # known without importing its reader (pyarrow, lxml)
         allowed, check = BUILTIN[fmt]
     else:  # one added with register_reader, or none
