@@ -34,7 +34,7 @@ def test_serve_is_warm_before_it_listens_and_its_first_overview_is_live(
         project = app.state.project
         opened = project.runtime.__dict__
         seen["opened"] = {"ledger" in opened, "catalog" in opened}
-        seen["templates"] = {key[1] for key in common._env.cache.keys()} if common._env.cache is not None else set()
+        seen["templates"] = {key[1] for key in common._env.cache} if common._env.cache is not None else set()
         # the outage is over: replaying its event commits it, and the first page shows it
         project.replay([dash.outage])
         project.run(once=True)
