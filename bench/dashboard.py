@@ -7,8 +7,8 @@ with a big ledger.
    by `icefloe serve`; chromium (Playwright, /usr/bin/chromium) signs in and saves each page to
    .bench/dashboard/<page>.png.
 2. A project whose SQLite ledger holds `--events` events (bench/bigledger.py's mix), served by
-   `icefloe serve`: the overview's first request (which counts the ledger), the next requests
-   (served from that count while a background thread counts again every 15 s), the events and
+   `icefloe serve`: the overview's first request (the server warmed up before it listened), the
+   next requests (each counts the ledger: no count is kept between requests), the events and
    dead-letter pages, and two peers in the same run: GET /healthz on the same server (HTTP with
    no ledger work) and `icefloe status` (the same count, from the CLI). `--postgres` puts the
    same events in a PostgreSQL ledger instead (a fresh database `icefloe_bench_dash` on

@@ -7,9 +7,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-from pyiceberg.catalog import Catalog
-
 from icefloe.config import ProjectConfig, load_config
 from icefloe.errors import ConfigError, NotFoundError
 from icefloe.ledger import Event, Ledger
@@ -18,6 +15,9 @@ from icefloe.runtime import FolderQuarantine, Runtime
 from icefloe.sources import Source
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+
     from icefloe.engine import Engine
     from icefloe.engine.summary import RunSummary
     from icefloe.observe.dlq import DeadLetterPage

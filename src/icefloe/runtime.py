@@ -18,14 +18,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-
-import pyarrow as pa
-from pyiceberg.catalog import Catalog
+from typing import TYPE_CHECKING
 
 from icefloe.config import ProjectConfig
 from icefloe.ledger import Ledger, open_ledger
 from icefloe.routing import Router
 from icefloe.sources import Source, open_source
+
+if TYPE_CHECKING:  # pyarrow and pyiceberg load when a backend needs them, not with the runtime
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
 
 __all__ = ["Clock", "FolderQuarantine", "QuarantineSink", "Runtime", "SystemClock", "close_catalog"]
 
@@ -116,6 +118,11 @@ class Runtime:
     @cached_property
     def ledger(self) -> Ledger:
         return open_ledger(self.config.ledger, self.root)
+
+    @property
+    def catalog_from_config(self) -> bool:
+        """The catalog is the one `config.catalog` names (no catalog factory was given)."""
+        return self._catalog_factory is None
 
     @cached_property
     def catalog(self) -> Catalog:

@@ -24,13 +24,14 @@ from pyiceberg.catalog import Catalog
 from icefloe.errors import describe
 from icefloe.lake.maintain import Maintainer, MaintenancePolicy, MaintenanceReport
 from icefloe.lake.maintain_compact import Exclusive
+from icefloe.lake.policy import MAINTENANCE_JOB
 from icefloe.ledger.base import local_owner_alive
 from icefloe.runtime import Runtime, close_catalog
 
 __all__ = ["Upkeep", "JOB_KIND", "policy_for", "shares_one_database"]
 
 log = logging.getLogger("icefloe")
-JOB_KIND = "maintain"
+JOB_KIND = MAINTENANCE_JOB
 
 
 def policy_for(rt: Runtime, table: str | None = None) -> MaintenancePolicy:

@@ -11,9 +11,6 @@ import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 __all__ = ["Output", "TextOutput", "JsonOutput", "CsvOutput", "make_output", "FORMATS"]
 
 FORMATS = ("table", "json", "csv")
@@ -33,10 +30,14 @@ class Output(ABC):
 
 class TextOutput(Output):
     def __init__(self) -> None:
+        from rich.console import Console
+
         # piped into a file or a pager, a wide table beats one folded into 80 columns
         self.console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
     def rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
+        from rich.table import Table
+
         columns = list(dict.fromkeys(k for row in rows for k in row))
         table = Table(title=title, show_lines=False)
         for column in columns:
@@ -54,6 +55,8 @@ class TextOutput(Output):
     def record(self, row: dict[str, Any], title: str | None = None, long: tuple[str, ...] = ()) -> None:
         """One object as `key  value` lines: a row of 25 columns folds into an unreadable strip.
         The `long` fields (an error, say) follow in full, unwrapped, so they can be copied whole."""
+        from rich.table import Table
+
         table = Table(title=title, show_header=False, box=None, padding=(0, 2, 0, 0))
         table.add_column("field", style="bold", no_wrap=True)
         table.add_column("value", overflow="fold")

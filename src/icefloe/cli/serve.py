@@ -31,6 +31,7 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
         raise ConfigError("icefloe serve needs the web extra: pip install 'icefloe[web]'") from exc
     from icefloe.web import worker_process
     from icefloe.web.app import create_app
+    from icefloe.web.warm import warm_up
 
     project = open_project(project_dir, env)
     if not project.config.serve.tokens:
@@ -40,8 +41,11 @@ def serve(project_dir: str, env: str | None, host: str | None, port: int | None,
         )
     settings = project.config.serve
     with project:
-        stop = threading.Event()
         app = create_app(project)
+        # imports, connections, the catalog, templates: paid here, before the port is bound, not
+        # by whoever asks first (nothing is kept as an answer: every request reads the ledger)
+        warm_up(project)
+        stop = threading.Event()
         if worker and not logging.getLogger("icefloe").isEnabledFor(logging.INFO):
             logging.getLogger("icefloe").setLevel(logging.INFO)  # a long-running worker says what it commits
         child = thread = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from icefloe.config.serve import SCOPE_PATTERN
-from icefloe.web.auth import hash_token, new_token
 
 __all__ = ["COMMANDS"]
 
@@ -21,6 +20,8 @@ def token() -> None:
               help="read, operate, ingest or ingest:NAME (repeat for several).")  # fmt: skip
 def new(name: str, scopes: tuple[str, ...]) -> None:
     """Print a new token NAME (shown once: only its hash is kept) and its serve.tokens entry."""
+    from icefloe.web.auth import hash_token, new_token  # starlette: only this command needs it
+
     bad = [s for s in scopes if not SCOPE_PATTERN.match(s)]
     if bad:
         raise click.BadParameter(f"unknown scope(s) {bad}: use read, operate, ingest or ingest:NAME", param_hint="--scope")

@@ -13,7 +13,7 @@ from icefloe.config.serve import ServeConfig
 from icefloe.config.telemetry import TelemetryConfig
 from icefloe.config.s3 import S3Settings, S3SourceConfig
 from icefloe.errors import ConfigError
-from icefloe.types import arrow_type, parse_partition
+from icefloe.types import arrow_type, check_partition, check_type
 
 __all__ = [
     "CONFIG_FILE",
@@ -149,7 +149,7 @@ class ReadConfig(_Model):
     def _types_exist(cls, value: dict[str, str]) -> dict[str, str]:
         for column, name in value.items():
             try:
-                arrow_type(str(name))
+                check_type(str(name))
             except ConfigError as exc:
                 raise ValueError(f"column {column}: {exc.message}") from None
         return value
@@ -200,7 +200,7 @@ class WriteConfig(_Model):
     def _partition_specs(cls, specs: list[str]) -> list[str]:
         for spec in specs:
             try:
-                parse_partition(spec)
+                check_partition(spec)
             except ConfigError as exc:
                 raise ValueError(exc.message) from None
         return specs

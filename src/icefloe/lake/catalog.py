@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyiceberg.catalog import Catalog
-
 from icefloe.errors import ConfigError, NotInstalledError, StorageUnavailableError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyiceberg loads when a catalog is opened (config load only checks the URI)
+    from pyiceberg.catalog import Catalog
+
     from icefloe.config.s3 import S3Settings
 
 __all__ = ["catalog_outage", "catalog_uri_problem", "io_properties", "open_catalog", "redacted", "warehouse_uri"]

@@ -42,14 +42,15 @@ from icefloe.lake.maintain_files import (
 )
 from icefloe.lake.maintain_manifests import rewrite_manifests
 from icefloe.lake.maintain_orphans import remove_orphans
+from icefloe.lake.policy import MAINTAINED_AT_PROPERTY, MaintenancePolicy
 
 __all__ = [
     "ACTIONS",
-    "MAINTAINED_AT_PROPERTY",
     "BOUNDED_METADATA_PROPERTIES",
+    "MAINTAINED_AT_PROPERTY",
+    "Maintainer",
     "MaintenancePolicy",
     "MaintenanceReport",
-    "Maintainer",
     "maintain",
     "table_stats",
 ]
@@ -60,48 +61,9 @@ log = logging.getLogger(__name__)
 OnExpire = Callable[[dict[str, int]], Collection[str] | None]
 
 ACTIONS = ("expire", "compact", "manifests", "orphans")
-MAINTAINED_AT_PROPERTY = "icefloe.maintained-at"
 # the orphan sweep lists the table's files and reads every manifest: once an hour is plenty for
 # files that only become removable after `orphan_min_age` (days)
 ORPHAN_SWEEP_INTERVAL = 3600.0
-
-
-@dataclass(frozen=True)
-class MaintenancePolicy:
-    """When and how to maintain one table. Defaults are measured, see `keep_snapshots`.
-
-    keep_snapshots: pyiceberg copies the whole metadata (every snapshot) about 19 times per
-    commit, so each retained snapshot costs ~0.4 ms on every commit (2-core machine). With a run
-    every 50 commits a table holds 20..70 snapshots: commits stay ~15 ms cheaper than with 50
-    kept, and a reader can still time-travel to any of the last 20 commits (`keep_for` adds a
-    time window on top). every_commits=50 balances that growth against the ~0.3 s a run costs.
-    """
-
-    keep_snapshots: int = 20
-    keep_for: float = 0.0  # seconds; also keep every snapshot younger than this (time travel window)
-    target_file_bytes: int = 128 << 20
-    small_file_bytes: int | None = None  # None: a quarter of the target
-    compact_min_files: int = 8
-    sort_by: tuple[str, ...] = ()
-    max_manifests: int = 16
-    orphan_min_age: float = 3 * 86400.0
-    every_commits: int = 50  # 0 turns a trigger off
-    small_files: int = 64
-    every: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.keep_snapshots < 1:
-            raise ConfigError(f"keep_snapshots must be at least 1, got {self.keep_snapshots}")
-        if self.target_file_bytes <= 0 or (self.small_file_bytes is not None and self.small_file_bytes < 0):
-            raise ConfigError("target_file_bytes must be positive and small_file_bytes not negative")
-        if min(self.keep_for, self.orphan_min_age, self.every, self.every_commits, self.small_files, self.max_manifests) < 0:
-            raise ConfigError("maintenance intervals, ages and counts cannot be negative")
-
-    @property
-    def small_threshold(self) -> int:
-        """Files below this many bytes count as small. A quarter of the target: a file that big
-        already amortises its per-file open and footer cost, rewriting it buys little."""
-        return self.target_file_bytes // 4 if self.small_file_bytes is None else self.small_file_bytes
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from typing import Any
 
+from icefloe.lake.policy import MAINTENANCE_JOB
 from icefloe.observe.backlog import waiting_objects
 from icefloe.observe.workers import worker_rows
 from icefloe.runtime import Runtime
@@ -13,6 +15,7 @@ from icefloe.runtime import Runtime
 __all__ = ["status"]
 
 _PENDING = ("landed", "queued", "running", "retrying")
+log = logging.getLogger(__name__)
 
 
 def status(rt: Runtime) -> list[dict[str, Any]]:
@@ -60,11 +63,47 @@ def status(rt: Runtime) -> list[dict[str, Any]]:
     rows += worker_rows(rt)
     tables = {cfg.write.table for cfg in rt.config.pipelines.values()}
     tables |= {t for cfg in rt.config.pipelines.values() for t in cfg.write.children.values()}
-    down = _catalog_down(rt)
-    for table in sorted(tables):
-        row = _table_row(rt, table) if down is None else {"kind": "table", "name": table, "exists": None, "unavailable": down}
+    names = sorted(tables)
+    peeked = _peek(rt, names)
+    down = _catalog_down(rt) if peeked is None else None
+    for table in names:
+        if peeked is not None:
+            row = _peeked_row(rt, table, peeked[table])
+        elif down is None:
+            row = _table_row(rt, table)
+        else:
+            row = {"kind": "table", "name": table, "exists": None, "unavailable": down}
         rows.append({**row, "quarantined": quarantined[table]})
     return rows
+
+
+def _peek(rt: Runtime, names: list[str]) -> dict[str, Any] | None:
+    """The tables' figures read from their files without pyiceberg (`lake.peek`), when this
+    process has not opened the catalog anyway (a CLI `status` pays seconds of imports for it);
+    None: ask the catalog (`_table_row`), which also says why it cannot be reached."""
+    if not names or "catalog" in rt.__dict__ or not rt.catalog_from_config:
+        return None
+    from icefloe.lake.peek import peek_tables
+    from icefloe.lake.policy import MaintenancePolicy
+
+    small = {name: MaintenancePolicy(**rt.config.maintenance.settings(name)).small_threshold for name in names}
+    try:
+        return peek_tables(rt.config.catalog, rt.root, names, small)
+    except Exception as exc:  # noqa: BLE001 - anything it cannot read, pyiceberg reads (or explains)
+        log.debug("status: reading the tables through the catalog (%s)", exc)
+        return None
+
+
+def _peeked_row(rt: Runtime, name: str, found: Any) -> dict[str, Any]:
+    if found is None:
+        return {"kind": "table", "name": name, "exists": False}
+    return {
+        "kind": "table", "name": name, "exists": True,
+        "snapshots": found.snapshots, "rows": found.rows, "files": found.files,
+        "last_snapshot": found.last_snapshot,
+        "last_commit": _iso(found.last_commit_ms / 1000) if found.last_commit_ms is not None else None,
+        **_health(rt, name, found.stats),
+    }  # fmt: skip
 
 
 def _catalog_down(rt: Runtime) -> str | None:
@@ -108,12 +147,15 @@ def _table_row(rt: Runtime, name: str) -> dict[str, Any]:
 def upkeep_row(rt: Runtime, table: Any, name: str) -> dict[str, Any]:
     """File health and the last maintenance run, shown by `status` and `history`."""
     from icefloe.lake.maintain import table_stats
-    from icefloe.upkeep import JOB_KIND, policy_for
+    from icefloe.upkeep import policy_for
 
-    stats = table_stats(table, small_file_bytes=policy_for(rt, name).small_threshold)
+    return _health(rt, name, table_stats(table, small_file_bytes=policy_for(rt, name).small_threshold))
+
+
+def _health(rt: Runtime, name: str, stats: dict[str, Any]) -> dict[str, Any]:
     # the newest few: a table runs one job at a time, so a finished one is among them (a table
     # maintained every few commits has thousands of runs behind it)
-    recent = rt.ledger.jobs(kind=JOB_KIND, target=name, limit=8)
+    recent = rt.ledger.jobs(kind=MAINTENANCE_JOB, target=name, limit=8)
     last = next((j for j in recent if j.state != "running"), None)
     return {
         "data_files": stats["data_files"],

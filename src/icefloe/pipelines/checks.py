@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from icefloe.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # config load validates checks without pyarrow; applying them imports it
+    import pyarrow as pa
 
 __all__ = ["CHECK_COLUMN", "validate_checks", "apply_checks", "check_columns"]
 
@@ -43,6 +43,8 @@ def check_columns(check: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def _bound(value: Any, type_: pa.DataType) -> pa.Scalar:
+    import pyarrow as pa
+
     if pa.types.is_decimal(type_):
         # via text: an int64 -> decimal cast needs precision 21 and fails for decimal(12,2)
         return pa.scalar(Decimal(str(value)), type_)
@@ -57,6 +59,9 @@ def _column(batch: pa.Table, name: str) -> pa.ChunkedArray:
 
 def _failures(batch: pa.Table, kind: str, arg: Any) -> list[tuple[str, pa.ChunkedArray]]:
     """(label, bool mask of failing rows) for each rule of one check."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = []
     if kind == "not_null":
         for name in arg:
@@ -85,6 +90,9 @@ def _failures(batch: pa.Table, kind: str, arg: Any) -> list[tuple[str, pa.Chunke
 
 def apply_checks(batch: pa.Table, checks: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table | None]:
     """Split into (passing rows, failing rows + _icefloe_check) ."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if not checks or batch.num_rows == 0:
         return batch, None
     rules = [rule for check in checks for rule in _failures(batch, *next(iter(check.items())))]

@@ -13,8 +13,8 @@ from icefloe.config import PipelineConfig, ProjectConfig
 from icefloe.config.origins import Problem
 from icefloe.errors import ConfigError
 from icefloe.pipelines.checks import check_columns, validate_checks
-from icefloe.pipelines.readers import READERS, option_check, option_names
-from icefloe.types import parse_partition
+from icefloe.pipelines.formats import BUILTIN
+from icefloe.types import partition_parts
 
 __all__ = ["config_problems", "pipeline_problems", "shared_table_problems"]
 
@@ -48,7 +48,7 @@ def pipeline_problems(name: str, cfg: PipelineConfig) -> list[Problem]:
     for j, column in enumerate(cfg.dedupe.key if cfg.dedupe else []):
         lacks(("dedupe", "key", j), "dedupe.key", column)
     for j, spec in enumerate(cfg.write.partition):
-        lacks(("write", "partition", j), f"partition {spec!r}", parse_partition(spec)[0])
+        lacks(("write", "partition", j), f"partition {spec!r}", partition_parts(spec)[0])
     for i, check in enumerate(cfg.checks if checks_ok else []):
         kind, columns = check_columns(check)
         for column in columns:
@@ -60,14 +60,19 @@ def _read_problems(cfg: PipelineConfig) -> list[Problem]:
     fmt = cfg.read.format
     if fmt is None:  # told by each file's name; its reader checks the options then
         return []
-    if fmt not in READERS:
-        return [(("read", "format"), f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")]
-    allowed = option_names(fmt)
+    allowed: tuple[str, ...] | None
+    if fmt in BUILTIN:  # known without importing its reader (pyarrow, lxml)
+        allowed, check = BUILTIN[fmt]
+    else:  # one added with register_reader, or none
+        from icefloe.pipelines.readers import READERS, option_check, option_names
+
+        if fmt not in READERS:
+            return [(("read", "format"), f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")]
+        allowed, check = option_names(fmt), option_check(fmt)
     unknown = [key for key in cfg.read.options if allowed is not None and key not in allowed]
     if unknown:
         known = ", ".join(allowed or ()) or "none"
         return [(("read", "options", key), f"unknown {fmt} read option {key!r}; known: {known}") for key in unknown]
-    check = option_check(fmt)
     try:
         if check is not None:
             check(cfg.read.reader_options())

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from icefloe.errors import ConfigError, DataError
+from icefloe.pipelines.formats import check_options, is_char, is_str_list, option  # noqa: F401 - the readers' helpers
 from icefloe.pipelines.readers import locate
 from icefloe.pipelines.readers.prefetch import Prefetched
 from icefloe.types import arrow_type, with_undeclared
@@ -331,13 +332,6 @@ def _cast(column: pa.Array, target: pa.DataType, name: str, src: Source, row: in
         raise src.error(f"column {name!r}: cannot convert {column.type} to {target}{where}: {exc}") from exc
 
 
-def check_options(options: dict[str, Any], allowed: Sequence[str], fmt: str) -> None:
-    for key in options:
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise ConfigError(f"unknown {fmt} read option {key!r}; known: {known}")
-
-
 def block_size(batch_rows: int, bytes_per_row: int) -> int:
     # a block is what pyarrow parses (and infers types from) at once: big enough to hold any
     # sane row, small enough to keep memory flat
@@ -345,23 +339,6 @@ def block_size(batch_rows: int, bytes_per_row: int) -> int:
 
 
 # --- option helpers shared by the readers --------------------------------------------------------
-
-
-def option(
-    options: dict, key: str, default: Any, valid: Callable[[Any], bool], expected: str, fmt: str = "csv"
-) -> Any:
-    value = options.get(key, default)
-    if not valid(value):
-        raise ConfigError(f"{fmt} read option {key!r} must be {expected}, got {value!r}")
-    return value
-
-
-def is_char(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 1
-
-
-def is_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
 def is_tz(dtype: pa.DataType) -> bool:

@@ -10,9 +10,7 @@ a column twice (or two names differing only in case), and an unnamed column hold
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -20,62 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from icefloe.errors import DataError
+from icefloe.pipelines.formats import CSV_OPTIONS, csv_options
 from icefloe.pipelines.readers import locate
-from icefloe.pipelines.readers.base import (
-    Source,
-    block_size,
-    check_options,
-    is_char,
-    is_str_list,
-    is_tz,
-    option,
-    register_reader,
-    to_tz,
-)
+from icefloe.pipelines.readers.base import Source, block_size, is_tz, register_reader, to_tz
 from icefloe.pipelines.readers.csvblocks import BlockReader, parse_workers
-from icefloe.pipelines.readers.csvstream import Decoded, EndsLine, check_encoding, is_utf8
-
-_CSV_OPTIONS = (
-    "delimiter",
-    "encoding",
-    "header",
-    "newlines_in_values",
-    "null_values",
-    "quote_char",
-    "skip_rows",
-    "timestamp_format",
-)
-
-
-@dataclass(frozen=True)
-class CsvOptions:
-    delimiter: str
-    header: bool
-    quote: str | None
-    nulls: list[str]
-    skip: int
-    newlines: bool
-    encoding: str
-    formats: list[str]
-
-
-def csv_options(options: dict[str, Any], tsv: bool = False) -> CsvOptions:
-    """The CSV read options, checked: a ConfigError names the bad one (no file needed)."""
-    check_options(options, _CSV_OPTIONS, "csv")
-    formats = option(
-        options, "timestamp_format", None, lambda v: v is None or (bool(v) and is_str_list(v if isinstance(v, list) else [v])),
-        'a strptime format such as "%d/%m/%Y %H:%M", or a list of them',
-    )  # fmt: skip
-    return CsvOptions(
-        delimiter=option(options, "delimiter", "\t" if tsv else ",", is_char, "a single character"),
-        header=option(options, "header", True, lambda v: isinstance(v, bool), "true or false"),
-        quote=option(options, "quote_char", '"', lambda v: not v or is_char(v), "a single character or false") or None,
-        nulls=option(options, "null_values", ["", "NULL", "null"], is_str_list, "a list of strings"),
-        skip=option(options, "skip_rows", 0, lambda v: type(v) is int and v >= 0, "a non-negative integer"),
-        newlines=option(options, "newlines_in_values", False, lambda v: isinstance(v, bool), "true or false"),
-        encoding=check_encoding(options.get("encoding", "utf-8")),
-        formats=[] if formats is None else formats if isinstance(formats, list) else [formats],
-    )
+from icefloe.pipelines.readers.csvstream import Decoded, EndsLine, is_utf8
 
 
 def _read_csv(src: Source, schema: dict, options: dict, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -252,4 +199,4 @@ def _blank(text: Any, skip: int) -> bool:
     return True
 
 
-register_reader("csv", _read_csv, (".csv", ".tsv"), options=_CSV_OPTIONS, check=csv_options, prefetch=True)
+register_reader("csv", _read_csv, (".csv", ".tsv"), options=CSV_OPTIONS, check=csv_options, prefetch=True)

@@ -11,20 +11,12 @@ import codecs
 import io
 from typing import Any, BinaryIO
 
-from icefloe.errors import ConfigError, DataError
+from icefloe.errors import DataError
+from icefloe.pipelines.formats import check_encoding
 
 __all__ = ["Decoded", "EndsLine", "check_encoding", "is_utf8"]
 
 _CHUNK = 1 << 20
-
-
-def check_encoding(name: Any) -> str:
-    if not isinstance(name, str):
-        raise ConfigError(f"csv read option 'encoding' must be an encoding name such as latin-1, got {name!r}")
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        raise ConfigError(f"csv read option 'encoding': unknown encoding {name!r} (e.g. utf-8, latin-1, cp1252)") from None
 
 
 def is_utf8(name: str) -> bool:

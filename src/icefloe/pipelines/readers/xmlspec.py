@@ -31,11 +31,12 @@ import pyarrow as pa
 
 from icefloe.config import parse_size
 from icefloe.errors import ConfigError
+from icefloe.pipelines.formats import XML_OPTIONS
 from icefloe.types import arrow_type
 
 __all__ = ["ENGINES", "OPTION_KEYS", "ChildSpec", "FieldSpec", "XmlSpec", "parse_spec", "stylesheets"]
 
-OPTION_KEYS = ("record", "fields", "header", "children", "workers", "chunk_bytes", "parallel_min_bytes", "engine")
+OPTION_KEYS = XML_OPTIONS
 ENGINES = ("auto", "lxml", "xml2arrow")  # the parser inside records (see xmlfast)
 _FIELD_KEYS = ("path", "type", "format", "repeated")
 _NAME = re.compile(r"^(?:[A-Za-z_][\w.\-]*:)?[A-Za-z_][\w.\-]*$")

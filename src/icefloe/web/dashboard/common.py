@@ -29,7 +29,7 @@ from icefloe.errors import IcefloeError, NotFoundError
 from icefloe.project import Project
 from icefloe.web.auth import COOKIE, Principal, authenticate, require
 
-__all__ = ["LoginNeeded", "check_csrf", "csrf_token", "html", "page", "project", "render", "stylesheet", "who"]
+__all__ = ["LoginNeeded", "check_csrf", "compile_templates", "csrf_token", "html", "page", "project", "render", "stylesheet", "who"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -51,6 +51,13 @@ def _ago(ts: float | None) -> str:
 
 
 _env.filters.update(iso=_iso, ago=_ago, q=lambda s: quote(str(s), safe=""))
+
+
+def compile_templates() -> None:
+    """Compile every page's template now (`icefloe serve` does it before it listens); Jinja keeps
+    them, and still reloads one whose file changed."""
+    for name in _env.list_templates(extensions=["html"]):
+        _env.get_template(name)
 
 
 class LoginNeeded(Exception):

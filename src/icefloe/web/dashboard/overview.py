@@ -1,18 +1,15 @@
 """The overview: per source, pipeline, table and worker, what `icefloe status` says, and the last
-hour per pipeline (landed, committed, rows, failed) as small charts from the ledger. A ledger too
-big to count on every request is counted beside them (`summary`), and the page says how old."""
+hour per pipeline (landed, committed, rows, failed) as small charts from the ledger, counted on
+every request (`summary`)."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from icefloe.web.dashboard.charts import bars
 from icefloe.web.dashboard.common import html, page, project
-from icefloe.web.dashboard.summary import Summaries
+from icefloe.web.dashboard.summary import summarise
 
 __all__ = ["endpoint"]
 
@@ -20,21 +17,9 @@ BUCKET = 60.0
 WINDOW = 3600.0
 
 
-_made = threading.Lock()
-
-
-def _summaries(request: Request) -> Summaries:
-    state = request.app.state
-    with _made:
-        if getattr(state, "overview", None) is None:
-            state.overview = Summaries(project(request).runtime, window=WINDOW, bucket=BUCKET)
-        found: Summaries = state.overview
-    return found
-
-
 @html
 def endpoint(request: Request) -> Response:
-    summary = _summaries(request).get()
+    summary = summarise(project(request).runtime, window=WINDOW, bucket=BUCKET)
     rows, start, series = summary.rows, summary.start, summary.series
     charts = {
         s.pipeline: {
@@ -51,4 +36,4 @@ def endpoint(request: Request) -> Response:
     by_kind: dict[str, list[dict[str, object]]] = {"source": [], "pipeline": [], "worker": [], "table": []}
     for row in rows:
         by_kind.setdefault(str(row["kind"]), []).append(row)
-    return page(request, "overview.html", rows=by_kind, charts=charts, summary=summary, age=time.time() - summary.made_at)
+    return page(request, "overview.html", rows=by_kind, charts=charts, summary=summary)
