@@ -18,15 +18,20 @@ from icefloe.lake.maintain import maintain
 from tests.lake.maintaining import ONLY_COMPACT, T, commit_each, data_paths, ids_of, local, policy, staged
 
 
+@pytest.fixture
+def other(tmp_path: Path) -> TableWriter:
+    """Another committer of the table, on a catalog connection of its own (another worker)."""
+    return TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
+
+
 def _race(monkeypatch: pytest.MonkeyPatch, action: Callable[[int], None]) -> None:
     monkeypatch.setattr(maintain_compact, "_before_commit", action)
 
 
 def test_compaction_that_races_an_append_commits_again_and_keeps_every_row(
-    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, other: TableWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commit_each(catalog, range(6))
-    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
     attempts: list[int] = []
 
     def append_first_time(attempt: int) -> None:
@@ -45,12 +50,11 @@ def test_compaction_that_races_an_append_commits_again_and_keeps_every_row(
 
 
 def test_compaction_that_raced_only_appends_commits_again_without_reading_every_manifest(
-    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, other: TableWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the re-check runs while the committer waits for it (the commit gate): only a commit that
     # could have taken an input (not an append) needs the manifests read again
     commit_each(catalog, range(6))
-    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
     full_checks: list[int] = []
     still_valid = maintain_compact._still_valid
     monkeypatch.setattr(maintain_compact, "_still_valid", lambda *a: full_checks.append(1) or still_valid(*a))
@@ -83,10 +87,9 @@ def test_compaction_drops_the_bin_a_racing_replace_took_an_input_from(
 
 
 def test_compaction_gives_up_cleanly_when_every_attempt_loses_the_race(
-    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, other: TableWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commit_each(catalog, range(4))
-    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
     monkeypatch.setattr(maintain_compact, "ATTEMPTS", 3)
     _race(monkeypatch, lambda attempt: other.commit([staged(60 + attempt)]))
     report = maintain(catalog, T, policy(), actions=ONLY_COMPACT)
@@ -97,12 +100,11 @@ def test_compaction_gives_up_cleanly_when_every_attempt_loses_the_race(
 
 
 def test_compaction_that_lost_a_race_goes_in_under_the_committers_lock_against_a_steady_stream(
-    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, other: TableWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A committer that commits before every attempt, but takes the lock its worker's maintenance
     shares with it (`exclusive`): after the first lost race the compaction holds it and goes in."""
     commit_each(catalog, range(4))
-    other = TableWriter(open_catalog("sqlite:///catalog.db", "warehouse", tmp_path), WriteConfig(table=T))
     gate = threading.Lock()
     racing: list[int] = []
 
