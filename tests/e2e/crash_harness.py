@@ -11,7 +11,9 @@ SIGKILL it. Meanwhile a background thread keeps landing small CSV files (written
 * `latest` -> `t.latest` upsert on `k`: files reuse keys; the newest landed file must win.
 
 Kill moments (chosen per trial with `random.Random(seed)`, so a failing seed replays the choices;
-thread timing is of course not replayed):
+thread timing is of course not replayed). A run of at least one trial more than there are kinds of
+moment tries every kind at least once (at trials the seed picks, none of them the first, whose
+worker starts on an empty ledger); the other trials draw a moment by weight:
 
 * ``startup``    0-1.2 s after spawn: imports, ledger open, dead-lease take-back, reconcile scan;
 * ``landing``    as soon as the new worker records a `landed` step, + 0-50 ms;
@@ -84,6 +86,8 @@ __all__ = [
 
 # maintenance: killed while a compaction / expiry run of the worker is in flight
 KILL_MODES = {"startup": 0.10, "landing": 0.15, "processing": 0.35, "commit": 0.15, "iceberg": 0.25, "maintenance": 0.15}
+# the longest a trial waits for its worker to start before its moment's own wait begins
+STARTUP_CAP = 120.0
 # with an `outage` (down, up) pair: the object store goes away and comes back before the kill
 OUTAGE_WEIGHT = 0.35
 
@@ -203,10 +207,20 @@ class CrashHarness:
 
     # one worker life ----------------------------------------------------------------------------
     def _await(self, mode: str, worker: Worker, since_step: int, pointers: dict[str, str]) -> bool:
+        # `marker_timeout` counts from spawn, or from when the worker is up where its start took
+        # longer (a loaded machine: imports alone took 15 s at load 20, and every trial timed out
+        # before its moment); never past STARTUP_CAP seconds of start-up
         deadline = worker.started + self.marker_timeout
         pid_like = f"%:{worker.pid}:%"
-        leased = False
-        while time.time() < deadline and worker.alive():
+        leased, up, looked = False, False, 0.0
+        while worker.alive():
+            now = time.time()
+            if not up and now - looked > 0.1:
+                looked = now
+                if worker.ready():
+                    up, deadline = True, max(deadline, now + self.marker_timeout)
+            if now >= deadline and (up or now >= worker.started + STARTUP_CAP):
+                break
             if mode == "landing" and self.peek.step_since(since_step, "landed"):
                 return True
             if mode == "processing" and self.peek.step_since(since_step, "leased", pid_like):
@@ -278,12 +292,19 @@ class CrashHarness:
             up()
         return reached
 
-    def trial(self, n: int) -> Trial:
-        mode = self.rng.choices(list(self.modes), weights=list(self.modes.values()))[0]
-        if n in self.drops:
-            mode = "drop"
-        elif n in self.outage_trials and self.outage:
-            mode = "outage"
+    def schedule(self, trials: int) -> list[str]:
+        """Each trial's kill moment: the drops and outages where they were given, every other kind
+        once where there are trials enough (so a short run covers them all), the rest by weight."""
+        given = {n: "drop" for n in self.drops} | {n: "outage" for n in self.outage_trials if self.outage}
+        free = [n for n in range(1, trials + 1) if n not in given]
+        drawn = self.rng.choices(list(self.modes), weights=list(self.modes.values()), k=len(free))
+        plan = {**given, **dict(zip(free, drawn, strict=True))}
+        later, kinds = [n for n in free if n > 1], list(self.modes)
+        if len(later) >= len(kinds):
+            plan.update(zip(self.rng.sample(later, len(kinds)), self.rng.sample(kinds, len(kinds)), strict=True))
+        return [plan[n] for n in range(1, trials + 1)]
+
+    def trial(self, n: int, mode: str) -> Trial:
         since_step = self.peek.max_step()
         pointers = self.peek.pointers()
         worker = Worker(self.root, self.log_path)
@@ -324,10 +345,11 @@ class CrashHarness:
         self.say(f"crash harness: seed {self.seed}, {trials} trials, project {self.root}")
         done: list[Trial] = []
         problems: list[str] = []
+        plan = self.schedule(trials)
         self.stream.start()
         try:
-            for n in range(1, trials + 1):
-                done.append(self.trial(n))
+            for n, mode in enumerate(plan, 1):
+                done.append(self.trial(n, mode))
         finally:
             self.stream.stop()
         try:

@@ -34,6 +34,7 @@ class Worker:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._out = log.open("ab")
         self._start = self._out.tell()
+        self._ready = False
         self._out.write(f"\n===== {'run --once' if once else 'run'} at {time.time():.3f} =====\n".encode())
         self._out.flush()
         cmd = [sys.executable, "-m", "icefloe", "run", "-p", str(root), *(["--once"] if once else [])]
@@ -44,15 +45,19 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def ready(self) -> bool:
+        """Its imports are done and its project is open: it said `icefloe: watching`."""
+        if not self._ready:
+            with self.log.open("rb") as fh:
+                fh.seek(self._start)
+                self._ready = b"icefloe: watching" in fh.read()
+        return self._ready
+
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM once the worker has installed its handler: a signal that arrives while Python is
         still importing kills the process (-15) instead of stopping it cleanly."""
         deadline = time.time() + timeout
-        while self.alive() and time.time() < deadline:
-            with self.log.open("rb") as fh:
-                fh.seek(self._start)
-                if b"icefloe: watching" in fh.read():
-                    break
+        while self.alive() and time.time() < deadline and not self.ready():
             time.sleep(0.05)
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
@@ -78,7 +83,7 @@ def run_once(root: Path, log: Path | None = None, timeout: float = 180.0) -> tup
     worker = Worker(root, log or root / ".crash" / "worker.log", once=True)
     try:
         code = worker.wait(timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException:  # its timeout, or the test's (pytest-timeout): never leave it running
         worker.kill()
         raise
     return code, time.time() - worker.started

@@ -1,7 +1,9 @@
 """Exactly-once under crashes: kill -9 a running worker again and again, land files twice and thrice.
 
 Set ICEFLOE_CRASH_SEED to replay a failing seed's choices, ICEFLOE_CRASH_TRIALS for more trials
-(`python -m bench.crash --trials 100` runs the same harness as a stress test).
+(`python -m bench.crash --trials 100` runs the same harness as a stress test). The default 10
+trials try every kind of kill moment at least once (the harness's schedule); 20 used to leave
+one kind untried in about one run of eight (a `startup` kill, weight 0.10: 0.9^20).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from icefloe import Project
 from icefloe.lake.writer import EVENTS_PROPERTY, Staged, committed_event_ids
 from tests.e2e.crash_harness import (
+    KILL_MODES,
     TABLES,
     CrashHarness,
     Expected,
@@ -29,7 +32,7 @@ from tests.e2e.crash_harness import (
     verify,
 )
 
-TRIALS = int(os.environ.get("ICEFLOE_CRASH_TRIALS", "20"))
+TRIALS = int(os.environ.get("ICEFLOE_CRASH_TRIALS", "10"))
 
 
 def _seed() -> int:
@@ -68,13 +71,13 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -
     report = CrashHarness(tmp_path / "p", seed=seed, log=print).run(TRIALS)
     print(report.summary())
     assert report.ok, report.summary()
-    assert len(report.trials) >= 20
+    assert {t.mode for t in report.trials} >= set(KILL_MODES), report.summary()  # every kind of moment tried
     assert report.verdict.files >= 50 and report.verdict.duplicates == 0 and report.verdict.missing == 0
     # compaction and snapshot expiry ran between (and under) the kills
     assert report.verdict.maintenance_runs > 0 and report.verdict.expired_events > 0, report.summary()
     # the kills must not all hit startup: most should land while events are processed or committed
     busy = [t for t in report.trials if t.reached and t.mode in ("processing", "commit", "iceberg")]
-    assert len(busy) >= 5, report.summary()
+    assert len(busy) >= 3, report.summary()
 
 
 def _batch(expected: Expected, staging: Path, n: int, rng: random.Random) -> Path:

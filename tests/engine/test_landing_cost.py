@@ -45,6 +45,27 @@ def lists(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counted]:
     yield counted
 
 
+@pytest.fixture
+def stamps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many keys each batched stamp lookup (`object_stamps`) asked for."""
+    asked: list[int] = []
+    original = SqliteLedger.object_stamps
+    monkeypatch.setattr(
+        SqliteLedger, "object_stamps", lambda self, s, keys: asked.append(len(keys)) or original(self, s, keys)
+    )
+    return asked
+
+
+@pytest.fixture
+def paged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose landing folder holds 0.csv .. 4.csv, listed and looked up 2 at a time."""
+    monkeypatch.setattr(landing, "PAGE", 2)
+    root = make_project(tmp_path / "p", {"orders": ORDERS})
+    for n in range(5):
+        _orders(root / "landing" / f"{n}.csv", n * 10)
+    return root
+
+
 def _orders(path: Path, first: int, n: int = 2) -> Path:
     return csv_file(path, "id,ts,amount", [f"{i},2026-01-01 00:00:00,1.00" for i in range(first, first + n)])
 
@@ -70,17 +91,10 @@ def test_ingest_lands_only_the_files_it_was_given_and_never_lists_the_source(tmp
         assert "dropped.csv" in {e.key for e in project.ledger.events(states=["committed"])}
 
 
-def test_one_ingest_does_not_list_a_5000_file_folder(
-    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_ingest_does_not_list_a_5000_file_folder(tmp_path: Path, lists: Counted, stamps: list[int]) -> None:
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     for n in range(5000):
         (root / "landing" / f"old_{n:05}.csv").write_text("id,ts,amount\n")
-    stamps: list[int] = []
-    original = SqliteLedger.object_stamps
-    monkeypatch.setattr(
-        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or original(self, s, keys)
-    )
     with Project(root) as project:
         (event,) = project.ingest([_orders(tmp_path / "new.csv", 1)])
         assert event.state == "committed" and len(lists) == 0 and stamps == []
@@ -88,20 +102,12 @@ def test_one_ingest_does_not_list_a_5000_file_folder(
 
 
 def test_reconcile_pages_the_listing_with_one_stamp_lookup_per_page(
-    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
+    paged: Path, lists: Counted, stamps: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(landing, "PAGE", 2)
-    root = make_project(tmp_path / "p", {"orders": ORDERS})
-    for n in range(5):
-        _orders(root / "landing" / f"{n}.csv", n * 10)
-    stamps: list[int] = []
     single: list[str] = []
-    batched, one = SqliteLedger.object_stamps, SqliteLedger.object_stamp
-    monkeypatch.setattr(
-        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or batched(self, s, keys)
-    )
+    one = SqliteLedger.object_stamp
     monkeypatch.setattr(SqliteLedger, "object_stamp", lambda self, s, key: single.append(key) or one(self, s, key))
-    with Project(root) as project:
+    with Project(paged) as project:
         project.run(once=True)
         assert lists.calls == [None, "1.csv", "3.csv"] and stamps == [2, 2, 1]
         assert project.ledger.pending_count() == 0 and len(project.ledger.events()) == 5
@@ -184,33 +190,20 @@ def test_reconcile_is_a_duration_validated_with_its_line(tmp_path: Path) -> None
         load_config(root, environ={})
 
 
-def test_status_counts_waiting_objects_a_page_at_a_time(
-    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_status_counts_waiting_objects_a_page_at_a_time(tmp_path: Path, lists: Counted, stamps: list[int]) -> None:
     from icefloe.observe.backlog import waiting_objects
 
     root = make_project(tmp_path / "p", {"orders": ORDERS})
     for n in range(2500):
         (root / "landing" / f"{n:05}.csv").write_text("id,ts,amount\n")
-    stamps: list[int] = []
-    original = SqliteLedger.object_stamps
-    monkeypatch.setattr(
-        SqliteLedger, "object_stamps", lambda self, s, keys: stamps.append(len(keys)) or original(self, s, keys)
-    )
     with Project(root) as project:
         waiting = waiting_objects(project)
     assert len(waiting) == 2500 and waiting[0].pipelines == ("orders",)
     assert lists.calls == [None, "00999.csv", "01999.csv"] and stamps == [1000, 1000, 500]
 
 
-def test_a_reconcile_budget_slices_the_pass_and_lists_each_page_once(
-    tmp_path: Path, lists: Counted, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(landing, "PAGE", 2)
-    root = make_project(tmp_path / "p", {"orders": ORDERS})
-    for n in range(5):
-        _orders(root / "landing" / f"{n}.csv", n * 10)
-    with Project(root) as project:
+def test_a_reconcile_budget_slices_the_pass_and_lists_each_page_once(paged: Path, lists: Counted) -> None:
+    with Project(paged) as project:
         lander = project.engine().lander
         landed = [lander.reconcile(budget=0)]
         while "landing" in lander.unfinished:  # a running worker steps between the slices

@@ -41,6 +41,17 @@ def _maintenance(project: Project) -> Maintenance:
     return engine.committer._maintenance
 
 
+def _started(root: Path) -> tuple[Project, Maintenance, int]:
+    """A project whose first ingest made a maintenance run due, which started the child; its pid."""
+    project = _project(root)
+    _ingest(project, 1)
+    project.wait_for_maintenance()
+    maintenance = _maintenance(project)
+    pid = maintenance.process.pid  # type: ignore[union-attr]
+    assert pid is not None
+    return project, maintenance, pid
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -85,12 +96,7 @@ def test_a_failed_run_is_logged_and_recorded_as_on_the_thread(tmp_path: Path, ca
 
 
 def test_commits_go_on_while_the_maintenance_process_cannot_run(tmp_path: Path) -> None:
-    project = _project(tmp_path / "p")
-    _ingest(project, 1)
-    project.wait_for_maintenance()
-    maintenance = _maintenance(project)
-    pid = maintenance.process.pid  # type: ignore[union-attr]
-    assert pid is not None
+    project, maintenance, pid = _started(tmp_path / "p")
     os.kill(pid, signal.SIGSTOP)  # the run the next commit makes due cannot even start
     try:
         started = time.monotonic()
@@ -106,12 +112,7 @@ def test_commits_go_on_while_the_maintenance_process_cannot_run(tmp_path: Path) 
 
 
 def test_a_killed_child_fails_its_run_and_the_next_run_starts_another(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    project = _project(tmp_path / "p")
-    _ingest(project, 1)
-    project.wait_for_maintenance()
-    maintenance = _maintenance(project)
-    first = maintenance.process.pid  # type: ignore[union-attr]
-    assert first is not None
+    project, maintenance, first = _started(tmp_path / "p")
     os.kill(first, signal.SIGSTOP)
     with caplog.at_level(logging.WARNING, logger="icefloe"):
         _ingest(project, 2)  # its run is handed to the stopped child ...
