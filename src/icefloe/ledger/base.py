@@ -16,6 +16,7 @@ suite in tests/ledger runs against every backend. Every name below stays importa
 from __future__ import annotations
 
 from abc import abstractmethod
+from contextlib import AbstractContextManager
 
 from icefloe.ledger.event_seam import EventLedger
 from icefloe.ledger.machine import STATES, TERMINAL, TRANSITIONS, State
@@ -64,6 +65,12 @@ __all__ = [
 
 class Ledger(EventLedger, ViewLedger, SideLedger):
     """Durable event state. All methods are safe to call from several threads and processes."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction around every ledger call made inside it (in this thread): they commit
+        together, or none does if an exception leaves the block. A fenced write's
+        LeaseLostError caught inside the block leaves the writes it applied to go with the rest."""
 
     @abstractmethod
     def close(self) -> None: ...

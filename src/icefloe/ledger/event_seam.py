@@ -50,6 +50,11 @@ class EventLedger(ABC):
         new version then replaces the rows the earlier one brought."""
 
     @abstractmethod
+    def with_committed_version(self, events: Iterable[Event]) -> set[str]:
+        """`has_committed_version` for many events of the ledger in one lookup (a commit batch): the
+        ids of those with another committed event of their object and pipeline."""
+
+    @abstractmethod
     def revive_duplicates(self, replacing: Event, present: Callable[[str, str], bool] | None = None) -> list[Event]:
         """`replacing` (a new version, committed) removed the rows its object's previous version
         brought: objects skipped as duplicates of those bytes (and still `present(source, key)`)

@@ -21,6 +21,7 @@ __all__ = [
     "WorkerInfo", "HEARTBEAT_EVERY", "event_id", "owner_id", "local_owner_alive",
 ]  # fmt: skip
 
+
 def event_id(source: str, key: str, content_hash: str, pipeline: str | None, version: int = 0) -> str:
     """Same object, same version, same bytes, same pipeline -> same id, so re-delivery is a no-op.
 

@@ -4,6 +4,7 @@ protocol (stamps, the listing position, claims and the floor under them) and job
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 from icefloe.ledger.model import Job, JobState, Step, WorkerInfo
@@ -17,6 +18,11 @@ class SideLedger(ABC):
 
     @abstractmethod
     def record_step(self, event_ids: list[str], step: str, started_at: float, ended_at: float, **detail: Any) -> None: ...
+
+    @abstractmethod
+    def record_steps(self, steps: Iterable[Step]) -> None:
+        """Many step records in one transaction (a lease batch's): the same rows `record_step`
+        writes. An empty batch writes nothing."""
 
     @abstractmethod
     def steps(self, id: str) -> list[Step]: ...

@@ -1,9 +1,9 @@
 """The ledger's policy and SQL, written once for every SQL backend.
 
-State-machine checks, backoff with jitter, the ordering rules of `lease`, fencing by epoch, the
-version rules of `land` and job staleness live here; a backend (ledger/sqlite.py,
-ledger/postgres.py) only connects, names its `Dialect` and says which errors mean the
-connection is gone.
+The state machine's checks, backoff and fencing rule (ledger/machine.py) and the ordering rules
+of `lease` (ledger/ordering.py) are applied here, with the version rules of `land`; a backend
+(ledger/sqlite.py, ledger/postgres.py) only connects, names its `Dialect` and says which errors
+mean the connection is gone.
 
 Why DB-API with a thin dialect layer and not SQLAlchemy Core: the two databases already agree
 on nearly all of this SQL (`ON CONFLICT`, `RETURNING`, `CASE`, window functions), so the dialect
