@@ -65,6 +65,7 @@ class Engine:
         self.ordered, self.order_groups = self.committer.ordered, self.committer.order_groups
         self.ordered_by_key = self.committer.ordered_by_key
         self.buffers = self.committer.buffers
+        self.steplog = self.committer.steplog
         self._held_back = self.committer._held_back
 
     @property
@@ -124,10 +125,11 @@ class Engine:
         self._housekeep()
         self.lander._land_candidates()
         leasing = time.time()
-        events = self.ledger.lease(
-            self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
-            groups=self.order_groups, ordered_by_key=self.ordered_by_key,
-        )
+        with self.steplog.riding():  # the last batch's step records go with this lease
+            events = self.ledger.lease(
+                self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
+                groups=self.order_groups, ordered_by_key=self.ordered_by_key,
+            )
         if events and self.tracing.enabled:
             leased = time.time()
             for ev in events:
@@ -248,11 +250,12 @@ class Engine:
             return
         self.metrics.read(ev.pipeline, ev.size)
         for name, started, ended, detail in out.steps:
-            self.ledger.record_step([ev.id], name, started, ended, **detail)
+            self.steplog.add([ev.id], name, started, ended, detail)
             self.tracing.span(ev, name, started, ended, **detail)
         now = time.time()
-        # the counts survive a crash before the commit is recorded (see _skip_already_committed)
-        self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
+        # the counts survive a crash before the commit is recorded (see _skip_already_committed):
+        # the commit writes them first (engine.steplog)
+        self.steplog.add([ev.id], "staged", now, now, dict(out.stats))
         buf = self.buffers.setdefault(self.table_of[ev.pipeline], _Buffer())
         if not buf.items:
             buf.first_at = self.clock.now()
@@ -374,7 +377,8 @@ class Engine:
             thread.join(timeout=10)
             self._keepalive = None
         self.fetcher.close()
-        self.ledger.heartbeat(self.owner, stopped=True)
+        with self.steplog.riding():  # records of events handed back since the last transaction
+            self.ledger.heartbeat(self.owner, stopped=True)
 
     def close(self, stop: threading.Event | None = None) -> None:
         """Let the maintenance runs handed over finish (until `stop`), then stop its thread."""
