@@ -103,3 +103,15 @@ def test_a_lost_lease_caught_inside_a_transaction_keeps_the_held_events_marks(le
     assert [s.step for s in ledger.steps(kept.id)][-2:] == ["commit", "committed"]
     assert "commit" not in [s.step for s in ledger.steps(first.id)]
     assert {t.state: t.events for t in ledger.tallies().states} == {"committed": 1, "running": 1}
+
+
+def test_get_many_answers_get_for_many_ids_in_one_lookup(ledger: Ledger) -> None:
+    landed = [_land(ledger, f"k{n:04d}.csv")[0] for n in range(520)]  # more than one chunk of 500
+    (running,) = ledger.lease("w", limit=1, ttl=30)
+    ids = [ev.id for ev in landed] + ["no-such-event", landed[0].id]
+    found = ledger.get_many(ids)
+    assert set(found) == {ev.id for ev in landed}
+    for ev in landed[:3] + landed[-3:]:
+        assert found[ev.id] == ledger.get(ev.id)
+    assert found[running.id].state == "running" and found[running.id].epoch == 1
+    assert ledger.get_many([]) == {}

@@ -18,6 +18,11 @@ class ViewLedger(ABC):
     def get(self, id: str) -> Event | None: ...
 
     @abstractmethod
+    def get_many(self, ids: Iterable[str]) -> dict[str, Event]:
+        """`get` for many ids in one lookup (the events of an expiring snapshot): id -> event,
+        ids not in the ledger absent."""
+
+    @abstractmethod
     def find(self, prefix: str) -> Event | None:
         """An event by id or unique id prefix."""
 
