@@ -104,11 +104,33 @@ def _worker_main(root: Path, stats: Path) -> None:
             counts["commit_seconds"] += time.perf_counter() - started
 
     SqlCatalog.commit_table = counted  # type: ignore[method-assign]
+    _count_ledger(counts)
     atexit.register(lambda: stats.write_text(json.dumps(counts)))
     from icefloe.cli import main
 
     sys.argv = ["icefloe", "run", "-p", str(root)]
     main()
+
+
+def _count_ledger(counts: dict[str, float]) -> None:
+    """Count the PostgreSQL ledger's write transactions (each waits for its WAL flush) and its
+    statements outside one (autocommit reads, a transaction each on the server)."""
+    from icefloe.ledger import postgres
+
+    counts.update(ledger_commits=0, ledger_reads=0)
+    original = postgres._PgConn.execute
+
+    def execute(self: Any, sql: str, params: Any = None) -> Any:
+        if sql == "BEGIN":
+            self._bench_open = True
+        elif sql in ("COMMIT", "ROLLBACK"):
+            counts["ledger_commits"] += sql == "COMMIT"
+            self._bench_open = False
+        elif not getattr(self, "_bench_open", False):
+            counts["ledger_reads"] += 1
+        return original(self, sql, params)
+
+    postgres._PgConn.execute = execute  # type: ignore[method-assign]
 
 
 def _spawn(root: Path, n: int) -> tuple[subprocess.Popen[bytes], Path, Path]:
@@ -180,6 +202,7 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
     from icefloe.ledger import open_ledger
 
     # postgresql-nosync: the same, the database's commits not waiting for their WAL flush (a diagnostic)
+    load_before = os.getloadavg()[0]  # other jobs on the machine: said beside every rate
     db: PgDatabase = create_database(synchronous_commit=kind != "postgresql-nosync")
     root = temp_dir(f"workers-{kind}-{workers}-")
     ledger_uri = db.url if kind.startswith("postgresql") else "sqlite:///.icefloe/ledger.db"
@@ -248,7 +271,7 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
             problems.append(f"ledger {dict(states)}, table rows {rows} ({distinct} distinct), expected {files} events, {files * FILE_ROWS} rows")
         return {
             "ledger": kind, "workers": workers, "files": files, "landed": landed, "land_seconds": round(land_seconds, 2),
-            "wall": round(wall, 2), "files_per_s": files / wall,
+            "wall": round(wall, 2), "files_per_s": files / wall, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "first_commit_after": round(first - t0, 2), "steady_files_per_s": steady_events / (last - first) if last > first else 0.0,
             "steady_busy_share": round(steady_busy / steady_total, 3) if steady_total else 0.0,
             "steady_worker_cores": round((b[2] - a[2]) / span, 2) if span > 0 else 0.0,
@@ -261,6 +284,8 @@ def measure(kind: str, workers: int, data: Path, files: int, *, keep: bool = Fal
             "main_thread": {"on_cpu": round(on_cpu / alive, 3), "waiting_for_cpu": round(runnable / alive, 3),
                             "blocked": round(max(0.0, alive - on_cpu - runnable) / alive, 3)} if alive else {},
             "pg_transactions": xacts,
+            "ledger_commits": int(sum(s.get("ledger_commits", 0) for s in stats)),
+            "ledger_reads": int(sum(s.get("ledger_reads", 0) for s in stats)),
             "worker_cpu": round(worker_cpu, 2), "pg_cpu": round(pg_cpu, 2), "bench_cpu": round(bench_cpu, 2),
             "busy_cpu": round(busy, 2), "all_cpu": round(total, 2), "cores": psutil.cpu_count() or 1,
             "states": dict(states), "rows": rows, "problems": problems, "root": str(root),
@@ -343,6 +368,10 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
         result.row(f"PostgreSQL transactions per file, {n}", cell(main_kind, n, lambda r: f"{r['pg_transactions'] / r['files']:.1f}"),
                    cell(peer, n, lambda r: f"{r['pg_transactions'] / r['files']:.1f}"))  # fmt: skip
     for n in counts:
+        result.row(f"ledger write transactions / reads per file, {n}",
+                   cell(main_kind, n, lambda r: f"{r['ledger_commits'] / r['files']:.2f} / {r['ledger_reads'] / r['files']:.2f}"),
+                   cell(peer, n, lambda r: f"{r['ledger_commits'] / r['files']:.2f} / {r['ledger_reads'] / r['files']:.2f}"))  # fmt: skip
+    for n in counts:
         result.row(f"CPU ceiling on {runs[0]['cores']} idle cores (files/s), {n}", cell(main_kind, n, lambda r: f"{ceiling(r):.0f}"),
                    cell(peer, n, lambda r: f"{ceiling(r):.0f}"))  # fmt: skip
     for n in counts:
@@ -355,7 +384,7 @@ def report(runs: list[dict[str, Any]], ledgers: list[str]) -> BenchResult:
         result.notes.append(
             f"{r['ledger']} ledger, {r['workers']} worker(s): {r['files']} files in {r['wall']:.1f}s (files/s of every run"
             f" {r['all_files_per_s']}; first commit after {r['first_commit_after']:.1f}s), events per worker {r['per_worker_events']},"
-            f" median commit {r['commit_ms_median']} ms; first to last commit: {r['steady_busy_share']:.0%} of the machine busy,"
+            f" median commit {r['commit_ms_median']} ms; 1-min load {r['load'][0]} -> {r['load'][1]}; first to last commit: {r['steady_busy_share']:.0%} of the machine busy,"
             f" workers on {r['steady_worker_cores']:.2f} cores; workers' main threads {_threads(r)}; whole run: {_limit(r)}" + (f"; PROBLEMS: {r['problems']}" if r["problems"] else "")
         )
     result.notes.append(
@@ -374,7 +403,8 @@ def bench(files: int, workers: list[int], ledgers: list[str], *, repeat: int = 3
             for kind in ledgers:  # interleaved: a noisy phase of the machine hits every contender alike
                 log(f"workers: {kind} ledger, {n} worker(s), {files} files (run {i + 1}/{repeat})")
                 r = measure(kind, n, data, files, keep=keep)
-                log(f"  {r['files_per_s']:.1f} files/s ({r['wall']:.1f}s), conflicts {r['catalog_conflicts']}/{r['catalog_attempts']},"
+                log(f"  {r['files_per_s']:.1f} files/s ({r['wall']:.1f}s, 1-min load {r['load'][0]} -> {r['load'][1]}),"
+                    f" ledger transactions/file {r['ledger_commits'] / files:.2f} + reads {r['ledger_reads'] / files:.2f}, conflicts {r['catalog_conflicts']}/{r['catalog_attempts']},"
                     f" CPU workers {r['worker_cpu']:.1f}s, PostgreSQL {r['pg_cpu']:.1f}s, busy {r['busy_cpu']:.1f}/{r['all_cpu']:.1f}s"
                     + (f"; PROBLEMS {r['problems']}" if r["problems"] else ""))  # fmt: skip
                 done.setdefault((kind, n), []).append(r)

@@ -48,3 +48,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+class CountedCommits:
+    """Counts the COMMITs a SQL ledger's connection runs from now on: its write transactions
+    (on PostgreSQL, each one waits for its WAL flush)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.inner = ledger._connection()
+        self.count = 0
+        ledger._db = self
+
+    def execute(self, sql: str, *params: Any) -> Any:
+        self.count += sql == "COMMIT"
+        return self.inner.execute(sql, *params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -140,8 +140,9 @@ class Upkeep:
         Returns those held by a worker right now: their snapshots must stay (see the module doc)."""
         ledger = self.runtime.ledger
         held = []
+        known = ledger.get_many(ids)  # one lookup for the snapshot's events, not one each
         for event_id, snapshot_id in ids.items():
-            ev = ledger.get(event_id)
+            ev = known.get(event_id)
             if ev is None or ev.state in ("committed", "discarded"):
                 continue
             if ev.state == "running":

@@ -18,6 +18,7 @@ from icefloe.engine.batching import COMMIT_STRETCH, MAX_STRETCH, Batching, _Buff
 from icefloe.engine.failures import CommitFailures, held_key
 from icefloe.engine.shared import in_runs, order_groups, pipeline_write, table_write
 from icefloe.errors import LeaseLostError, LedgerUnavailableError, SchemaError, describe
+from icefloe.engine.steplog import StepLog
 from icefloe.lake.evolve import merged_schema
 from icefloe.lake.writer import Staged, TableWriter, committed_event_ids
 from icefloe.ledger.base import Event
@@ -84,6 +85,7 @@ class Committer(Batching, CommitFailures):
         self._buffers_lock = threading.RLock()
         self.on_committed: Callable[[], None] | None = None
         self.committing: dict[str, int] = {}
+        self.steplog = StepLog(self.ledger)  # the engine's step records, written with its next transaction
 
     def writer(self, table: str, pipeline: str | None = None) -> TableWriter:
         """The table's writer; with `pipeline`, the one that commits in that pipeline's own mode."""
@@ -180,14 +182,20 @@ class Committer(Batching, CommitFailures):
                 accepted.append((ev, out))
             if not accepted:
                 return
-            try:  # fenced: an event whose lease moved on is another worker's now
-                self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease, epochs={ev.id: ev.epoch for ev, _ in accepted})
-            except LeaseLostError as lost:
-                self.metrics.lease_lost(len(lost.ids))
-                log.warning("lease lost on %d event(s) (%s); dropping their work", len(lost.ids), ", ".join(lost.ids[:5]))
-                for ev, out in [item for item in accepted if item[0].id in lost.ids]:
+            lost: list[str] = []
+            # fenced: an event whose lease moved on is another worker's now; the step records go
+            # first, so the staged counts are in the ledger before the rows are in the table
+            with self.steplog.riding():
+                try:
+                    self.ledger.renew([ev.id for ev, _ in accepted], self.owner, self.config.lease, epochs={ev.id: ev.epoch for ev, _ in accepted})
+                except LeaseLostError as moved:
+                    lost = moved.ids
+            if lost:
+                self.metrics.lease_lost(len(lost))
+                log.warning("lease lost on %d event(s) (%s); dropping their work", len(lost), ", ".join(lost[:5]))
+                for ev, out in [item for item in accepted if item[0].id in lost]:
                     self._discard(ev.pipeline or "", out)
-                accepted = [item for item in accepted if item[0].id not in lost.ids]
+                accepted = [item for item in accepted if item[0].id not in lost]
                 if not accepted:
                     return
         except Exception as exc:  # noqa: BLE001
@@ -242,27 +250,28 @@ class Committer(Batching, CommitFailures):
         if newly:
             # the next run of this batch starts from the table this commit left
             tables[table] = self.writer(table).last_table = writer.last_table
-            try:
-                self.ledger.record_step(newly, "commit", started, ended, table=table, snapshot_id=snapshot_id, events=len(newly))
-            except LedgerUnavailableError:
-                log.warning("the commit step of %d event(s) was not recorded: the ledger is unavailable", len(newly))
+            # written with the committed marks below, in their transaction
+            self.steplog.add(newly, "commit", started, ended, {"table": table, "snapshot_id": snapshot_id, "events": len(newly)})
             if snapshot_id is not None:  # None: zero rows for a table not created yet, nothing committed
                 self._counted(table)
         stats = {ev.id: out.stats for ev, out in accepted}
         epochs = {ev.id: ev.epoch for ev, _ in accepted}
         gone: set[str] = set()  # leases that moved on: the table holds their rows once, the new owner records it
-        for sid in dict.fromkeys(snapshots.values()):
-            try:
-                self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats, epochs=epochs)
-            except LeaseLostError as lost:
-                self.metrics.lease_lost(len(lost.ids))
-                log.warning("lease lost on %s; the worker holding them now records their commit", ", ".join(lost.ids[:5]))
-                gone.update(lost.ids)
-            except LedgerUnavailableError as down:
-                # the rows are in the table: whoever leases them next finds them in its history
-                mine = [ev for ev, _ in accepted if snapshots[ev.id] == sid]
-                self._hand_back(mine, f"committed to {table}, but {describe(down)}")
-                gone.update(ev.id for ev in mine)
+        try:
+            # one transaction for the commit's step records and all its committed marks
+            with self.steplog.riding():
+                for sid in dict.fromkeys(snapshots.values()):
+                    try:
+                        self.ledger.mark_committed([i for i in ids if snapshots[i] == sid], table=table, snapshot_id=sid, stats=stats, epochs=epochs)
+                    except LeaseLostError as lost:
+                        self.metrics.lease_lost(len(lost.ids))
+                        log.warning("lease lost on %s; the worker holding them now records their commit", ", ".join(lost.ids[:5]))
+                        gone.update(lost.ids)
+        except LedgerUnavailableError as down:
+            # the rows are in the table: whoever leases them next finds them in its history
+            mine = [ev for ev, _ in accepted if ev.id not in gone]
+            self._hand_back(mine, f"committed to {table}, but {describe(down)}")
+            gone.update(ev.id for ev in mine)
         for ev, _ in accepted:
             if ev.id not in gone:
                 self._notify(ev, "committed")
@@ -307,11 +316,11 @@ class Committer(Batching, CommitFailures):
         are in an append table twice."""
         ids: set[str] = set()
         seen: set[tuple[str | None, str]] = set()
+        keyed = [ev for ev, _ in accepted if ev.pipeline in self.ordered_by_key]
+        committed = self.ledger.with_committed_version(keyed) if keyed else set()  # one lookup per batch
         for ev, _ in accepted:
             mine = (ev.pipeline, ev.object_ref)
-            if ev.pipeline in self.ordered_by_key and (
-                mine in seen or self.ledger.has_committed_version(ev.source, ev.key, ev.pipeline or "", other_than=ev.id)
-            ):
+            if ev.pipeline in self.ordered_by_key and (mine in seen or ev.id in committed):
                 ids.add(ev.id)
             seen.add(mine)
         return ids

@@ -43,6 +43,8 @@ SAVE_EVERY = 1.0
 SETTLE_POLL = 0.02
 # seconds the landing thread waits after the ledger could not be reached
 LEDGER_RETRY = 2.0
+# objects landed in one ledger transaction (their bytes are hashed before it begins)
+LAND_BATCH = 100
 
 
 class Lander:
@@ -114,32 +116,50 @@ class Lander:
         ref = source.head(target) if isinstance(target, str) else target
         if ref is None:
             return []
+        landed = self._described(source, ref)
+        return [] if landed is None else self.land_object(landed, traceparent=traceparent)
+
+    def _described(self, source: Source, ref: ObjectRef) -> Landed | None:
+        """The object as it lands (its bytes hashed), or None: this very version landed before."""
         if self.ledger.object_stamp(source.name, ref.key) == ref.version:
-            return []
-        return self.land_object(source.describe(ref), traceparent=traceparent)
+            return None
+        return source.describe(ref)
 
     def land_object(self, landed: Landed, *, traceparent: str | None = None) -> list[Event]:
         """Record a complete object and route it; returns the events that are new. Its events
         keep the trace of this landing (a child of `traceparent`, the caller's, if given)."""
-        pipelines = self.runtime.router.match(landed.source, landed.key)
-        attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
-        parent, span = self.tracing.start_land(traceparent, source=landed.source, key=landed.key, size=landed.size)
+        return self.land_objects([landed], traceparent=traceparent)[0]
+
+    def land_objects(self, batch: list[Landed], *, traceparent: str | None = None) -> list[list[Event]]:
+        """`land_object` for each, in order, in one ledger transaction (one WAL flush for all):
+        every object's events and stamp, or none of them. Returns each one's new events."""
+        spans = []
+        found: list[list[Event]] = []
         try:
-            events = self.ledger.land(
-                source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
-                size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp, traceparent=parent,
-            )  # fmt: skip
+            with self.ledger.transaction():
+                for landed in batch:
+                    pipelines = self.runtime.router.match(landed.source, landed.key)
+                    attempts = {p: self.config.pipelines[p].retry.max_attempts for p in pipelines}
+                    parent, span = self.tracing.start_land(traceparent, source=landed.source, key=landed.key, size=landed.size)
+                    spans.append(span)
+                    found.append(self.ledger.land(
+                        source=landed.source, key=landed.key, uri=landed.uri, content_hash=landed.content_hash,
+                        size=landed.size, pipelines=pipelines, max_attempts=attempts, stamp=landed.stamp, traceparent=parent,
+                    ))  # fmt: skip
+                    if landed.stamp:  # with its events: no landing without the stamp a reconcile checks
+                        self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
         except Exception as exc:
-            self.tracing.end(span, exc)
+            for span in spans:
+                self.tracing.end(span, exc)
             self.metrics.error("land", exc)
             raise
-        self.tracing.end(span)
-        self.metrics.landed(landed.source, events)
-        if landed.stamp:
-            self.ledger.set_object_stamp(landed.source, landed.key, landed.stamp)
-        if events and self.on_landed is not None:
-            self.on_landed(events)
-        return events
+        for landed, span, events in zip(batch, spans, found, strict=True):
+            self.tracing.end(span)
+            self.metrics.landed(landed.source, events)
+        fresh = [ev for events in found for ev in events]
+        if fresh and self.on_landed is not None:
+            self.on_landed(fresh)
+        return found
 
     def reroute(self, names: Iterable[str] | None = None) -> int:
         """Objects recorded `unrouted` that the config now routes (a route was added or fixed)
@@ -225,22 +245,51 @@ class Lander:
                 log.warning("could not list source %r: %s", source.name, exc)
         return count + land_and_save()
 
-    def _land_found(self, changed: list[tuple[Source, ObjectRef]]) -> int:
+    def _land_found(self, changed: list[tuple[Source, ObjectRef]], *, settled: bool = False) -> int:
         with self._landing:
-            return self._land_sorted(changed)
+            return self._land_sorted(changed, settled=settled)
 
-    def _land_sorted(self, changed: list[tuple[Source, ObjectRef]]) -> int:
+    def _land_sorted(self, changed: list[tuple[Source, ObjectRef]], *, settled: bool = False) -> int:
+        """Hash and land the objects, oldest first, `LAND_BATCH` to a ledger transaction.
+        `settled`: their stability was checked already (a watch notice may say it was closed)."""
         count = 0
+        ready: list[Landed] = []
         for source, ref in _oldest_first(changed):
+            if len(ready) >= LAND_BATCH:
+                count += self._land_batch(ready)
+                ready = []
             try:
-                if not source.is_stable(ref):
+                if not settled and not source.is_stable(ref):
                     self.notice(source, ref.key, False)
                     continue
-                count += len(self.land(source, ref))
+                landed = self._described(source, ref)
             except ObjectChangedError:
                 self.notice(source, ref.key, False)  # still being written: look again once it settles
+                continue
             except (OSError, IcefloeError) as exc:  # vanished, unreadable, or a symlink out of the root
                 log.warning("could not land %s:%s: %s", source.name, ref.key, exc)
+                continue
+            if landed is not None:
+                ready.append(landed)
+        return count + self._land_batch(ready)
+
+    def _land_batch(self, batch: list[Landed]) -> int:
+        """Land hashed objects in one transaction, in order; a batch the ledger refuses is landed
+        again one object at a time, so one object's failure is its own."""
+        if not batch:
+            return 0
+        try:
+            return sum(len(events) for events in self.land_objects(batch))
+        except (OSError, IcefloeError) as exc:
+            if len(batch) == 1:
+                log.warning("could not land %s:%s: %s", batch[0].source, batch[0].key, exc)
+                return 0
+        count = 0
+        for landed in batch:
+            try:
+                count += len(self.land_object(landed))
+            except (OSError, IcefloeError) as exc:
+                log.warning("could not land %s:%s: %s", landed.source, landed.key, exc)
         return count
 
     def notice(self, source: Source, key: str, complete: bool) -> None:

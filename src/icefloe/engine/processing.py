@@ -155,11 +155,12 @@ class EventProcessing:
             return
         self.metrics.read(ev.pipeline, ev.size)
         for name, started, ended, detail in out.steps:
-            self.ledger.record_step([ev.id], name, started, ended, **detail)
+            self.committer.steplog.add([ev.id], name, started, ended, detail)
             self.tracing.span(ev, name, started, ended, **detail)
         now = time.time()
-        # the counts survive a crash before the commit is recorded (see _skip_already_committed)
-        self.ledger.record_step([ev.id], "staged", now, now, **out.stats)
+        # the counts survive a crash before the commit is recorded (see _skip_already_committed):
+        # the commit writes them first (engine.steplog)
+        self.committer.steplog.add([ev.id], "staged", now, now, dict(out.stats))
         committer = self.committer
         with committer._buffers_lock:
             if committer.holds(ev):

@@ -70,6 +70,7 @@ class Engine(EventProcessing):
         self.ordered, self.order_groups = self.committer.ordered, self.committer.order_groups
         self.ordered_by_key = self.committer.ordered_by_key
         self.buffers = self.committer.buffers
+        self.steplog = self.committer.steplog
         self._held_back = self.committer._held_back
 
     @property
@@ -139,10 +140,11 @@ class Engine(EventProcessing):
             return False
         leasing = time.time()
         self.committer.leasing()
-        events = self.ledger.lease(
-            self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
-            groups=self.order_groups, ordered_by_key=self.ordered_by_key,
-        )
+        with self.steplog.riding():  # the last batch's step records go with this lease
+            events = self.ledger.lease(
+                self.owner, limit=self.lease_limit, ttl=self.config.lease, ordered=self.ordered,
+                groups=self.order_groups, ordered_by_key=self.ordered_by_key,
+            )
         if events and self.tracing.enabled:
             leased = time.time()
             for ev in events:
@@ -220,7 +222,8 @@ class Engine(EventProcessing):
             thread.join(timeout=10)
             self._keepalive = None
         self.fetcher.close()
-        self.ledger.heartbeat(self.owner, stopped=True)
+        with self.steplog.riding():  # records of events handed back since the last transaction
+            self.ledger.heartbeat(self.owner, stopped=True)
 
     def close(self, stop: threading.Event | None = None) -> None:
         """Let the maintenance runs handed over finish (until `stop`), then stop its thread."""

@@ -1,9 +1,9 @@
 """The ledger's policy and SQL, written once for every SQL backend.
 
-State-machine checks, backoff with jitter, the ordering rules of `lease`, fencing by epoch, the
-version rules of `land` and job staleness live here; a backend (ledger/sqlite.py,
-ledger/postgres.py) only connects, names its `Dialect` and says which errors mean the
-connection is gone.
+The state machine's checks, backoff and fencing rule (ledger/machine.py) and the ordering rules
+of `lease` (ledger/ordering.py) are applied here, with the version rules of `land`; a backend
+(ledger/sqlite.py, ledger/postgres.py) only connects, names its `Dialect` and says which errors
+mean the connection is gone.
 
 Why DB-API with a thin dialect layer and not SQLAlchemy Core: the two databases already agree
 on nearly all of this SQL (`ON CONFLICT`, `RETURNING`, `CASE`, window functions), so the dialect
@@ -16,12 +16,13 @@ workers on several hosts agree when a lease expires.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from icefloe.errors import IcefloeError, LeaseLostError
-from icefloe.ledger.base import TRANSITIONS, Event, State, event_id
+from icefloe.ledger import machine
+from icefloe.ledger.machine import State, check
+from icefloe.ledger.model import Event, event_id
 from icefloe.ledger.ordering import order_filter
 from icefloe.ledger.sql_side import COLUMNS, SELECT, event_row
 from icefloe.ledger.sql_views import SqlReads
@@ -32,11 +33,6 @@ _INSERT = (
     "INSERT INTO events (" + ", ".join(f'"{c}"' for c in COLUMNS) + ") VALUES (" + ", ".join("?" * len(COLUMNS)) + ") ON CONFLICT DO NOTHING"
 )
 _STEP = "INSERT INTO steps (event_id, step, started_at, ended_at, detail) VALUES (?, ?, ?, ?, ?)"
-
-
-def _check(old: str, new: State) -> None:
-    if new not in TRANSITIONS[old]:
-        raise IcefloeError(f"illegal event transition {old} -> {new}")
 
 
 def _marks(values: list[Any]) -> str:
@@ -248,20 +244,15 @@ class SqlLedger(SqlReads):
         if lost:
             raise LeaseLostError(lost)
 
-    @staticmethod
-    def _held(row: Any, epoch: int | None) -> bool:
-        """A fenced write may go ahead: the event is still running under the caller's lease."""
-        return epoch is None or (row[0] == "running" and int(row[1]) == epoch)
-
     def supersede(self, id: str, reason: str, kind: str = "Superseded", *, epoch: int | None = None) -> None:
         with self._tx() as db:
             now = self._now(db)
             row = db.execute(f"SELECT state, epoch, source, pipeline FROM events WHERE id=?{self.dialect.row_lock}", (id,)).fetchone()
             if row is None:
                 raise IcefloeError(f"no event {id}")
-            if not self._held(row, epoch):
+            if not machine.held(row[0], row[1], epoch):
                 raise LeaseLostError([id])
-            _check(row[0], "discarded")
+            check(row[0], "discarded")
             self._tally.move(row[2], row[3], row[0], "discarded")
             db.execute(
                 "UPDATE events SET state='discarded', error=?, error_kind=?, lease_owner=NULL,"
@@ -302,10 +293,10 @@ class SqlLedger(SqlReads):
                     if fence is not None and int(row[1]) != fence:
                         lost.append(i)  # another lease committed it: its record stands
                     continue
-                if not self._held(row, fence):
+                if not machine.held(row[0], row[1], fence):
                     lost.append(i)
                     continue
-                _check(row[0], "committed")
+                check(row[0], "committed")
                 s = stats.get(i, {})
                 # the epoch in the WHERE makes the check and the write one step on PostgreSQL too
                 if not db.execute(
@@ -334,14 +325,13 @@ class SqlLedger(SqlReads):
             ).fetchone()
             if row is None:
                 raise IcefloeError(f"no event {id}")
-            if not self._held(row, epoch):
+            if not machine.held(row[0], row[1], epoch):
                 raise LeaseLostError([id])
             state, held, attempts, max_attempts, source, pipeline = row
             new: State = "retrying" if transient and attempts < max_attempts else "dead"
-            _check(state, new)
+            check(state, new)
             self._tally.move(source, pipeline, state, new)
-            # full jitter keeps a crowd of failed events from retrying in lock-step
-            delay = random.uniform(0, min(max_backoff, backoff * 2 ** max(attempts - 1, 0))) if new == "retrying" else 0
+            delay = machine.retry_delay(attempts, backoff, max_backoff) if new == "retrying" else 0
             db.execute(
                 "UPDATE events SET state=?, error=?, error_kind=?, next_attempt_at=?, updated_at=?,"
                 " lease_owner=NULL, lease_expires_at=NULL WHERE id=? AND epoch=?",

@@ -9,7 +9,7 @@ import sqlite3
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -363,6 +363,12 @@ class SqlBase(Ledger):
                 "INSERT INTO steps (event_id, step, started_at, ended_at, detail) VALUES (?, ?, ?, ?, ?)",
                 [(i, step, started_at, ended_at, payload) for i in event_ids],
             )
+
+    def record_steps(self, steps: Iterable[Step]) -> None:
+        rows = [(s.event_id, s.step, s.started_at, s.ended_at, json.dumps(s.detail, default=str)) for s in steps]
+        if rows:
+            with self._tx() as db:
+                db.executemany("INSERT INTO steps (event_id, step, started_at, ended_at, detail) VALUES (?, ?, ?, ?, ?)", rows)
 
     def steps(self, id: str) -> list[Step]:
         with self._read() as db:

@@ -55,6 +55,30 @@ class SqlReads(SqlBase):
             raise IcefloeError(f"event id prefix {prefix!r} is ambiguous")
         return event_row(rows[0]) if rows else None
 
+    def get_many(self, ids: Iterable[str]) -> dict[str, Event]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Event] = {}
+        with self._read() as db:
+            for start in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                rows = db.execute(f"{SELECT} WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                found.update((ev.id, ev) for ev in map(event_row, rows))
+        return found
+
+    def with_committed_version(self, events: Iterable[Event]) -> set[str]:
+        ids = list(dict.fromkeys(ev.id for ev in events))
+        found: set[str] = set()
+        with self._read() as db:
+            for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                rows = db.execute(
+                    f"SELECT e.id FROM events e WHERE e.id IN ({', '.join('?' * len(chunk))}) AND EXISTS (SELECT 1 FROM events c"
+                    " WHERE c.source = e.source AND c.key = e.key AND c.pipeline = e.pipeline AND c.state = 'committed' AND c.id != e.id)",
+                    chunk,
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
+
     def events(
         self, *, states: Iterable[str] | None = None, pipeline: str | None = None, limit: int | None = None
     ) -> list[Event]:
