@@ -63,3 +63,18 @@ def test_the_sql_catalog_builds_tables_in_one_place_and_commit_returns_the_new_m
     assert "self._convert_orm_to_iceberg(" in inspect.getsource(SqlCatalog.load_table)
     assert "self.load_table(" in inspect.getsource(SqlCatalog.commit_table)
     assert _params(SqlCatalog.commit_table) == ["table", "requirements", "updates"]
+
+
+def test_the_catalog_stages_a_commit_as_lean_sql_catalog_repeats_it() -> None:
+    # LeanSqlCatalog._update_and_stage_table and compat.committed_metadata repeat these steps
+    # without the closing deep copy; a pyiceberg that stages differently must be looked at again
+    from pyiceberg.catalog import MetastoreCatalog
+    from pyiceberg.table import update
+
+    stage = inspect.getsource(MetastoreCatalog._update_and_stage_table)
+    assert "update_table_metadata(" in stage and "new_table_metadata_file_location(new_metadata_version)" in stage
+    assert "self._parse_metadata_version(current_table.metadata_location) + 1" in stage and "StagedTable(" in stage
+    source = inspect.getsource(update.update_table_metadata)
+    assert "_update_table_metadata_log(new_metadata, metadata_location, base_metadata.last_updated_ms)" in source
+    assert "check_compatible(new_metadata.schema())" in source
+    assert _params(update._update_table_metadata_log) == ["base_metadata", "metadata_location", "last_updated_ms"]

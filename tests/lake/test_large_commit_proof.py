@@ -13,7 +13,7 @@ from pyiceberg.exceptions import CommitFailedException
 
 from icefloe.config import WriteConfig
 from icefloe.lake import Staged, TableWriter, committed_event_ids, open_catalog
-from icefloe.lake import writer as writer_module
+from icefloe.lake import history as history_module
 from icefloe.lake.events import EVENTS_COUNT_PROPERTY, EVENTS_FILE_PROPERTY, EVENTS_PROPERTY, INLINE_MAX
 from icefloe.lake.maintain import MaintenancePolicy, maintain
 from icefloe.lake.maintain_orphans import remove_orphans
@@ -37,7 +37,7 @@ def _batch(prefix: str, count: int, empty: tuple[int, ...] = ()) -> list[Staged]
 
 def _forget_histories() -> None:
     """What a fresh worker process knows of the tables: nothing."""
-    writer_module._histories.clear()
+    history_module._histories.clear()
 
 
 def _event_files(tmp_path: Path) -> list[Path]:

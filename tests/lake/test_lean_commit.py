@@ -1,4 +1,4 @@
-"""One metadata copy per commit, and no metadata file parsed twice (lake.compat LeanSqlCatalog)."""
+"""No deep copy of the metadata per commit, and no metadata file parsed twice (lake.compat LeanSqlCatalog)."""
 
 from __future__ import annotations
 
@@ -41,15 +41,16 @@ def _count(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-def test_a_commit_copies_the_metadata_once_and_parses_no_file_it_already_knows(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_deep_copies_no_metadata_and_parses_no_file_it_already_knows(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = TableWriter(catalog, WriteConfig(table="s.t"))
     for n in range(5):
         writer.commit([_staged(f"e{n}", [n])])
     counts = _count(monkeypatch)
     for n in range(5, 10):
         writer.commit([_staged(f"e{n}", [n])])  # each loads the table, stages, commits
-    # pyiceberg alone: three deep copies and two parses of the same file per commit
-    assert counts == {"deep_copies": 5, "parses": 0}
+    # pyiceberg alone: three deep copies and two parses of the same file per commit; the catalog's
+    # closing copy was the last, and its cost grew with the snapshots the table keeps
+    assert counts == {"deep_copies": 0, "parses": 0}
     assert sorted(r["id"] for r in catalog.load_table("s.t").scan().to_arrow().to_pylist()) == list(range(10))
 
 

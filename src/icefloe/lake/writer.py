@@ -14,11 +14,9 @@ engine's time travel, sees a state in between.
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -30,8 +28,9 @@ from pyiceberg.table.snapshots import Operation
 from icefloe.config import WriteConfig
 from icefloe.errors import CommitConflictError
 from icefloe.lake.compat import RETRY_PROPERTY, dataframe_to_data_files, transaction, transaction_io
-from icefloe.lake.events import EVENTS_PROPERTY, event_summary, snapshot_event_ids
+from icefloe.lake.events import EVENTS_PROPERTY, event_summary
 from icefloe.lake.evolve import align_to_table, apply_partition_spec, evolve_schema, nullable
+from icefloe.lake.history import committed_event_ids
 from icefloe.lake.maintain_files import BOUNDED_METADATA_PROPERTIES
 from icefloe.lake.stream import DataFileStream
 from icefloe.lake.upsert import delete_keys, upsert
@@ -58,45 +57,6 @@ class Staged:
     replaces_source: bool = False
     # the ledger's landing sequence: the landing order across hosts (landed_at is one clock's)
     seq: int = 0
-
-
-@dataclass(frozen=True)
-class _History:
-    location: str
-    snapshots: tuple[int, ...]  # snapshot ids in metadata order
-    ids: Mapping[str, int]
-
-
-_histories: dict[str, _History] = {}  # table uuid -> the last history read, per table
-_histories_lock = threading.Lock()
-
-
-def committed_event_ids(table: Table) -> Mapping[str, int]:
-    """Event id -> id of the snapshot that committed it, from the table's own history (read-only).
-
-    A metadata file never changes, so the answer is kept per table for its metadata location;
-    the next location's answer starts from it and reads only the snapshots added since (each
-    commit adds one), instead of every summary of the history again. Any other change (snapshots
-    expired or reordered) reads the whole history."""
-    metadata = table.metadata
-    key = str(metadata.table_uuid)
-    with _histories_lock:
-        known = _histories.get(key)
-    if known is not None and known.location == table.metadata_location:
-        return known.ids
-    snapshots = tuple(s.snapshot_id for s in metadata.snapshots)
-    start = 0
-    ids: dict[str, int] = {}
-    if known is not None and snapshots[: len(known.snapshots)] == known.snapshots:
-        start, ids = len(known.snapshots), dict(known.ids)
-    for snapshot in metadata.snapshots[start:]:
-        ids.update(dict.fromkeys(snapshot_event_ids(table, snapshot), snapshot.snapshot_id))
-    found = _History(table.metadata_location, snapshots, MappingProxyType(ids))
-    with _histories_lock:
-        if len(_histories) >= 256 and key not in _histories:
-            _histories.pop(next(iter(_histories)))  # bounded: the oldest-read table goes
-        _histories[key] = found
-    return found.ids
 
 
 class TableWriter:
