@@ -260,6 +260,7 @@ def child_main(read_fd: int, write_fd: int) -> None:
     for name, level in boot["levels"].items():
         logging.getLogger(name or None).setLevel(level)
 
+    from icefloe.engine.heap import freeze_startup_heap
     from icefloe.errors import describe
     from icefloe.upkeep import Upkeep
 
@@ -280,6 +281,9 @@ def child_main(read_fd: int, write_fd: int) -> None:
                 conn.send(("done", None, describe(exc), type(exc).__name__))
             else:
                 conn.send(("done", report.to_dict() if report is not None else None, None, None))
+            # a full collection of the child's start-up heap while it holds the commit gate would
+            # hold the committer too (engine.heap)
+            freeze_startup_heap()
     finally:
         runtime.close()
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from icefloe.engine.committing import Committer, _Buffer, held_key
 from icefloe.engine.fetching import Fetcher
+from icefloe.engine.heap import freeze_startup_heap
 from icefloe.engine.landing import Lander
 from icefloe.engine.summary import RunSummary, Tally
 from icefloe.errors import IcefloeError, LeaseLostError, LedgerUnavailableError, ObjectChangedError
@@ -149,6 +150,10 @@ class Engine:
         self.fetcher.forget()
         flushed = self._flush(force=not events)
         self.committer._maintain()
+        if flushed:
+            # once the first commit has loaded what a worker keeps for good (engine.heap): out
+            # of every later full collection, which would walk it again and again
+            freeze_startup_heap()
         return bool(events) or flushed
 
     def _skip_already_committed(self, events: list[Event]) -> None:
