@@ -34,8 +34,12 @@ one deep copy per commit, of the metadata the catalog commits (`update_table_met
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -50,6 +54,7 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate, _apply_table_update, _TableMetadataUpdateContext
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
+from pyiceberg.utils.concurrent import ExecutorFactory
 
 __all__ = [
     "RETRY_PROPERTY",
@@ -59,6 +64,7 @@ __all__ = [
     "OverwriteFiles",
     "SnapshotProducer",
     "dataframe_to_data_files",
+    "pyiceberg_executor",
     "to_requested_schema",
     "transaction",
     "transaction_io",
@@ -181,6 +187,19 @@ def _sqlite_wal(engine: Engine) -> None:
 
     event.listen(engine, "connect", pragmas)
     engine.dispose()  # the connection the catalog opened to create its tables predates the hook
+
+
+@contextmanager
+def pyiceberg_executor(executor: Executor) -> Iterator[None]:
+    """pyiceberg's one shared thread pool (`ExecutorFactory`: manifest reads and writes) is this
+    executor while inside. The maintenance process's commit-gate thread uses it: the shared
+    pool's threads were started by the child's lower-priority thread, and inherit its priority."""
+    saved = ExecutorFactory._instance, ExecutorFactory._instance_pid
+    ExecutorFactory._instance, ExecutorFactory._instance_pid = executor, os.getpid()
+    try:
+        yield
+    finally:
+        ExecutorFactory._instance, ExecutorFactory._instance_pid = saved
 
 
 def transaction(table: Table) -> Transaction:
