@@ -44,7 +44,6 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from sqlalchemy import Engine, event
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator
@@ -55,6 +54,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate, _apply_table_update, _TableMetadataUpdateContext
 from pyiceberg.table.update.snapshot import _OverwriteFiles, _SnapshotProducer
 from pyiceberg.utils.concurrent import ExecutorFactory
+from sqlalchemy import Engine, event
 
 __all__ = [
     "RETRY_PROPERTY",
