@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -157,3 +158,56 @@ def test_the_maintenance_process_dies_with_a_killed_worker(tmp_path: Path) -> No
             worker.stdout.close()
         if child and not _gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nice value is per thread on Linux only")
+def test_what_runs_under_the_commit_gate_keeps_the_workers_priority() -> None:
+    """The committer waits while the child holds the gate: the gated attempt must not run at the
+    child's lower priority, which an unprivileged process cannot take back (RLIMIT_NICE)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from multiprocessing import Pipe
+
+    from pyiceberg.utils.concurrent import ExecutorFactory
+
+    from icefloe.engine.maintenance_process import _Gate
+    from icefloe.lake.maintain_compact import run_exclusive
+
+    parent, child = Pipe()
+    heard: list[object] = []
+
+    def committer() -> None:  # the parent's side of the gate: grant each request
+        while (message := parent.recv()) != ("stop",):
+            heard.append(message)
+            if message == ("gate",):
+                parent.send(("granted",))
+
+    serving = threading.Thread(target=committer)
+    serving.start()
+    found: dict[str, int] = {}
+
+    def maintenance_child() -> None:  # as child_main: the gate first, then the lower priority
+        gate = _Gate(child)
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, base + NICE)  # this thread only, on Linux
+        found["run"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        # as in the child, whose planning started pyiceberg's shared pool from this (niced) thread
+        started = ThreadPoolExecutor(max_workers=2)
+        started.submit(lambda: None).result()
+        ExecutorFactory._instance, ExecutorFactory._instance_pid = started, os.getpid()
+        found["gated"] = run_exclusive(gate, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        # pyiceberg's shared pool (manifest reads and writes), used under the gate, at that priority too
+        found["pool"] = run_exclusive(
+            gate, lambda: ExecutorFactory.get_or_create().submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+        )
+        found["base"] = base
+        ExecutorFactory._instance = None
+        started.shutdown()
+        child.send(("stop",))
+
+    worker = threading.Thread(target=maintenance_child)
+    worker.start()
+    worker.join(30)
+    serving.join(30)
+    assert found["run"] == min(19, found["base"] + NICE)  # the run itself yields the CPU ...
+    assert found["gated"] == found["pool"] == found["base"]  # ... not what the committer is waiting for
+    assert heard == [("gate",), ("ungate",)] * 2

@@ -31,9 +31,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 from icefloe.errors import IcefloeError
 from icefloe.runtime import Runtime
@@ -42,12 +43,12 @@ __all__ = ["NICE", "MaintenanceProcess", "MaintenanceProcessError", "usable"]
 
 log = logging.getLogger("icefloe")
 
-# added to the child's niceness: on a busy machine the committer gets the CPU first. Modest, and
-# taken back while the child holds the commit gate where the OS lets it (`_remote_gate`): the
-# committer waits for it then, and at nice 10 on a loaded machine (load 15 on 2 cores) a
-# compaction commit that held the gate took seconds
+# added to the child's niceness: on a busy machine the committer gets the CPU first. Not for
+# what runs under the commit gate, which the committer waits for (`_Gate`): at nice 10 on a
+# loaded machine (load 15 on 2 cores) a compaction commit that held the gate took seconds
 NICE = 5
 _PR_SET_PDEATHSIG = 1
+_T = TypeVar("_T")
 
 
 class MaintenanceProcessError(IcefloeError):
@@ -224,20 +225,48 @@ def _die_with_parent(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _remote_gate(conn: Any, base: int) -> Iterator[None]:
+def _remote_gate(conn: Any) -> Iterator[None]:
     conn.send(("gate",))
     reply = conn.recv()
     if reply != ("granted",):
         raise RuntimeError(f"unexpected reply to a gate request: {reply!r}")
-    # the committer waits while we hold it: no lower priority then (needs the privilege to
-    # lower a niceness, or RLIMIT_NICE; without it the child keeps NICE)
-    raised = _set_nice(base)
     try:
         yield
     finally:
-        if raised:
-            _set_nice(base + NICE)
         conn.send(("ungate",))
+
+
+class _Gate:
+    """The commit gate as the child's maintenance code takes it (`lake.maintain_compact.Exclusive`).
+
+    The committer waits while the child holds it, so what runs under it must not run at the
+    child's lower priority: at nice +5 on a loaded machine a compaction commit held the gate,
+    and a commit, for 0.3-0.9 s (bench.flat_phases). Raising the priority back needs a
+    privilege (RLIMIT_NICE is 0 for most users), so the gated attempt (`run`) goes to a thread
+    started before the child lowered its own: on Linux the nice value is per thread."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icefloe-gated")
+        self.pool.submit(lambda: None).result()  # its thread exists now, at this thread's priority
+        self._helpers: ThreadPoolExecutor | None = None
+
+    def __call__(self) -> contextlib.AbstractContextManager[None]:
+        return _remote_gate(self.conn)
+
+    def run(self, fn: Callable[[], _T]) -> _T:
+        with _remote_gate(self.conn):
+            return self.pool.submit(self._gated, fn).result()
+
+    def _gated(self, fn: Callable[[], _T]) -> _T:
+        from pyiceberg.utils.concurrent import ExecutorFactory
+
+        from icefloe.lake.compat import pyiceberg_executor
+
+        if self._helpers is None:  # its threads start from this one, so at its priority
+            self._helpers = ThreadPoolExecutor(max_workers=ExecutorFactory.max_workers(), thread_name_prefix="icefloe-gated-io")
+        with pyiceberg_executor(self._helpers):
+            return fn()
 
 
 def _set_nice(value: int) -> bool:
@@ -252,20 +281,22 @@ def child_main(read_fd: int, write_fd: int) -> None:
     conn = _Pair(Connection(read_fd, writable=False), Connection(write_fd, readable=False))
     boot = conn.recv()
     _die_with_parent(boot["parent"])
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    _set_nice(base + NICE)
+    gate = _Gate(conn)  # before the nice below: its thread keeps the worker's priority
+    # on Linux this thread only (and the threads it starts from now on), elsewhere the process
+    _set_nice(os.getpriority(os.PRIO_PROCESS, 0) + NICE)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent decides
     root = logging.getLogger()
     root.handlers[:] = [_Forward(conn)]
     for name, level in boot["levels"].items():
         logging.getLogger(name or None).setLevel(level)
 
+    from icefloe.engine.heap import freeze_startup_heap
     from icefloe.errors import describe
     from icefloe.upkeep import Upkeep
 
     runtime = Runtime(boot["config"], boot["root"])
     upkeep = Upkeep(runtime, boot["owner"])
-    upkeep.exclusive = lambda: _remote_gate(conn, base)
+    upkeep.exclusive = gate
     try:
         while True:
             try:
@@ -280,6 +311,9 @@ def child_main(read_fd: int, write_fd: int) -> None:
                 conn.send(("done", None, describe(exc), type(exc).__name__))
             else:
                 conn.send(("done", report.to_dict() if report is not None else None, None, None))
+            # a full collection of the child's start-up heap while it holds the commit gate would
+            # hold the committer too (engine.heap)
+            freeze_startup_heap()
     finally:
         runtime.close()
 

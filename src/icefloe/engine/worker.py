@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from icefloe.engine.committing import Committer
 from icefloe.engine.fetching import Fetcher
+from icefloe.engine.heap import freeze_startup_heap
 from icefloe.engine.landing import Lander
 from icefloe.engine.processing import EventProcessing
 from icefloe.engine.summary import RunSummary, Tally
@@ -166,6 +167,10 @@ class Engine(EventProcessing):
         self.fetcher.forget()
         flushed = self._flush(force=not events)
         self.committer._maintain()
+        if flushed:
+            # once the first commit has loaded what a worker keeps for good (engine.heap): out
+            # of every later full collection, which would walk it again and again
+            freeze_startup_heap()
         return bool(events) or flushed
 
     # -- loops ----------------------------------------------------------------------------------

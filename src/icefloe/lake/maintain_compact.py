@@ -23,8 +23,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar, cast
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -43,10 +45,11 @@ from icefloe.lake.compat import to_requested_schema, transaction
 from icefloe.lake.maintain_files import as_replace, delete_files, delete_partitions, live_entries
 from icefloe.lake.upsert_commit import OneReadOverwrite
 
-__all__ = ["plan_bins", "compact", "CompactionResult", "Exclusive"]
+__all__ = ["plan_bins", "compact", "CompactionResult", "Exclusive", "run_exclusive"]
 
 # a lock around one commit, shared with the caller's own committer (see `compact`)
 Exclusive = Callable[[], AbstractContextManager[object]]
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +256,57 @@ def _discard(table: Table, bins: list[_Bin]) -> None:
     delete_files(table.io, {f.file_path: f.file_size_in_bytes for b in bins for f in b.outputs})
 
 
+@dataclass
+class _Attempt:
+    table: Table
+    bins: list[_Bin]
+    checked: int | None  # the snapshot the bins' inputs are known live in
+
+
+def run_exclusive(exclusive: Exclusive, fn: Callable[[], _T]) -> _T:
+    """`fn()` while holding `exclusive`. A gate with a `run` method runs it itself: the
+    maintenance process's runs it on a thread at the committer's priority, as the committer
+    waits for it (engine.maintenance_process)."""
+    runner = getattr(exclusive, "run", None)
+    if runner is not None:
+        return cast(_T, runner(fn))
+    with exclusive():
+        return fn()
+
+
+def _commit_bins(
+    catalog: Catalog, identifier: str, state: _Attempt, attempt: int, known: dict[str, list[ManifestEntry]], result: CompactionResult
+) -> str:
+    """One commit attempt of the bins: "committed", "conflict", or "nothing" left to commit."""
+    if attempt:  # on fresh metadata: a bin that lost an input to the racing commit goes
+        state.table = catalog.load_table(identifier)
+        state.bins, lost = _recheck(state.table, state.bins, state.checked, known)
+        state.checked = _head(state.table)
+        if lost:
+            _discard(state.table, lost)
+            result.notes.append(f"compact: {len(lost)} bins dropped, a racing commit removed their inputs")
+        if not state.bins:
+            return "nothing"
+    if _before_commit is not None:
+        _before_commit(attempt)
+    tx = transaction(state.table)
+    replace = _ReplaceFiles(known, tx, state.table.io, operation=Operation.OVERWRITE)
+    for b in state.bins:
+        for f in b.inputs:
+            replace.delete_data_file(f)
+        for f in b.outputs:
+            replace.append_data_file(f)
+    # only a conflict is known not to have landed; any other error propagates and leaves the
+    # outputs to orphan removal, because that commit may have landed after all
+    try:
+        replace.commit()
+        state.table = tx.commit_transaction()
+    except (CommitFailedException, ValidationException) as exc:
+        log.info("%s: compaction commit conflict (%s), checking inputs", identifier, exc)
+        return "conflict"
+    return "committed"
+
+
 def compact(
     catalog: Catalog,
     identifier: str,
@@ -288,43 +342,21 @@ def compact(
     except BaseException:
         _discard(table, bins)
         raise
-    checked = _head(table)  # the inputs are known live in this snapshot
+    state = _Attempt(table, bins, _head(table))  # the inputs are known live in that snapshot
     for attempt in range(ATTEMPTS):
-        with exclusive() if exclusive is not None and attempt else nullcontext():
-            if attempt:  # on fresh metadata: a bin that lost an input to the racing commit goes
-                table = catalog.load_table(identifier)
-                bins, lost = _recheck(table, bins, checked, known)
-                checked = _head(table)
-                if lost:
-                    _discard(table, lost)
-                    result.notes.append(f"compact: {len(lost)} bins dropped, a racing commit removed their inputs")
-                if not bins:
-                    result.table = table
-                    return result
-            if _before_commit is not None:
-                _before_commit(attempt)
-            tx = transaction(table)
-            replace = _ReplaceFiles(known, tx, table.io, operation=Operation.OVERWRITE)
-            for b in bins:
-                for f in b.inputs:
-                    replace.delete_data_file(f)
-                for f in b.outputs:
-                    replace.append_data_file(f)
-            # only a conflict is known not to have landed; any other error propagates and leaves the
-            # outputs to orphan removal, because that commit may have landed after all
-            try:
-                replace.commit()
-                table = tx.commit_transaction()
-            except (CommitFailedException, ValidationException) as exc:
-                log.info("%s: compaction commit conflict (%s), checking inputs", identifier, exc)
-                conflict = True
-            else:
-                conflict = False
-        if conflict:
+        if exclusive is not None and attempt:
+            outcome = run_exclusive(exclusive, partial(_commit_bins, catalog, identifier, state, attempt, known, result))
+        else:
+            outcome = _commit_bins(catalog, identifier, state, attempt, known, result)
+        table, bins = state.table, state.bins
+        if outcome == "conflict":
             time.sleep(0 if exclusive is not None else min(0.02 * 2**attempt, 0.5))
             continue
+        result.table = table
+        if outcome == "nothing":
+            return result
         snapshot = table.current_snapshot()
-        result.table, result.snapshot_id = table, snapshot.snapshot_id if snapshot else None
+        result.snapshot_id = snapshot.snapshot_id if snapshot else None
         result.files_compacted = sum(len(b.inputs) for b in bins)
         result.files_written = sum(len(b.outputs) for b in bins)
         return result

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
@@ -27,7 +27,7 @@ from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.utils.properties import property_as_int
 
 from icefloe.lake.compat import SnapshotProducer, transaction
-from icefloe.lake.maintain_compact import Exclusive
+from icefloe.lake.maintain_compact import Exclusive, run_exclusive
 from icefloe.lake.maintain_files import as_replace
 
 __all__ = ["rewrite_manifests", "ManifestResult"]
@@ -91,38 +91,45 @@ class _RewriteManifests(SnapshotProducer["_RewriteManifests"]):
         return as_replace(super()._summary(snapshot_properties or {}), "manifests")
 
 
+def _attempt(
+    catalog: Catalog, identifier: str, table: Table, attempt: int, max_manifests: int, dry_run: bool
+) -> tuple[str, ManifestResult]:
+    """One attempt: "done" (rewritten, or nothing to do) or "conflict" (a lost race; the result
+    holds the table it started from)."""
+    if attempt:
+        table = catalog.load_table(identifier)
+    snapshot = table.current_snapshot()
+    manifests = snapshot.manifests(table.io) if snapshot else []
+    result = ManifestResult(table, len(manifests), len(manifests))
+    if len(manifests) <= max_manifests:
+        return "done", result
+    if dry_run:
+        data_specs = {m.partition_spec_id for m in manifests if m.content == ManifestContent.DATA}
+        result.after = len(data_specs) + sum(m.content != ManifestContent.DATA for m in manifests)
+        return "done", result
+    tx = transaction(table)
+    try:
+        _RewriteManifests(operation=Operation.OVERWRITE, transaction=tx, io=table.io).commit()
+        table = tx.commit_transaction()
+    except CommitFailedException:
+        return "conflict", result
+    current = table.current_snapshot()
+    result.table = table
+    result.snapshot_id = current.snapshot_id if current else None
+    result.after = len(current.manifests(table.io)) if current else 0
+    return "done", result
+
+
 def rewrite_manifests(
     catalog: Catalog, identifier: str, table: Table, *, max_manifests: int, dry_run: bool = False, exclusive: Exclusive | None = None
 ) -> ManifestResult:
     """`exclusive`: as for `compact`, taken for every attempt after a lost race."""
     for attempt in range(ATTEMPTS):
-        with exclusive() if exclusive is not None and attempt else nullcontext():
-            if attempt:
-                table = catalog.load_table(identifier)
-            snapshot = table.current_snapshot()
-            manifests = snapshot.manifests(table.io) if snapshot else []
-            result = ManifestResult(table, len(manifests), len(manifests))
-            if len(manifests) <= max_manifests:
-                return result
-            if dry_run:
-                data_specs = {m.partition_spec_id for m in manifests if m.content == ManifestContent.DATA}
-                result.after = len(data_specs) + sum(m.content != ManifestContent.DATA for m in manifests)
-                return result
-            tx = transaction(table)
-            try:
-                _RewriteManifests(operation=Operation.OVERWRITE, transaction=tx, io=table.io).commit()
-                table = tx.commit_transaction()
-            except CommitFailedException:
-                conflict = True
-            else:
-                conflict = False
-        if conflict:
-            time.sleep(0 if exclusive is not None else min(0.02 * 2**attempt, 0.5))
-            continue
-        current = table.current_snapshot()
-        result.table = table
-        result.snapshot_id = current.snapshot_id if current else None
-        result.after = len(current.manifests(table.io)) if current else 0
-        return result
+        attempt_once = partial(_attempt, catalog, identifier, table, attempt, max_manifests, dry_run)
+        outcome, result = run_exclusive(exclusive, attempt_once) if exclusive is not None and attempt else attempt_once()
+        table = result.table
+        if outcome == "done":
+            return result
+        time.sleep(0 if exclusive is not None else min(0.02 * 2**attempt, 0.5))
     count = len(table.current_snapshot().manifests(table.io)) if table.current_snapshot() else 0  # type: ignore[union-attr]
     return ManifestResult(table, count, count, notes=[f"manifests: gave up after {ATTEMPTS} commit conflicts"])
