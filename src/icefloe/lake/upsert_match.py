@@ -47,4 +47,5 @@ def flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def arange(n: int) -> pa.Array:
-    return pa.array(range(n), pa.int64())
+    # in Arrow, not from range(): building 100k Python ints is ~10 ms
+    return pc.indices_nonzero(pa.repeat(pa.scalar(True), n)).cast(pa.int64())

@@ -19,6 +19,7 @@ from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.utils.concurrent import ExecutorFactory
 
+from icefloe.lake.compat import read_manifest_entries
 from icefloe.lake.upsert_bounds import PRUNING_TRANSFORMS, BatchBounds
 
 __all__ = ["FilePlanner"]
@@ -58,7 +59,7 @@ class FilePlanner:
             or manifest_evaluator(specs[m.partition_spec_id], self.schema, projected[m.partition_spec_id], True)(m)
         ]  # fmt: skip
         deletes, data = DeleteFileIndex(), []
-        for manifest, entries in ExecutorFactory.get_or_create().map(lambda m: (m, m.fetch_manifest_entry(self.io)), manifests):
+        for manifest, entries in ExecutorFactory.get_or_create().map(lambda m: (m, read_manifest_entries(m, self.io)), manifests):
             if manifest.content == ManifestContent.DATA:
                 self.entries[manifest.manifest_path] = entries
                 data += [e for e in entries if partitions[e.data_file.spec_id](e.data_file.partition)]
