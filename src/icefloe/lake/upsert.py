@@ -38,8 +38,6 @@ from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile, ManifestEntry
 from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Transaction
@@ -56,6 +54,7 @@ from icefloe.lake.upsert_bounds import BatchBounds
 from icefloe.lake.upsert_commit import OneReadOverwrite, PinnedMetadata
 from icefloe.lake.upsert_match import arange, differs, lookup
 from icefloe.lake.upsert_plan import FilePlanner
+from icefloe.lake.upsert_read import FileReader
 
 __all__ = ["DeleteResult", "UpsertResult", "delete_keys", "upsert"]
 
@@ -181,7 +180,7 @@ class _KeyedRewrite:
         self._writes: list[Future[list[DataFile]]] = []
         self._deleted: list[DataFile] = []
         self._encodings = Encodings()  # every file this commit writes: rows of one table
-        self._scans: dict[tuple[str, ...], ArrowScan] = {}
+        self._reader = FileReader(self.meta, self.io)
         self.entries: dict[str, list[ManifestEntry]] = {}  # data manifest -> its live entries
 
     def on(self, batch: pa.Table) -> Self:
@@ -239,25 +238,18 @@ class _KeyedRewrite:
             stale=bool(len(kept)) and pc.any(pc.is_in(kept, value_set=dropped)).as_py() is True,
         )
 
-    def _read(self, task: FileScanTask, names: list[str]) -> pa.Table:
-        scan = self._scans.get(tuple(names))
-        if scan is None:  # a projection costs a schema copy and a bind: once per column set
-            scan = self._scans[tuple(names)] = ArrowScan(self.meta, self.io, self.schema.select(*names), AlwaysTrue())
-        table = scan.to_table([task])
-        return pa.Table.from_arrays([table[n].cast(self.target.field(n).type) for n in names], names=names)
-
     def _probe(self, task: FileScanTask, idx: pa.Array, force: pa.Array) -> _Probe:
         rest = [n for n in self.target.names if n not in self.key]
         # a file that surely holds some keys is read whole at once; else its keys first
         likely = self._bounds.expected_hits(task.file, len(idx)) >= 1
-        keys = self._read(task, self.target.names if likely else self.key)
+        keys = self._reader.read(task, self.target.names if likely else self.key)
         hits = lookup(self._keys, idx, keys)  # batch row per file row, null where none
         matched = hits.drop_null()
         if not len(matched):
             return _Probe(task, matched, matched, matched, None)
         if not self.compare and len(matched) == len(hits):  # every row goes: nothing more to read
             return _Probe(task, matched, matched, matched.slice(0, 0), self.target.empty_table(), len(matched))
-        others = keys if likely or not rest else self._read(task, rest)
+        others = keys if likely or not rest else self._reader.read(task, rest)
         full = pa.Table.from_arrays([keys[n] if n in self.key else others[n] for n in self.target.names], schema=self.target)
         drop = pc.is_valid(hits)
         if self.compare:
