@@ -39,9 +39,9 @@ from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 from pyiceberg.avro.decoder import new_decoder
-from pyiceberg.avro.file import AvroFile
+from pyiceberg.avro.file import META_SCHEMA, AvroFile, AvroFileHeader
 from pyiceberg.avro.reader import Reader
-from pyiceberg.avro.resolver import resolve_reader
+from pyiceberg.avro.resolver import construct_reader, resolve_reader
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, ValidationException
@@ -186,6 +186,7 @@ class _ManifestAvroFile(AvroFile[ManifestEntry]):
     _resolved: ClassVar[OrderedDict[str, tuple[Schema, Reader]]] = OrderedDict()
     _resolved_lock: ClassVar[threading.Lock] = threading.Lock()
     KEEP = 64  # schema texts: one per partition spec (and writer version) of the tables read
+    _header_reader: ClassVar[Reader | None] = None
 
     def __enter__(self) -> Self:
         with self.input_file.open() as f:
@@ -205,6 +206,12 @@ class _ManifestAvroFile(AvroFile[ManifestEntry]):
         self.schema, self.reader = found
         self.read_schema = self.read_schema or self.schema
         return self
+
+    def _read_header(self) -> AvroFileHeader:
+        if _ManifestAvroFile._header_reader is None:  # pyiceberg builds it anew for every file
+            _ManifestAvroFile._header_reader = construct_reader(META_SCHEMA, {-1: AvroFileHeader})
+        header: AvroFileHeader = _ManifestAvroFile._header_reader.read(self.decoder)
+        return header
 
 
 def read_manifest_entries(manifest: ManifestFile, io: FileIO, discard_deleted: bool = True) -> list[ManifestEntry]:
