@@ -190,7 +190,7 @@ class _KeyedRewrite:
         # CPU of a 200-file rewrite; combined once here instead
         self.batch, self.rows = batch.combine_chunks(), arange(batch.num_rows)
         self._keys = self.batch.select(self.key)
-        self._bounds = BatchBounds(self.schema, batch, self.key)
+        self._bounds = BatchBounds(self.schema, self.batch, self.key)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="icefloe-upsert")
         return self
 
