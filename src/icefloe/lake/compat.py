@@ -193,13 +193,13 @@ class _ManifestAvroFile(AvroFile[ManifestEntry]):
             self.decoder = new_decoder(f.read())
         self.header = self._read_header()
         text = self.header.meta.get("avro.schema", "")
+        # held while resolving: manifests are read on several threads, and each would resolve it
         with self._resolved_lock:
             found = self._resolved.get(text)
-        if found is None:
-            schema = self.header.get_schema()
-            # the read schema, types and enums are the same for every manifest (read_manifest_entries)
-            found = (schema, resolve_reader(schema, self.read_schema or schema, self.read_types, self.read_enums))
-            with self._resolved_lock:
+            if found is None:
+                schema = self.header.get_schema()
+                # the read schema, types and enums are the same for every manifest (read_manifest_entries)
+                found = (schema, resolve_reader(schema, self.read_schema or schema, self.read_types, self.read_enums))
                 self._resolved[text] = found
                 while len(self._resolved) > self.KEEP:
                     self._resolved.popitem(last=False)
