@@ -22,8 +22,9 @@ as in its Python comparison); unmatched rows are inserted; keys must be unique i
 differs on purpose where pyiceberg fails: a null key is a DataError (pyiceberg raises TypeError),
 and a key held by several target rows replaces all of them when any differs (pyiceberg aborts).
 
-Step 1 is `upsert_plan` (with `upsert_bounds`), the row matching of steps 2-3 `upsert_match`, the
-snapshot of step 4 `upsert_commit`; this module reads, rewrites and writes.
+Step 1 is `upsert_plan` (with `upsert_bounds`), the file reads `upsert_read` (pyarrow directly
+where pyiceberg's scan has nothing to resolve), the row matching of steps 2-3 `upsert_match`, the
+snapshot of step 4 `upsert_commit`; this module runs them and writes the rows.
 """
 
 from __future__ import annotations
