@@ -87,6 +87,8 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
         summary = project.run(once=True)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     run_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the checks read the whole table
+    # the process tree: a child the run started and waited for (none expected with maintenance off)
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert summary.committed == 1 and not summary.dead, f"run --once: {summary}"
     from icefloe.lake import open_catalog
 
@@ -101,8 +103,8 @@ def icefloe_contender(args: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     before = len(table.metadata.snapshots) - 1
     outcome = _outcome(catalog, before)
-    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, "run_peak_rss_mb": run_peak, "manifests": len(manifests),
-            "manifests_without_live_files": dead, **outcome}  # fmt: skip
+    return {"seconds": seconds, "cpu_seconds": cpu, "start_rss_mb": start_rss, "run_peak_rss_mb": run_peak,
+            "children_peak_rss_mb": children_peak, "manifests": len(manifests), "manifests_without_live_files": dead, **outcome}  # fmt: skip
 
 
 def pyiceberg_contender(args: dict[str, Any]) -> dict[str, Any]:
@@ -157,9 +159,11 @@ def measure(rows: int, files: int, batch: int) -> BenchResult:
     result.row("run --once (whole process work) vs Table.upsert", secs(ours["seconds"]), f"pyiceberg: {secs(peer['seconds'])}",
                f"{speedup:.1f}x faster", f">= {TARGET_SPEEDUP:.0f}x" if full else "", speedup >= TARGET_SPEEDUP if full else None)  # fmt: skip
     result.row("CPU time", secs(ours["cpu_seconds"]), f"pyiceberg: {secs(peer['cpu_seconds'])}")
-    result.row("peak RSS until the run ended", f"{ours['run_peak_rss_mb']:.0f} MB (start {ours['start_rss_mb']:.0f})",
+    # the process and any child it waited for, summed (their peaks need not coincide: an upper bound)
+    tree = ours["run_peak_rss_mb"] + ours["children_peak_rss_mb"]
+    result.row("peak RSS until the run ended (process tree)", f"{tree:.0f} MB (start {ours['start_rss_mb']:.0f})",
                f"pyiceberg: {peer['run_peak_rss_mb']:.0f} MB (start {peer['start_rss_mb']:.0f})", "",
-               f"<= {TARGET_RSS_MB:.0f} MB", ours["run_peak_rss_mb"] <= TARGET_RSS_MB)  # fmt: skip
+               f"<= {TARGET_RSS_MB:.0f} MB", tree <= TARGET_RSS_MB)  # fmt: skip
     result.row("peak RSS incl. the checks after (whole table read)", peak(ours), f"pyiceberg: {peak(peer)}")
     result.row("data files deleted / added", f"{ours['files_deleted']} / {ours['files_added']}",
                f"pyiceberg: {peer['files_deleted']} / {peer['files_added']}")  # fmt: skip

@@ -24,7 +24,7 @@ from pyiceberg.utils.properties import property_as_int
 
 from icefloe.lake.compat import dataframe_to_data_files, transaction
 from icefloe.lake.evolve import align_to_table, evolve_schema, schema_change
-from icefloe.lake.parquet import DataFileWriter
+from icefloe.lake.parquet import DataFileWriter, Encodings
 
 __all__ = ["DataFileStream", "write_data_file"]
 
@@ -114,13 +114,14 @@ class DataFileStream:
                 pass
 
 
-def write_data_file(metadata: TableMetadata, io: FileIO, rows: pa.Table) -> DataFile:
+def write_data_file(metadata: TableMetadata, io: FileIO, rows: pa.Table, encodings: Encodings | None = None) -> DataFile:
     """`rows` (exactly the table's Arrow schema; unpartitioned table) as one data file, written as
-    DataFileStream writes (mostly-distinct columns without a dictionary), not yet committed."""
+    DataFileStream writes (mostly-distinct columns without a dictionary), not yet committed.
+    Files sharing `encodings` share the choice of those columns."""
     locations = load_location_provider(metadata.location, metadata.properties)
     path = locations.new_data_location(data_file_name=f"icefloe-{uuid.uuid4()}.parquet")
     output = io.new_output(path)
-    writer = DataFileWriter(output, metadata.schema(), metadata.properties)
+    writer = DataFileWriter(output, metadata.schema(), metadata.properties, encodings)
     try:
         writer.write(rows)
     except BaseException:

@@ -21,6 +21,10 @@ row is replaced only when some non-key column differs (NaN differs from NaN, nul
 as in its Python comparison); unmatched rows are inserted; keys must be unique in the batch. It
 differs on purpose where pyiceberg fails: a null key is a DataError (pyiceberg raises TypeError),
 and a key held by several target rows replaces all of them when any differs (pyiceberg aborts).
+
+Step 1 is `upsert_plan` (with `upsert_bounds`), the file reads `upsert_read` (pyarrow directly
+where pyiceberg's scan has nothing to resolve), the row matching of steps 2-3 `upsert_match`, the
+snapshot of step 4 `upsert_commit`; this module runs them and writes the rows.
 """
 
 from __future__ import annotations
@@ -35,42 +39,28 @@ from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import (
-    AlwaysTrue,
-)
-from pyiceberg.expressions.visitors import (
-    expression_evaluator,
-    inclusive_projection,
-    manifest_evaluator,
-)
-from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import (
-    DataFile,
-    DataFileContent,
-    ManifestContent,
-    ManifestEntry,
-)
+from pyiceberg.manifest import DataFile, ManifestEntry
 from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Transaction
-from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update.snapshot import UpdateSnapshot
-from pyiceberg.utils.concurrent import ExecutorFactory
 
 from icefloe.errors import ConfigError, DataError
 from icefloe.lake.compat import SnapshotProducer, dataframe_to_data_files, transaction_io
 from icefloe.lake.evolve import align_to_table
+from icefloe.lake.parquet import Encodings
 from icefloe.lake.stream import write_data_file
-from icefloe.lake.upsert_bounds import PRUNING_TRANSFORMS, BatchBounds
+from icefloe.lake.upsert_bounds import BatchBounds
 from icefloe.lake.upsert_commit import OneReadOverwrite, PinnedMetadata
+from icefloe.lake.upsert_match import arange, differs, lookup
+from icefloe.lake.upsert_plan import FilePlanner
+from icefloe.lake.upsert_read import FileReader
 
 __all__ = ["DeleteResult", "UpsertResult", "delete_keys", "upsert"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-# key types whose Iceberg bounds compare like the Python values of the (cast) Arrow column
-# transforms whose Arrow form gives the values stored in a data file's partition record
 _CHUNK_BYTES = 32 << 20  # rewritten rows are written in chunks this big (Arrow bytes), one writer each
 _MIN_PIECE_BYTES = 8 << 20
 
@@ -111,7 +101,7 @@ def upsert(tx: Transaction, data: pa.Table, key: list[str], *, snapshot_properti
             job.discard()
             found = job.run(force=found.dropped)
         appended = pc.or_(pc.invert(pc.is_in(job.rows, value_set=found.matched)), pc.is_in(job.rows, value_set=found.dropped))
-        new_rows = data.filter(appended)
+        new_rows = job.batch.filter(appended)
         job.write(new_rows.sort_by([(name, "ascending") for name in key]) if new_rows.num_rows else new_rows)
         job.commit(snapshot_properties or {})
     return UpsertResult(
@@ -190,14 +180,18 @@ class _KeyedRewrite:
         self._uuid, self._counter = uuid.uuid4(), itertools.count()
         self._writes: list[Future[list[DataFile]]] = []
         self._deleted: list[DataFile] = []
-        self._partitions: dict[tuple[int, int], pa.Array | None] = {}
-        self._scans: dict[tuple[str, ...], ArrowScan] = {}
+        self._encodings = Encodings()  # every file this commit writes: rows of one table
+        self._reader = FileReader(self.meta, self.io)
         self.entries: dict[str, list[ManifestEntry]] = {}  # data manifest -> its live entries
 
     def on(self, batch: pa.Table) -> Self:
         """Work on this batch (aligned to the table, unique keys) until the `with` block ends."""
-        self.batch, self.rows = batch, _arange(batch.num_rows)
-        self._bounds = BatchBounds(self.schema, batch, self.key)
+        # every candidate file takes its rows from the batch: a take from a column of several
+        # chunks concatenates them first, so with the chunks a reader left that was most of the
+        # CPU of a 200-file rewrite; combined once here instead
+        self.batch, self.rows = batch.combine_chunks(), arange(batch.num_rows)
+        self._keys = self.batch.select(self.key)
+        self._bounds = BatchBounds(self.schema, self.batch, self.key)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="icefloe-upsert")
         return self
 
@@ -211,8 +205,9 @@ class _KeyedRewrite:
 
     # -- finding ------------------------------------------------------------------------------
     def run(self, force: pa.Array | None = None) -> _Found:
-        candidates = [(task, idx) for task in self._plan() if len(idx := self._narrow(task))]
-        candidates.sort(key=lambda c: self._bounds.sort_key(c[0].file))  # rewritten rows stay clustered by key
+        planner = FilePlanner(self.meta, self.io, self.key, self.batch, self._bounds)
+        candidates = planner.candidates()
+        self.entries = planner.entries
         force = force if force is not None else pa.array([], pa.int64())
         pending: list[pa.Table] = []
         pending_bytes = 0
@@ -244,113 +239,29 @@ class _KeyedRewrite:
             stale=bool(len(kept)) and pc.any(pc.is_in(kept, value_set=dropped)).as_py() is True,
         )
 
-    def _plan(self) -> list[FileScanTask]:
-        """pyiceberg's planning, but keeping every live entry of the data manifests it reads, so
-        that the commit need not read them again (see OneReadOverwrite)."""
-        snapshot = self.meta.current_snapshot()
-        if snapshot is None:
-            return []
-        coarse = self._bounds.coarse_filter()
-        projected = {spec_id: inclusive_projection(self.schema, spec)(coarse) for spec_id, spec in self.meta.specs().items()}
-        partitions = {
-            spec_id: expression_evaluator(Schema(*spec.partition_type(self.schema).fields), projected[spec_id], True)
-            for spec_id, spec in self.meta.specs().items()
-        }
-        manifests = [
-            m for m in snapshot.manifests(self.io)
-            if m.content != ManifestContent.DATA
-            or manifest_evaluator(self.meta.specs()[m.partition_spec_id], self.schema, projected[m.partition_spec_id], True)(m)
-        ]  # fmt: skip
-        deletes, data = DeleteFileIndex(), []
-        for manifest, entries in ExecutorFactory.get_or_create().map(lambda m: (m, m.fetch_manifest_entry(self.io)), manifests):
-            if manifest.content == ManifestContent.DATA:
-                self.entries[manifest.manifest_path] = entries
-                data += [e for e in entries if partitions[e.data_file.spec_id](e.data_file.partition)]
-                continue
-            for entry in entries:
-                if entry.data_file.content == DataFileContent.EQUALITY_DELETES:
-                    raise ValueError("pyiceberg does not yet support equality deletes")
-                deletes.add_delete_file(entry, partition_key=entry.data_file.partition)
-        return [
-            FileScanTask(
-                e.data_file,
-                delete_files=deletes.for_data_file(e.sequence_number or 0, e.data_file, partition_key=e.data_file.partition),
-            )
-            for e in data
-        ]
-
-    def _narrow(self, task: FileScanTask) -> pa.Array:
-        """The batch rows whose keys this file may hold, by its bounds and partition values."""
-        idx = self._bounds.candidates(task.file)
-        if not len(idx):
-            return idx
-        spec = self.meta.specs()[task.file.spec_id]
-        for pos, field in enumerate(spec.fields):
-            values = self._partition_values(task.file.spec_id, pos)
-            value = task.file.partition[pos] if values is not None else None
-            if values is None or value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
-                continue
-            idx = idx.filter(pc.equal(values.take(idx), pa.scalar(value, values.type)))
-            if not len(idx):
-                break
-        return idx
-
-    def _partition_values(self, spec_id: int, pos: int) -> pa.Array | None:
-        """A key-derived partition field computed over the batch, if it can prune."""
-        if (spec_id, pos) not in self._partitions:
-            field = self.meta.specs()[spec_id].fields[pos]
-            source = self.schema.find_field(field.source_id)
-            values = None
-            if source.name in self.key and isinstance(field.transform, PRUNING_TRANSFORMS):
-                column = self.batch[source.name].combine_chunks()
-                values = field.transform.pyarrow_transform(source.field_type)(column)
-                if not (pa.types.is_integer(values.type) or pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-                    values = None
-            self._partitions[spec_id, pos] = values
-        return self._partitions[spec_id, pos]
-
-    def _read(self, task: FileScanTask, names: list[str]) -> pa.Table:
-        scan = self._scans.get(tuple(names))
-        if scan is None:  # a projection costs a schema copy and a bind: once per column set
-            scan = self._scans[tuple(names)] = ArrowScan(self.meta, self.io, self.schema.select(*names), AlwaysTrue())
-        table = scan.to_table([task])
-        return pa.Table.from_arrays([table[n].cast(self.target.field(n).type) for n in names], names=names)
-
     def _probe(self, task: FileScanTask, idx: pa.Array, force: pa.Array) -> _Probe:
         rest = [n for n in self.target.names if n not in self.key]
         # a file that surely holds some keys is read whole at once; else its keys first
         likely = self._bounds.expected_hits(task.file, len(idx)) >= 1
-        keys = self._read(task, self.target.names if likely else self.key)
-        hits = self._lookup(keys, idx)  # batch row per file row, null where none
+        keys = self._reader.read(task, self.target.names if likely else self.key)
+        hits = lookup(self._keys, idx, keys)  # batch row per file row, null where none
         matched = hits.drop_null()
         if not len(matched):
             return _Probe(task, matched, matched, matched, None)
         if not self.compare and len(matched) == len(hits):  # every row goes: nothing more to read
             return _Probe(task, matched, matched, matched.slice(0, 0), self.target.empty_table(), len(matched))
-        others = keys if likely or not rest else self._read(task, rest)
+        others = keys if likely or not rest else self._reader.read(task, rest)
         full = pa.Table.from_arrays([keys[n] if n in self.key else others[n] for n in self.target.names], schema=self.target)
         drop = pc.is_valid(hits)
         if self.compare:
             at = pc.indices_nonzero(drop)
-            changed = matched.filter(_differs(full.select(rest).take(at), self.batch.select(rest).take(matched)))
+            changed = matched.filter(differs(full.select(rest).take(at), self.batch.select(rest).take(matched)))
             drop = pc.is_in(hits, value_set=pa.concat_arrays([changed, force]))
         dropped = hits.filter(drop)
         kept_matched = hits.filter(pc.and_(pc.is_valid(hits), pc.invert(drop)))
         if not len(dropped):
             return _Probe(task, matched, dropped, kept_matched, None)
         return _Probe(task, matched, dropped, kept_matched, full.filter(pc.invert(drop)), len(dropped))
-
-    def _lookup(self, keys: pa.Table, idx: pa.Array) -> pa.Array:
-        subset = self.batch.select(self.key).take(idx)
-        if len(self.key) == 1:
-            name = self.key[0]
-            options = pc.SetLookupOptions(subset[name].combine_chunks(), skip_nulls=True)
-            return idx.take(_flat(pc.index_in(keys[name], options=options)))
-        left = keys.append_column("__row", _arange(keys.num_rows))
-        right = subset.append_column("__idx", idx)
-        pairs = left.join(right, keys=self.key, join_type="inner", use_threads=False)
-        at = pc.index_in(_arange(keys.num_rows), value_set=pairs["__row"])
-        return _flat(pairs["__idx"]).take(_flat(at))
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, rows: pa.Table) -> None:
@@ -375,7 +286,7 @@ class _KeyedRewrite:
         if self.meta.spec().is_unpartitioned() and rows.num_rows:
             # as a spilled event writes: mostly-distinct columns without a dictionary, which
             # pyiceberg's writer would build for every column and then abandon (~40% of the CPU)
-            return [write_data_file(self.meta, self.io, rows)]
+            return [write_data_file(self.meta, self.io, rows, self._encodings)]
         return list(dataframe_to_data_files(self.meta, rows, self.io, self._uuid, self._counter))
 
     def discard(self) -> None:
@@ -404,31 +315,6 @@ class _KeyedRewrite:
                 producer.delete_data_file(data_file)
             for data_file in added:
                 producer.append_data_file(data_file)
-
-
-def _differs(mine: pa.Table, theirs: pa.Table) -> pa.Array:
-    """Row by row: does any column differ between the two (aligned, same-schema) tables?
-
-    pyiceberg compares `as_py()` values with `!=`: null equals null, NaN differs from NaN."""
-    result: pa.Array | None = None
-    for name in mine.column_names:
-        a, b = mine[name], theirs[name]
-        try:
-            ne = pc.or_(pc.fill_null(pc.not_equal(a, b), False), pc.not_equal(pc.is_null(a), pc.is_null(b)))
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # nested types: compare as Python
-            ne = pa.array([x != y for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True)], pa.bool_())
-        result = ne if result is None else pc.or_(result, ne)
-    if result is None:  # only key columns: every matched row is equal
-        return pa.repeat(False, mine.num_rows)
-    return _flat(result)
-
-
-def _flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
-def _arange(n: int) -> pa.Array:
-    return pa.array(range(n), pa.int64())
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: list[_T], window: int) -> Iterator[_R]:

@@ -17,7 +17,7 @@ from pyiceberg.table.snapshots import Operation
 from pyiceberg.typedef import KeyDefaultDict
 from pyiceberg.utils.concurrent import ExecutorFactory
 
-from icefloe.lake.compat import OverwriteFiles
+from icefloe.lake.compat import OverwriteFiles, read_manifest_entries
 
 __all__ = ["LiveOverwrite", "OneReadOverwrite", "PinnedMetadata", "carries_live_files"]
 
@@ -64,7 +64,7 @@ class OneReadOverwrite(OverwriteFiles):
             if manifest.content != ManifestContent.DATA or not evaluators[manifest.partition_spec_id](manifest):
                 return manifest, []
             known = self._known.get(manifest.manifest_path)
-            entries = known if known is not None else manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+            entries = known if known is not None else read_manifest_entries(manifest, self._io)
             gone = [e for e in entries if e.data_file in self._deleted_data_files]
             if not gone:
                 return manifest, []
