@@ -138,9 +138,4 @@ class CommitFailures:
                 buf.items = [item for item in buf.items if item not in newer]
                 buf.rows -= sum(out.data.num_rows for _, out in newer)
                 buf.bytes -= sum(out.data.nbytes for _, out in newer)
-                try:
-                    self.ledger.release([ev.id for ev, _ in newer], self.owner, epochs={ev.id: ev.epoch for ev, _ in newer})
-                except LeaseLostError as lost:
-                    log.warning("lease lost on %s before they were handed back", ", ".join(lost.ids[:5]))
-                for ev, out in newer:
-                    self._discard(ev.pipeline or "", out)
+                self._put_back(newer)
